@@ -1,0 +1,208 @@
+//! The collector's configuration: a TOML file whose unknown keys are errors, overridden by flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration. Every key is optional; the defaults serve one collector on this machine.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the store keeps its write-ahead log and segments (`$HOPTRACE_DATA`, else `./hoptrace-data`).
+    pub data_dir: PathBuf,
+    pub listen: Listen,
+    pub storage: Storage,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    /// OTLP/gRPC.
+    pub grpc: SocketAddr,
+    /// OTLP/HTTP, `/health` and `/metrics`.
+    pub http: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// Acknowledged spans reach a Parquet segment at least this often, e.g. "2s".
+    #[serde(deserialize_with = "duration")]
+    pub flush_interval: Duration,
+    /// …or as soon as this many wait in memory.
+    pub flush_max_spans: usize,
+    /// Recent (trace id, span id) pairs remembered to drop retried duplicates.
+    pub dedup_window: usize,
+    /// Consecutive small segments of one hour merged into one.
+    pub compaction_min_segments: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest accepted gRPC message, after decompression (OTLP default: 4 MiB).
+    pub max_grpc_message_bytes: usize,
+    /// Largest accepted HTTP body, after decompression (OTLP default: 20 MiB).
+    pub max_http_body_bytes: usize,
+    /// Memory that requests being decoded and written may hold; beyond it requests are refused with a retry delay.
+    pub max_inflight_bytes: usize,
+    /// Batches waiting for the write-ahead log.
+    pub queue_capacity: usize,
+    /// The retry delay suggested when refusing for backpressure, e.g. "1s".
+    #[serde(deserialize_with = "duration")]
+    pub retry_after: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let data_dir = std::env::var_os("HOPTRACE_DATA").map(PathBuf::from).unwrap_or_else(|| "hoptrace-data".into());
+        Config { data_dir, listen: Listen::default(), storage: Storage::default(), limits: Limits::default() }
+    }
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen { grpc: ([127, 0, 0, 1], 4317).into(), http: ([127, 0, 0, 1], 4318).into() }
+    }
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        let store = hoptrace_store::StoreConfig::new("");
+        Storage {
+            flush_interval: store.flush_interval,
+            flush_max_spans: store.flush_max_spans,
+            dedup_window: store.dedup_window,
+            compaction_min_segments: store.compaction_min_segments,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_grpc_message_bytes: 4 << 20,
+            max_http_body_bytes: 20 << 20,
+            max_inflight_bytes: 256 << 20,
+            queue_capacity: 64,
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a config file. The error names the file, the key and the reason.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("storage.flush_max_spans", self.storage.flush_max_spans),
+            ("storage.dedup_window", self.storage.dedup_window),
+            ("storage.compaction_min_segments", self.storage.compaction_min_segments),
+            ("limits.max_grpc_message_bytes", self.limits.max_grpc_message_bytes),
+            ("limits.max_http_body_bytes", self.limits.max_http_body_bytes),
+            ("limits.max_inflight_bytes", self.limits.max_inflight_bytes),
+            ("limits.queue_capacity", self.limits.queue_capacity),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(format!("{key} must be greater than zero"));
+            }
+        }
+        if self.storage.flush_interval.is_zero() {
+            return Err("storage.flush_interval must be greater than zero".into());
+        }
+        if self.limits.max_inflight_bytes < self.limits.max_http_body_bytes {
+            return Err("limits.max_inflight_bytes must be at least limits.max_http_body_bytes, or no large request could ever be accepted".into());
+        }
+        Ok(())
+    }
+
+    pub fn store_config(&self) -> hoptrace_store::StoreConfig {
+        let mut store = hoptrace_store::StoreConfig::new(&self.data_dir);
+        store.flush_interval = self.storage.flush_interval;
+        store.flush_max_spans = self.storage.flush_max_spans;
+        store.dedup_window = self.storage.dedup_window;
+        store.compaction_min_segments = self.storage.compaction_min_segments;
+        store.queue_capacity = self.limits.queue_capacity;
+        store
+    }
+}
+
+/// "250ms", "2s", "1m": a number and a unit.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as \"500ms\" or \"2s\""))?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1e3,
+        "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(format!("{text:?} needs a unit: ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.listen.grpc.to_string(), "127.0.0.1:4317");
+        assert_eq!(c.listen.http.to_string(), "127.0.0.1:4318");
+        assert_eq!(c.limits.max_http_body_bytes, 20 << 20);
+    }
+
+    #[test]
+    fn full_file_is_read() {
+        let c = Config::parse(
+            r#"
+            data_dir = "/var/lib/hoptrace"
+            [listen]
+            grpc = "0.0.0.0:14317"
+            [storage]
+            flush_interval = "500ms"
+            [limits]
+            retry_after = "3s"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/hoptrace"));
+        assert_eq!(c.listen.grpc.port(), 14317);
+        assert_eq!(c.storage.flush_interval, Duration::from_millis(500));
+        assert_eq!(c.limits.retry_after, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let unknown = Config::parse("[storage]\nflush_intervall = \"1s\"\n").unwrap_err();
+        assert!(unknown.contains("flush_intervall"), "{unknown}");
+        let bad = Config::parse("[storage]\nflush_interval = \"soon\"\n").unwrap_err();
+        assert!(bad.contains("flush_interval") && bad.contains("soon"), "{bad}");
+        let zero = Config::parse("[limits]\nqueue_capacity = 0\n").unwrap_err();
+        assert_eq!(zero, "limits.queue_capacity must be greater than zero");
+        let addr = Config::parse("[listen]\nhttp = \"nowhere\"\n").unwrap_err();
+        assert!(addr.contains("http"), "{addr}");
+    }
+}

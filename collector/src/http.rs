@@ -1,0 +1,147 @@
+//! OTLP/HTTP `POST /v1/traces`, plus `GET /health` and `GET /metrics`.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use prost::Message;
+
+use crate::metrics::{Metrics, Transport};
+use crate::otlp::body::{self, BodyError, Format};
+use crate::otlp::response_json;
+use crate::pipeline::{Pipeline, Refusal};
+
+#[derive(Clone)]
+struct HttpState {
+    pipeline: Arc<Pipeline>,
+    max_body_bytes: usize,
+}
+
+pub fn router(pipeline: Arc<Pipeline>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/traces", post(export))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        // The limit is enforced by `body::decompress` after decompression; axum's own is for the wire body.
+        .layer(DefaultBodyLimit::max(max_body_bytes + 1))
+        .with_state(HttpState { pipeline, max_body_bytes })
+}
+
+async fn export(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
+    let t = Transport::Http;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Some(format) = Format::from_content_type(content_type) else {
+        Metrics::add(&state.pipeline.metrics.requests_invalid, t, 1);
+        let msg = format!("unsupported Content-Type {content_type:?}; use application/x-protobuf or application/json");
+        return error(Format::Protobuf, StatusCode::UNSUPPORTED_MEDIA_TYPE, &msg, &state);
+    };
+    let wire = match axum::body::to_bytes(body, state.max_body_bytes + 1).await {
+        Ok(b) if b.len() <= state.max_body_bytes => b,
+        Ok(_) | Err(_) if too_large_or_read_error(&headers, &state) => {
+            Metrics::add(&state.pipeline.metrics.requests_too_large, t, 1);
+            let msg = format!("request body exceeds {} bytes", state.max_body_bytes);
+            return error(format, StatusCode::PAYLOAD_TOO_LARGE, &msg, &state);
+        }
+        Ok(_) | Err(_) => {
+            Metrics::add(&state.pipeline.metrics.requests_invalid, t, 1);
+            return error(format, StatusCode::BAD_REQUEST, "request body could not be read", &state);
+        }
+    };
+    let _wire_admission = match state.pipeline.admit(wire.len(), t) {
+        Ok(a) => a,
+        Err(r) => return refusal(format, r, &state),
+    };
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let decoded = body::decompress(encoding, &wire, state.max_body_bytes).and_then(|raw| body::decode(format, raw));
+    drop(wire);
+    let decoded = match decoded {
+        Ok(d) => d,
+        Err(BodyError::TooLarge { limit }) => {
+            Metrics::add(&state.pipeline.metrics.requests_too_large, t, 1);
+            let msg = format!("request body exceeds {limit} bytes after decompression");
+            return error(format, StatusCode::PAYLOAD_TOO_LARGE, &msg, &state);
+        }
+        Err(BodyError::UnsupportedEncoding(e)) => {
+            Metrics::add(&state.pipeline.metrics.requests_invalid, t, 1);
+            let msg = format!("unsupported Content-Encoding {e:?}; use gzip or none");
+            return error(format, StatusCode::UNSUPPORTED_MEDIA_TYPE, &msg, &state);
+        }
+        Err(BodyError::Invalid(msg)) => return refusal(format, Refusal::Invalid(msg), &state),
+    };
+    let _admission = match state.pipeline.admit(decoded.protobuf.len(), t) {
+        Ok(a) => a,
+        Err(r) => return refusal(format, r, &state),
+    };
+    match state.pipeline.export(decoded.request, decoded.protobuf, t).await {
+        Ok(response) => {
+            let body = match format {
+                Format::Protobuf => Bytes::from(response.encode_to_vec()),
+                Format::Json => Bytes::from(response_json(&response)),
+            };
+            ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+        }
+        Err(r) => refusal(format, r, &state),
+    }
+}
+
+/// A body that failed to read because it was over the limit, rather than a broken connection.
+fn too_large_or_read_error(headers: &HeaderMap, state: &HttpState) -> bool {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    declared.is_none_or(|len| len > state.max_body_bytes)
+}
+
+fn refusal(format: Format, refusal: Refusal, state: &HttpState) -> Response {
+    let m = &state.pipeline.metrics;
+    match &refusal {
+        Refusal::Invalid(msg) => {
+            Metrics::add(&m.requests_invalid, Transport::Http, 1);
+            error(format, StatusCode::BAD_REQUEST, msg, state)
+        }
+        Refusal::TooLarge(msg) => {
+            Metrics::add(&m.requests_too_large, Transport::Http, 1);
+            error(format, StatusCode::PAYLOAD_TOO_LARGE, msg, state)
+        }
+        Refusal::Busy | Refusal::Unavailable(_) => {
+            error(format, StatusCode::SERVICE_UNAVAILABLE, &refusal.to_string(), state)
+        }
+    }
+}
+
+/// An error response: a `google.rpc.Status` in the request's encoding, with `Retry-After` on 503.
+fn error(format: Format, status: StatusCode, message: &str, state: &HttpState) -> Response {
+    let code = match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => tonic::Code::InvalidArgument,
+        StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::ResourceExhausted,
+        _ => tonic::Code::Unavailable,
+    } as i32;
+    let body = match format {
+        Format::Protobuf => {
+            Bytes::from(tonic_types::pb::Status { code, message: message.to_owned(), details: Vec::new() }.encode_to_vec())
+        }
+        Format::Json => Bytes::from(serde_json::json!({ "code": code, "message": message }).to_string()),
+    };
+    let mut response = (status, [(header::CONTENT_TYPE, format.content_type())], body).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        let secs = state.pipeline.retry_after.as_secs().max(1);
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+async fn health(State(state): State<HttpState>) -> Response {
+    let json = [(header::CONTENT_TYPE, "application/json")];
+    match state.pipeline.store() {
+        Some(_) => (StatusCode::OK, json, r#"{"status":"ready"}"#).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, json, r#"{"status":"starting","reason":"replaying the write-ahead log"}"#)
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let store = state.pipeline.store().map(|s| s.stats().as_ref());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.pipeline.metrics.render(store)).into_response()
+}

@@ -1,0 +1,103 @@
+//! hoptrace's collector: OTLP/gRPC and OTLP/HTTP receivers in front of the durable span store.
+//!
+//! Both receivers share one [`pipeline::Pipeline`]: admission under a memory budget, validation into
+//! accepted and rejected spans, and the hand-off to the store, which answers once the spans are in its
+//! write-ahead log. [`Collector::start`] binds the listeners first (so `/health` can say "starting"),
+//! replays the store, then takes traffic; [`Collector::stop`] stops accepting, drains, and flushes.
+
+pub mod config;
+pub mod grpc;
+pub mod http;
+pub mod metrics;
+pub mod otlp;
+pub mod pipeline;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use hoptrace_store::SpanStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+use pipeline::Pipeline;
+
+/// A running collector.
+pub struct Collector {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub pipeline: Arc<Pipeline>,
+    stop_tx: watch::Sender<bool>,
+    servers: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Collector {
+    /// Binds the listeners, opens (and replays) the store, and serves until [`Collector::stop`].
+    pub async fn start(config: Config) -> anyhow::Result<Collector> {
+        let grpc_listener = TcpListener::bind(config.listen.grpc)
+            .await
+            .with_context(|| format!("cannot listen for OTLP/gRPC on {}", config.listen.grpc))?;
+        let http_listener = TcpListener::bind(config.listen.http)
+            .await
+            .with_context(|| format!("cannot listen for OTLP/HTTP on {}", config.listen.http))?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let http_addr = http_listener.local_addr()?;
+        let pipeline = Arc::new(Pipeline::new(config.limits.max_inflight_bytes, config.limits.retry_after));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+
+        let http = {
+            let app = http::router(Arc::clone(&pipeline), config.limits.max_http_body_bytes);
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                axum::serve(http_listener, app).with_graceful_shutdown(stop).await.context("OTLP/HTTP server failed")
+            })
+        };
+        tracing::info!(%http_addr, "OTLP/HTTP listening (/v1/traces, /health, /metrics)");
+
+        let data_dir = config.data_dir.clone();
+        let store_config = config.store_config();
+        let (store, recovery) = tokio::task::spawn_blocking(move || SpanStore::open(store_config))
+            .await?
+            .with_context(|| format!("cannot open the span store in {}", data_dir.display()))?;
+        tracing::info!(
+            data_dir = %config.data_dir.display(),
+            replayed_records = recovery.replayed_records,
+            replayed_spans = recovery.replayed_spans,
+            "span store open"
+        );
+        pipeline.set_ready(Arc::new(store));
+
+        let grpc = {
+            let service = grpc::service(Arc::clone(&pipeline), config.limits.max_grpc_message_bytes);
+            let stop = stopped(stop_rx);
+            tokio::spawn(async move {
+                tonic::transport::Server::builder()
+                    .layer(tower::util::MapResponseLayer::new(grpc::oversize_as_resource_exhausted))
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(grpc_listener), stop)
+                    .await
+                    .context("OTLP/gRPC server failed")
+            })
+        };
+        tracing::info!(%grpc_addr, "OTLP/gRPC listening");
+        Ok(Collector { grpc_addr, http_addr, pipeline, stop_tx, servers: vec![http, grpc] })
+    }
+
+    /// Stops accepting, lets in-flight requests finish, then flushes the store to segments.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop_tx.send(true);
+        for server in self.servers {
+            server.await??;
+        }
+        if let Some(store) = self.pipeline.store().cloned() {
+            tokio::task::spawn_blocking(move || store.shutdown()).await?.context("final flush failed")?;
+        }
+        tracing::info!("collector stopped; every acknowledged span is in a segment");
+        Ok(())
+    }
+}

@@ -1,0 +1,71 @@
+//! `collector`: receive OTLP spans over gRPC and HTTP and store them durably.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use hoptrace_collector::{Collector, Config};
+
+/// hoptrace collector: OTLP/gRPC and OTLP/HTTP in, durable Parquet span store out.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// TOML configuration file (unknown keys are an error); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory [default: $HOPTRACE_DATA or ./hoptrace-data]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317]
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
+    /// OTLP/HTTP, /health and /metrics listen address [default: 127.0.0.1:4318]
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path).map_err(anyhow::Error::msg)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(addr) = args.grpc_listen {
+        config.listen.grpc = addr;
+    }
+    if let Some(addr) = args.http_listen {
+        config.listen.http = addr;
+    }
+    let collector = Collector::start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("signal received; stopping");
+    collector.stop().await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

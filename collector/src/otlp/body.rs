@@ -1,0 +1,122 @@
+//! Reading an OTLP/HTTP request body: content encoding, the size limit after decompression, and the
+//! content type. Kept free of any server types so the fuzz target can drive it directly.
+
+use std::io::Read;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+/// The payload encodings of OTLP/HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Protobuf,
+    Json,
+}
+
+impl Format {
+    /// From a `Content-Type` header value; parameters such as `charset` are ignored.
+    pub fn from_content_type(value: &str) -> Option<Format> {
+        match value.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+            "application/x-protobuf" | "application/protobuf" => Some(Format::Protobuf),
+            "application/json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Protobuf => "application/x-protobuf",
+            Format::Json => "application/json",
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body exceeds {limit} bytes after decompression")]
+    TooLarge { limit: usize },
+    #[error("unsupported Content-Encoding {0:?}; use gzip or none")]
+    UnsupportedEncoding(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Undoes `Content-Encoding`, reading at most `limit` bytes of output, so a small gzip bomb costs at most
+/// `limit` bytes of memory before it is refused.
+pub fn decompress(encoding: Option<&str>, body: &[u8], limit: usize) -> Result<Vec<u8>, BodyError> {
+    if body.len() > limit {
+        return Err(BodyError::TooLarge { limit });
+    }
+    match encoding.map(|e| e.trim().to_ascii_lowercase()) {
+        None => Ok(body.to_vec()),
+        Some(e) if e.is_empty() || e == "identity" => Ok(body.to_vec()),
+        Some(e) if e == "gzip" || e == "x-gzip" => {
+            let mut out = Vec::with_capacity((body.len() * 4).min(limit));
+            flate2::read::MultiGzDecoder::new(body)
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| BodyError::Invalid(format!("gzip body cannot be decompressed: {e}")))?;
+            if out.len() > limit {
+                return Err(BodyError::TooLarge { limit });
+            }
+            Ok(out)
+        }
+        Some(e) => Err(BodyError::UnsupportedEncoding(e)),
+    }
+}
+
+/// A decoded request with its protobuf encoding, which the write-ahead log stores.
+pub struct Decoded {
+    pub request: ExportTraceServiceRequest,
+    pub protobuf: Vec<u8>,
+}
+
+/// Decodes an uncompressed body in the given format.
+pub fn decode(format: Format, body: Vec<u8>) -> Result<Decoded, BodyError> {
+    match format {
+        Format::Protobuf => {
+            let request = ExportTraceServiceRequest::decode(body.as_slice())
+                .map_err(|e| BodyError::Invalid(format!("invalid OTLP protobuf: {e}")))?;
+            Ok(Decoded { request, protobuf: body })
+        }
+        Format::Json => {
+            let request = super::json::decode(&body).map_err(BodyError::Invalid)?;
+            let protobuf = request.encode_to_vec();
+            Ok(Decoded { request, protobuf })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_bomb_is_refused_without_inflating_it() {
+        let bomb = gzip(&vec![0u8; 64 << 20]);
+        assert!(bomb.len() < 100_000);
+        assert_eq!(decompress(Some("gzip"), &bomb, 1 << 20), Err(BodyError::TooLarge { limit: 1 << 20 }));
+    }
+
+    #[test]
+    fn limits_apply_to_plain_and_gzip_bodies() {
+        assert_eq!(decompress(None, &[1; 11], 10), Err(BodyError::TooLarge { limit: 10 }));
+        assert_eq!(decompress(Some("gzip"), &gzip(&[7; 10]), 10).unwrap(), vec![7; 10]);
+        assert!(matches!(decompress(Some("gzip"), b"not gzip", 10), Err(BodyError::Invalid(_))));
+        assert!(matches!(decompress(Some("br"), b"x", 10), Err(BodyError::UnsupportedEncoding(_))));
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(Format::from_content_type("application/json; charset=utf-8"), Some(Format::Json));
+        assert_eq!(Format::from_content_type("Application/X-Protobuf"), Some(Format::Protobuf));
+        assert_eq!(Format::from_content_type("text/plain"), None);
+    }
+}

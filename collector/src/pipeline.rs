@@ -1,0 +1,140 @@
+//! What both receivers share: admission under a memory budget, validation, and the hand-off to the store.
+//! A request is answered OK only once its spans are in the write-ahead log.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use hoptrace_store::{Batch, SpanStore, SubmitError};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::metrics::{Metrics, Transport};
+
+/// Why a request was not accepted; each maps to the status the OTLP specification prescribes.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// 400 / INVALID_ARGUMENT: not retryable.
+    #[error("{0}")]
+    Invalid(String),
+    /// 413 / RESOURCE_EXHAUSTED.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 503 / UNAVAILABLE with a retry delay: the pipeline is full.
+    #[error("the collector is at capacity; retry later")]
+    Busy,
+    /// 503 / UNAVAILABLE with a retry delay: starting, stopping, or the disk failed.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Memory admitted to the pipeline; released when the request is answered.
+pub struct Admission {
+    _permit: OwnedSemaphorePermit,
+    bytes: u64,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.metrics.inflight_bytes.fetch_sub(self.bytes, Relaxed);
+    }
+}
+
+pub struct Pipeline {
+    store: OnceLock<Arc<SpanStore>>,
+    budget: Arc<Semaphore>,
+    budget_kib: usize,
+    pub metrics: Arc<Metrics>,
+    pub retry_after: Duration,
+}
+
+/// Decoded OTLP objects take about this many times their wire size in memory.
+const DECODED_OVERHEAD: usize = 3;
+
+impl Pipeline {
+    pub fn new(max_inflight_bytes: usize, retry_after: Duration) -> Self {
+        let budget_kib = (max_inflight_bytes / 1024).max(1);
+        Pipeline {
+            store: OnceLock::new(),
+            budget: Arc::new(Semaphore::new(budget_kib)),
+            budget_kib,
+            metrics: Arc::new(Metrics::default()),
+            retry_after,
+        }
+    }
+
+    /// Called once the store has replayed its log: from then on `/health` is ready and requests are taken.
+    pub fn set_ready(&self, store: Arc<SpanStore>) {
+        let _ = self.store.set(store);
+    }
+
+    pub fn store(&self) -> Option<&Arc<SpanStore>> {
+        self.store.get()
+    }
+
+    /// Reserves memory for a request of `wire_bytes`, or refuses at once: never an unbounded queue.
+    pub fn admit(&self, wire_bytes: usize, transport: Transport) -> Result<Admission, Refusal> {
+        let kib = (wire_bytes.saturating_mul(DECODED_OVERHEAD) / 1024).clamp(1, self.budget_kib);
+        match Arc::clone(&self.budget).try_acquire_many_owned(kib as u32) {
+            Ok(permit) => {
+                let bytes = (kib * 1024) as u64;
+                self.metrics.inflight_bytes.fetch_add(bytes, Relaxed);
+                Ok(Admission { _permit: permit, bytes, metrics: Arc::clone(&self.metrics) })
+            }
+            Err(_) => {
+                Metrics::add(&self.metrics.requests_refused, transport, 1);
+                Err(Refusal::Busy)
+            }
+        }
+    }
+
+    /// Validates and stores one request. Invalid spans are rejected through `partial_success`; the valid
+    /// ones of the same request are stored.
+    pub async fn export(
+        &self,
+        request: ExportTraceServiceRequest,
+        protobuf: Vec<u8>,
+        transport: Transport,
+    ) -> Result<ExportTraceServiceResponse, Refusal> {
+        let m = &self.metrics;
+        let Some(store) = self.store.get() else {
+            Metrics::add(&m.requests_refused, transport, 1);
+            return Err(Refusal::Unavailable("the collector is starting (replaying its write-ahead log)".into()));
+        };
+        let conversion = hoptrace_store::convert(request);
+        let accepted = conversion.rows.len() as u64;
+        let rejected = conversion.rejected.len() as u64;
+        Metrics::add(&m.spans_received, transport, accepted + rejected);
+        let partial_success = conversion.error_message().map(|error_message| ExportTracePartialSuccess {
+            rejected_spans: rejected as i64,
+            error_message,
+        });
+        if accepted > 0 {
+            let done = match store.submit(Batch { rows: conversion.rows, request: protobuf }) {
+                Ok(done) => done,
+                Err(e) => {
+                    Metrics::add(&m.spans_refused, transport, accepted + rejected);
+                    Metrics::add(&m.requests_refused, transport, 1);
+                    return Err(match e {
+                        SubmitError::Full => Refusal::Busy,
+                        SubmitError::Closed => Refusal::Unavailable("the collector is shutting down".into()),
+                    });
+                }
+            };
+            match done.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    Metrics::add(&m.spans_refused, transport, accepted + rejected);
+                    return Err(Refusal::Unavailable(format!("spans could not be made durable: {e}")));
+                }
+                Err(_) => return Err(Refusal::Unavailable("the collector is shutting down".into())),
+            }
+        }
+        Metrics::add(&m.spans_accepted, transport, accepted);
+        Metrics::add(&m.spans_rejected, transport, rejected);
+        Ok(ExportTraceServiceResponse { partial_success })
+    }
+}

@@ -1,0 +1,132 @@
+//! Shared test harness: an in-process collector on free loopback ports, and readers for what it stored.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use hoptrace_collector::{Collector, Config};
+use hoptrace_store::{schema, TimeRange};
+use polars::prelude::*;
+
+pub struct Running {
+    pub collector: Collector,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.data_dir = dir.to_owned();
+    config.listen.grpc = "127.0.0.1:0".parse().unwrap();
+    config.listen.http = "127.0.0.1:0".parse().unwrap();
+    config
+}
+
+pub async fn start() -> Running {
+    start_with(|_| {}).await
+}
+
+pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    tweak(&mut config);
+    let collector = Collector::start(config).await.unwrap();
+    Running { collector, dir }
+}
+
+impl Running {
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.collector.http_addr)
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.collector.grpc_addr)
+    }
+
+    /// Stops the collector (flushing everything) and returns what the store holds.
+    pub async fn stop_and_read(self) -> (DataFrame, tempfile::TempDir) {
+        self.collector.stop().await.unwrap();
+        (read_all(self.dir.path()), self.dir)
+    }
+}
+
+pub fn read_all(dir: &Path) -> DataFrame {
+    hoptrace_store::scan(dir, TimeRange::all())
+        .unwrap()
+        .sort([schema::START_TIME], SortMultipleOptions::default())
+        .collect()
+        .unwrap()
+}
+
+/// A stored attribute value, decoded from its typed struct.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attr {
+    Empty,
+    Str(String),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Bytes(Vec<u8>),
+    /// Arrays and key-value lists, as their OTLP JSON.
+    Json(serde_json::Value),
+}
+
+/// The attributes in list column `column` of row `row`.
+pub fn attrs_of(list: &Series) -> Vec<(String, Attr)> {
+    let s = list.struct_().unwrap();
+    let field = |name: &str| s.field_by_name(name).unwrap();
+    let (key, ty, st, int, dbl, bl, by) =
+        (field("key"), field("type"), field("str"), field("int"), field("double"), field("bool"), field("bytes"));
+    (0..s.len())
+        .map(|i| {
+            let k = key.str().unwrap().get(i).unwrap().to_owned();
+            let v = match ty.u8().unwrap().get(i).unwrap() {
+                0 => Attr::Empty,
+                1 => Attr::Str(st.str().unwrap().get(i).unwrap().to_owned()),
+                2 => Attr::Bool(bl.bool().unwrap().get(i).unwrap()),
+                3 => Attr::Int(int.i64().unwrap().get(i).unwrap()),
+                4 => Attr::Double(dbl.f64().unwrap().get(i).unwrap()),
+                5 => Attr::Bytes(by.binary().unwrap().get(i).unwrap().to_vec()),
+                _ => Attr::Json(serde_json::from_str(st.str().unwrap().get(i).unwrap()).unwrap()),
+            };
+            (k, v)
+        })
+        .collect()
+}
+
+pub fn list_at(df: &DataFrame, column: &str, row: usize) -> Series {
+    df.column(column).unwrap().list().unwrap().get_as_series(row).unwrap()
+}
+
+pub fn attrs(df: &DataFrame, column: &str, row: usize) -> Vec<(String, Attr)> {
+    attrs_of(&list_at(df, column, row))
+}
+
+pub fn str_at(df: &DataFrame, column: &str, row: usize) -> Option<String> {
+    df.column(column).unwrap().str().unwrap().get(row).map(str::to_owned)
+}
+
+pub fn bin_at(df: &DataFrame, column: &str, row: usize) -> Option<Vec<u8>> {
+    df.column(column).unwrap().binary().unwrap().get(row).map(<[u8]>::to_vec)
+}
+
+pub fn u64_at(df: &DataFrame, column: &str, row: usize) -> u64 {
+    df.column(column).unwrap().u64().unwrap().get(row).unwrap()
+}
+
+pub fn u8_at(df: &DataFrame, column: &str, row: usize) -> u8 {
+    df.column(column).unwrap().u8().unwrap().get(row).unwrap()
+}
+
+/// Row index of the span named `name`.
+pub fn row_named(df: &DataFrame, name: &str) -> usize {
+    let names = df.column(schema::NAME).unwrap().str().unwrap();
+    (0..df.height()).find(|&i| names.get(i) == Some(name)).unwrap_or_else(|| panic!("no span named {name}"))
+}
+
+/// (trace id, span id) of every stored span, hex-encoded, sorted.
+pub fn keys(df: &DataFrame) -> Vec<(String, String)> {
+    let mut keys: Vec<_> = (0..df.height())
+        .map(|i| (hex::encode(bin_at(df, schema::TRACE_ID, i).unwrap()), hex::encode(bin_at(df, schema::SPAN_ID, i).unwrap())))
+        .collect();
+    keys.sort();
+    keys
+}

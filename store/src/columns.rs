@@ -1,0 +1,280 @@
+//! Rows → one columnar [`DataFrame`] in the segment schema (see `docs/storage.md`).
+//!
+//! Built directly as Arrow arrays: nested lists of typed attribute structs cannot be expressed through
+//! polars' row-wise constructors without copying every value twice.
+
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use polars::prelude::{Column, DataFrame, PlSmallStr, PolarsResult, Series};
+use polars_arrow::array::{
+    Array, BinaryViewArray, BooleanArray, ListArray, MutableBinaryViewArray, PrimitiveArray, StructArray,
+    Utf8ViewArray,
+};
+use polars_arrow::datatypes::{ArrowDataType, Field};
+use polars_arrow::offset::OffsetsBuffer;
+
+use crate::model::SpanRow;
+use crate::schema::{self, AttrType};
+
+fn field(name: &str, dtype: ArrowDataType) -> Field {
+    Field::new(PlSmallStr::from(name), dtype, true)
+}
+
+fn list_of(dtype: ArrowDataType) -> ArrowDataType {
+    ArrowDataType::LargeList(Box::new(field("item", dtype)))
+}
+
+fn attr_struct_type() -> ArrowDataType {
+    ArrowDataType::Struct(vec![
+        field(schema::ATTR_KEY, ArrowDataType::Utf8View),
+        field(schema::ATTR_TYPE, ArrowDataType::UInt8),
+        field(schema::ATTR_STR, ArrowDataType::Utf8View),
+        field(schema::ATTR_INT, ArrowDataType::Int64),
+        field(schema::ATTR_DOUBLE, ArrowDataType::Float64),
+        field(schema::ATTR_BOOL, ArrowDataType::Boolean),
+        field(schema::ATTR_BYTES, ArrowDataType::BinaryView),
+    ])
+}
+
+/// Builds a `list<struct<key, type, str, int, double, bool, bytes>>` column: one typed value per attribute,
+/// in the field of its type; arrays and key-value lists are kept as OTLP JSON in `str`.
+#[derive(Default)]
+struct AttributeLists {
+    offsets: Vec<i64>,
+    key: MutableBinaryViewArray<str>,
+    ty: Vec<u8>,
+    str_: MutableBinaryViewArray<str>,
+    int: Vec<Option<i64>>,
+    double: Vec<Option<f64>>,
+    bool_: Vec<Option<bool>>,
+    bytes: MutableBinaryViewArray<[u8]>,
+}
+
+impl AttributeLists {
+    fn new() -> Self {
+        AttributeLists { offsets: vec![0], ..Default::default() }
+    }
+
+    fn push(&mut self, attributes: &[KeyValue]) {
+        for kv in attributes {
+            self.push_value(&kv.key, kv.value.as_ref());
+        }
+        self.offsets.push(self.ty.len() as i64);
+    }
+
+    fn push_value(&mut self, key: &str, value: Option<&AnyValue>) {
+        self.key.push_value(key);
+        let (mut s, mut i, mut d, mut b, mut by) = (None, None, None, None, None);
+        let ty = match value.and_then(|v| v.value.as_ref()) {
+            None => AttrType::Empty,
+            Some(Value::StringValue(v)) => {
+                s = Some(v.clone());
+                AttrType::String
+            }
+            Some(Value::BoolValue(v)) => {
+                b = Some(*v);
+                AttrType::Bool
+            }
+            Some(Value::IntValue(v)) => {
+                i = Some(*v);
+                AttrType::Int
+            }
+            Some(Value::DoubleValue(v)) => {
+                d = Some(*v);
+                AttrType::Double
+            }
+            Some(Value::BytesValue(v)) => {
+                by = Some(v.as_slice());
+                AttrType::Bytes
+            }
+            Some(Value::ArrayValue(_)) => {
+                s = Some(schema::any_value_to_json(value.unwrap()).to_string());
+                AttrType::Array
+            }
+            Some(Value::KvlistValue(_)) => {
+                s = Some(schema::any_value_to_json(value.unwrap()).to_string());
+                AttrType::KvList
+            }
+            // A string-table index only has meaning inside the profiles signal; keep the number.
+            Some(Value::StringValueStrindex(v)) => {
+                i = Some(*v as i64);
+                AttrType::Int
+            }
+        };
+        self.ty.push(ty as u8);
+        self.str_.push(s);
+        self.int.push(i);
+        self.double.push(d);
+        self.bool_.push(b);
+        self.bytes.push(by);
+    }
+
+    fn finish(self) -> ListArray<i64> {
+        let len = self.ty.len();
+        let values = StructArray::new(
+            attr_struct_type(),
+            len,
+            vec![
+                Utf8ViewArray::from(self.key.freeze()).boxed(),
+                PrimitiveArray::from_vec(self.ty).boxed(),
+                Utf8ViewArray::from(self.str_.freeze()).boxed(),
+                PrimitiveArray::<i64>::from(self.int).boxed(),
+                PrimitiveArray::<f64>::from(self.double).boxed(),
+                BooleanArray::from(self.bool_).boxed(),
+                BinaryViewArray::from(self.bytes.freeze()).boxed(),
+            ],
+            None,
+        );
+        list(self.offsets, values.boxed())
+    }
+}
+
+fn list(offsets: Vec<i64>, values: Box<dyn Array>) -> ListArray<i64> {
+    let dtype = list_of(values.dtype().clone());
+    let offsets = OffsetsBuffer::try_from(offsets).expect("offsets are built monotonically");
+    ListArray::new(dtype, offsets, values, None)
+}
+
+#[derive(Default)]
+struct EventLists {
+    offsets: Vec<i64>,
+    time: Vec<u64>,
+    name: MutableBinaryViewArray<str>,
+    attributes: Option<AttributeLists>,
+}
+
+#[derive(Default)]
+struct LinkLists {
+    offsets: Vec<i64>,
+    trace_id: MutableBinaryViewArray<[u8]>,
+    span_id: MutableBinaryViewArray<[u8]>,
+    trace_state: MutableBinaryViewArray<str>,
+    flags: Vec<u32>,
+    attributes: Option<AttributeLists>,
+}
+
+fn utf8(values: MutableBinaryViewArray<str>) -> Box<dyn Array> {
+    Utf8ViewArray::from(values.freeze()).boxed()
+}
+
+fn binary(values: MutableBinaryViewArray<[u8]>) -> Box<dyn Array> {
+    BinaryViewArray::from(values.freeze()).boxed()
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// Encodes rows into a DataFrame with the segment schema, in the rows' order.
+pub fn to_frame(rows: &[SpanRow]) -> PolarsResult<DataFrame> {
+    let n = rows.len();
+    let mut trace_id = MutableBinaryViewArray::<[u8]>::with_capacity(n);
+    let mut span_id = MutableBinaryViewArray::<[u8]>::with_capacity(n);
+    let mut parent = MutableBinaryViewArray::<[u8]>::with_capacity(n);
+    let mut trace_state = MutableBinaryViewArray::<str>::with_capacity(n);
+    let mut flags = Vec::with_capacity(n);
+    let mut name = MutableBinaryViewArray::<str>::with_capacity(n);
+    let mut kind = Vec::with_capacity(n);
+    let mut service = MutableBinaryViewArray::<str>::with_capacity(n);
+    let mut start = Vec::with_capacity(n);
+    let mut end = Vec::with_capacity(n);
+    let mut status_code = Vec::with_capacity(n);
+    let mut status_message = MutableBinaryViewArray::<str>::with_capacity(n);
+    let mut attributes = AttributeLists::new();
+    let mut events = EventLists { offsets: vec![0], attributes: Some(AttributeLists::new()), ..Default::default() };
+    let mut links = LinkLists { offsets: vec![0], attributes: Some(AttributeLists::new()), ..Default::default() };
+    let mut resource_attributes = AttributeLists::new();
+    let mut scope_name = MutableBinaryViewArray::<str>::with_capacity(n);
+    let mut scope_version = MutableBinaryViewArray::<str>::with_capacity(n);
+
+    for row in rows {
+        trace_id.push_value(row.trace_id);
+        span_id.push_value(row.span_id);
+        parent.push(row.parent_span_id);
+        trace_state.push(non_empty(&row.trace_state));
+        flags.push(row.flags);
+        name.push_value(&row.name);
+        kind.push(row.kind);
+        service.push_value(&row.origin.service_name);
+        start.push(row.start_time_unix_nano);
+        end.push(row.end_time_unix_nano);
+        status_code.push(row.status_code);
+        status_message.push(non_empty(&row.status_message));
+        attributes.push(&row.attributes);
+        let event_attrs = events.attributes.as_mut().unwrap();
+        for e in &row.events {
+            events.time.push(e.time_unix_nano);
+            events.name.push_value(&e.name);
+            event_attrs.push(&e.attributes);
+        }
+        events.offsets.push(events.time.len() as i64);
+        let link_attrs = links.attributes.as_mut().unwrap();
+        for l in &row.links {
+            links.trace_id.push_value(&l.trace_id);
+            links.span_id.push_value(&l.span_id);
+            links.trace_state.push(non_empty(&l.trace_state));
+            links.flags.push(l.flags);
+            link_attrs.push(&l.attributes);
+        }
+        links.offsets.push(links.flags.len() as i64);
+        resource_attributes.push(&row.origin.resource_attributes);
+        scope_name.push(non_empty(&row.origin.scope_name));
+        scope_version.push(non_empty(&row.origin.scope_version));
+    }
+
+    let event_attrs = events.attributes.take().unwrap().finish();
+    let event_values = StructArray::new(
+        ArrowDataType::Struct(vec![
+            field(schema::EVENT_TIME, ArrowDataType::UInt64),
+            field(schema::EVENT_NAME, ArrowDataType::Utf8View),
+            field(schema::ATTRIBUTES, event_attrs.dtype().clone()),
+        ]),
+        events.time.len(),
+        vec![PrimitiveArray::from_vec(events.time).boxed(), utf8(events.name), event_attrs.boxed()],
+        None,
+    );
+    let link_attrs = links.attributes.take().unwrap().finish();
+    let link_values = StructArray::new(
+        ArrowDataType::Struct(vec![
+            field(schema::TRACE_ID, ArrowDataType::BinaryView),
+            field(schema::SPAN_ID, ArrowDataType::BinaryView),
+            field(schema::TRACE_STATE, ArrowDataType::Utf8View),
+            field(schema::FLAGS, ArrowDataType::UInt32),
+            field(schema::ATTRIBUTES, link_attrs.dtype().clone()),
+        ]),
+        links.flags.len(),
+        vec![
+            binary(links.trace_id),
+            binary(links.span_id),
+            utf8(links.trace_state),
+            PrimitiveArray::from_vec(links.flags).boxed(),
+            link_attrs.boxed(),
+        ],
+        None,
+    );
+
+    let arrays: Vec<(&str, Box<dyn Array>)> = vec![
+        (schema::TRACE_ID, binary(trace_id)),
+        (schema::SPAN_ID, binary(span_id)),
+        (schema::PARENT_SPAN_ID, binary(parent)),
+        (schema::TRACE_STATE, utf8(trace_state)),
+        (schema::FLAGS, PrimitiveArray::from_vec(flags).boxed()),
+        (schema::NAME, utf8(name)),
+        (schema::KIND, PrimitiveArray::from_vec(kind).boxed()),
+        (schema::SERVICE_NAME, utf8(service)),
+        (schema::START_TIME, PrimitiveArray::from_vec(start).boxed()),
+        (schema::END_TIME, PrimitiveArray::from_vec(end).boxed()),
+        (schema::STATUS_CODE, PrimitiveArray::from_vec(status_code).boxed()),
+        (schema::STATUS_MESSAGE, utf8(status_message)),
+        (schema::ATTRIBUTES, attributes.finish().boxed()),
+        (schema::EVENTS, list(events.offsets, event_values.boxed()).boxed()),
+        (schema::LINKS, list(links.offsets, link_values.boxed()).boxed()),
+        (schema::RESOURCE_ATTRIBUTES, resource_attributes.finish().boxed()),
+        (schema::SCOPE_NAME, utf8(scope_name)),
+        (schema::SCOPE_VERSION, utf8(scope_version)),
+    ];
+    let columns = arrays
+        .into_iter()
+        .map(|(name, array)| Series::from_arrow(PlSmallStr::from(name), array).map(Column::from))
+        .collect::<PolarsResult<Vec<_>>>()?;
+    DataFrame::new(n, columns)
+}

@@ -1,0 +1,23 @@
+//! hoptrace's span store: one columnar schema for every span, and the embedded store that keeps it.
+//!
+//! The collector converts each OTLP request with [`model::convert`] and hands the accepted rows to
+//! [`SpanStore`], which makes them durable in a write-ahead log before acknowledging, then writes them as
+//! zstd-compressed Parquet segments partitioned by hour. The analyzer reads with [`reader::scan`], which
+//! returns a polars `LazyFrame` pruned to the partitions and row groups of the requested time range.
+//! The schema is described for users in `docs/storage.md`.
+
+mod columns;
+pub mod error;
+pub mod model;
+pub mod reader;
+pub mod schema;
+pub mod segment;
+mod testdata;
+pub mod wal;
+pub mod writer;
+
+pub use columns::to_frame;
+pub use error::{Result, StoreError};
+pub use model::{convert, Conversion, Rejection, SpanRow};
+pub use reader::{scan, TimeRange};
+pub use writer::{Appended, Batch, Recovery, SpanStore, StoreConfig, StoreStats, SubmitError};

@@ -1,0 +1,68 @@
+//! The read side: a lazy, pruned scan over the live segments of a time range.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::error::{Result, StoreError};
+use crate::schema;
+use crate::segment::{self, Hour};
+
+/// A half-open range `[start, end)` of span start times, in Unix nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+}
+
+impl TimeRange {
+    pub fn all() -> Self {
+        TimeRange { start_unix_nano: 0, end_unix_nano: u64::MAX }
+    }
+
+    /// The `duration` up to `now`.
+    pub fn last(duration: std::time::Duration, now: std::time::SystemTime) -> Self {
+        let end = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        TimeRange { start_unix_nano: end.saturating_sub(duration.as_nanos() as u64), end_unix_nano: end.saturating_add(1) }
+    }
+
+    fn hours(&self) -> std::ops::RangeInclusive<Hour> {
+        Hour::of_nanos(self.start_unix_nano)..=Hour::of_nanos(self.end_unix_nano.saturating_sub(1))
+    }
+}
+
+/// The live segment files holding spans that start in `range`: only the partitions the range touches.
+pub fn segment_paths(data_dir: &Path, range: TimeRange) -> Result<Vec<PathBuf>> {
+    let hours = range.hours();
+    let mut paths = Vec::new();
+    for hour in segment::partitions(data_dir)?.into_iter().filter(|h| hours.contains(h)) {
+        paths.extend(segment::live_segments(data_dir, hour)?.into_iter().map(|s| s.path));
+    }
+    Ok(paths)
+}
+
+/// A `LazyFrame` of the spans that start in `range`, in the schema of `docs/storage.md`. Partitions outside
+/// the range are never opened; inside them, the start-time filter is pushed down to skip row groups by
+/// their statistics.
+pub fn scan(data_dir: &Path, range: TimeRange) -> Result<LazyFrame> {
+    let paths = segment_paths(data_dir, range)?;
+    if paths.is_empty() {
+        return Ok(empty());
+    }
+    let lf = scan_paths(&paths).map_err(|source| StoreError::Parquet { path: data_dir.to_owned(), source })?;
+    Ok(lf.filter(
+        col(schema::START_TIME)
+            .gt_eq(lit(range.start_unix_nano))
+            .and(col(schema::START_TIME).lt(lit(range.end_unix_nano))),
+    ))
+}
+
+pub(crate) fn scan_paths(paths: &[PathBuf]) -> PolarsResult<LazyFrame> {
+    let paths = paths.iter().map(|p| PlRefPath::new(p.to_string_lossy().into_owned())).collect();
+    LazyFrame::scan_parquet_files(paths, ScanArgsParquet::default())
+}
+
+/// An empty frame with the span schema, so callers need no special case for an empty range.
+pub fn empty() -> LazyFrame {
+    crate::columns::to_frame(&[]).expect("the empty frame has a valid schema").lazy()
+}

@@ -1,0 +1,72 @@
+//! The span schema: column names shared by every writer and reader of segments. `docs/storage.md` is the
+//! user-facing description of the same schema; keep the two in step.
+
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue};
+
+pub const TRACE_ID: &str = "trace_id";
+pub const SPAN_ID: &str = "span_id";
+pub const PARENT_SPAN_ID: &str = "parent_span_id";
+pub const TRACE_STATE: &str = "trace_state";
+pub const FLAGS: &str = "flags";
+pub const NAME: &str = "name";
+pub const KIND: &str = "kind";
+pub const SERVICE_NAME: &str = "service_name";
+pub const START_TIME: &str = "start_time_unix_nano";
+pub const END_TIME: &str = "end_time_unix_nano";
+pub const STATUS_CODE: &str = "status_code";
+pub const STATUS_MESSAGE: &str = "status_message";
+pub const ATTRIBUTES: &str = "attributes";
+pub const EVENTS: &str = "events";
+pub const LINKS: &str = "links";
+pub const RESOURCE_ATTRIBUTES: &str = "resource_attributes";
+pub const SCOPE_NAME: &str = "scope_name";
+pub const SCOPE_VERSION: &str = "scope_version";
+
+pub const EVENT_TIME: &str = "time_unix_nano";
+pub const EVENT_NAME: &str = "name";
+
+pub const ATTR_KEY: &str = "key";
+pub const ATTR_TYPE: &str = "type";
+pub const ATTR_STR: &str = "str";
+pub const ATTR_INT: &str = "int";
+pub const ATTR_DOUBLE: &str = "double";
+pub const ATTR_BOOL: &str = "bool";
+pub const ATTR_BYTES: &str = "bytes";
+
+/// The type tag of a stored attribute value; the value sits in the field of that type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AttrType {
+    Empty = 0,
+    String = 1,
+    Bool = 2,
+    Int = 3,
+    Double = 4,
+    Bytes = 5,
+    /// Stored as OTLP JSON in `str`.
+    Array = 6,
+    /// Stored as OTLP JSON in `str`.
+    KvList = 7,
+}
+
+/// The OTLP/JSON encoding of a value (int64 as a decimal string, bytes as base64 would need a dependency:
+/// bytes inside arrays are rare and kept as an array of numbers).
+pub fn any_value_to_json(value: &AnyValue) -> serde_json::Value {
+    use serde_json::json;
+    match &value.value {
+        None => json!({}),
+        Some(Value::StringValue(s)) => json!({ "stringValue": s }),
+        Some(Value::BoolValue(b)) => json!({ "boolValue": b }),
+        Some(Value::IntValue(i)) => json!({ "intValue": i.to_string() }),
+        Some(Value::DoubleValue(d)) => json!({ "doubleValue": d }),
+        Some(Value::BytesValue(b)) => json!({ "bytesValue": b }),
+        Some(Value::StringValueStrindex(i)) => json!({ "stringValueStrindex": i }),
+        Some(Value::ArrayValue(a)) => {
+            json!({ "arrayValue": { "values": a.values.iter().map(any_value_to_json).collect::<Vec<_>>() } })
+        }
+        Some(Value::KvlistValue(kv)) => json!({ "kvlistValue": { "values": kv.values.iter().map(|kv| json!({
+            "key": kv.key,
+            "value": kv.value.as_ref().map(any_value_to_json).unwrap_or_else(|| json!({})),
+        })).collect::<Vec<_>>() } }),
+    }
+}

@@ -1,0 +1,279 @@
+//! Parquet segments: `spans/hour=YYYY-MM-DDTHH/seg-{lo:012}-{hi:012}.parquet`, partitioned by the hour of
+//! the span's start. `lo..=hi` is the range of flushes whose spans the segment holds: a flush writes
+//! `seg-{n}-{n}`, a compaction of `seg-a-b … seg-c-d` writes `seg-a-d`. A segment whose range lies inside
+//! another's in the same partition is obsolete (its rows are in the larger one); readers skip it and it is
+//! deleted after a grace period, so a reader that listed it a moment ago can still open it.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use polars::prelude::{DataFrame, ParquetCompression, ParquetWriter, StatisticsOptions};
+
+use crate::error::{Result, StoreError};
+
+pub const SPANS_DIR: &str = "spans";
+const NANOS_PER_HOUR: u64 = 3_600 * 1_000_000_000;
+
+/// An hour-long partition, as hours since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Hour(pub u64);
+
+impl Hour {
+    pub fn of_nanos(unix_nanos: u64) -> Hour {
+        Hour(unix_nanos / NANOS_PER_HOUR)
+    }
+
+    pub fn start_nanos(self) -> u64 {
+        self.0 * NANOS_PER_HOUR
+    }
+
+    /// `hour=2026-11-29T21`
+    pub fn dir_name(self) -> String {
+        let days = (self.0 / 24) as i64;
+        let (y, m, d) = civil_from_days(days);
+        format!("hour={y:04}-{m:02}-{d:02}T{:02}", self.0 % 24)
+    }
+
+    pub fn parse_dir_name(name: &str) -> Option<Hour> {
+        let s = name.strip_prefix("hour=")?;
+        let (date, hour) = s.split_once('T')?;
+        let mut parts = date.splitn(3, '-');
+        let y: i64 = parts.next()?.parse().ok()?;
+        let m: u32 = parts.next()?.parse().ok()?;
+        let d: u32 = parts.next()?.parse().ok()?;
+        let h: u64 = hour.parse().ok()?;
+        let days = days_from_civil(y, m, d);
+        (days >= 0 && h < 24).then(|| Hour(days as u64 * 24 + h))
+    }
+}
+
+// Howard Hinnant's date algorithms: civil calendar <-> days since 1970-01-01, no time-zone database needed.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// One segment file on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub hour: Hour,
+    pub lo: u64,
+    pub hi: u64,
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+impl Segment {
+    pub fn file_name(lo: u64, hi: u64) -> String {
+        format!("seg-{lo:012}-{hi:012}.parquet")
+    }
+
+    fn parse_file_name(name: &str) -> Option<(u64, u64)> {
+        let (lo, hi) = name.strip_prefix("seg-")?.strip_suffix(".parquet")?.split_once('-')?;
+        Some((lo.parse().ok()?, hi.parse().ok()?))
+    }
+
+    fn covers(&self, other: &Segment) -> bool {
+        self.hour == other.hour && self.lo <= other.lo && other.hi <= self.hi && (self.lo, self.hi) != (other.lo, other.hi)
+    }
+}
+
+pub fn partition_dir(data_dir: &Path, hour: Hour) -> PathBuf {
+    data_dir.join(SPANS_DIR).join(hour.dir_name())
+}
+
+/// The partitions on disk, oldest first.
+pub fn partitions(data_dir: &Path) -> Result<Vec<Hour>> {
+    let root = data_dir.join(SPANS_DIR);
+    let mut hours = Vec::new();
+    let entries = match fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(hours),
+        Err(e) => return Err(StoreError::io("list", &root)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(StoreError::io("list", &root))?;
+        if let Some(hour) = entry.file_name().to_str().and_then(Hour::parse_dir_name) {
+            hours.push(hour);
+        }
+    }
+    hours.sort();
+    Ok(hours)
+}
+
+/// Every segment file of a partition, live and obsolete, ordered by flush range.
+pub fn all_segments(data_dir: &Path, hour: Hour) -> Result<Vec<Segment>> {
+    let dir = partition_dir(data_dir, hour);
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(StoreError::io("list", &dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(StoreError::io("list", &dir))?;
+        let name = entry.file_name();
+        if let Some((lo, hi)) = name.to_str().and_then(Segment::parse_file_name) {
+            let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push(Segment { hour, lo, hi, path: entry.path(), bytes });
+        }
+    }
+    out.sort_by_key(|s| (s.lo, std::cmp::Reverse(s.hi)));
+    Ok(out)
+}
+
+/// Splits segments into (live, obsolete): obsolete ones are covered by a compacted segment.
+pub fn split_obsolete(segments: Vec<Segment>) -> (Vec<Segment>, Vec<Segment>) {
+    let (obsolete, live): (Vec<_>, Vec<_>) =
+        segments.iter().cloned().partition(|s| segments.iter().any(|o| o.covers(s)));
+    (live, obsolete)
+}
+
+/// The live segments of a partition.
+pub fn live_segments(data_dir: &Path, hour: Hour) -> Result<Vec<Segment>> {
+    Ok(split_obsolete(all_segments(data_dir, hour)?).0)
+}
+
+/// Writes `frame` as a segment: to a temporary name, fsynced, renamed, and the directory fsynced, so a
+/// segment is either wholly there or not at all.
+pub fn write(data_dir: &Path, hour: Hour, lo: u64, hi: u64, frame: &mut DataFrame, row_group_rows: usize) -> Result<Segment> {
+    let dir = partition_dir(data_dir, hour);
+    fs::create_dir_all(&dir).map_err(StoreError::io("create", &dir))?;
+    let path = dir.join(Segment::file_name(lo, hi));
+    let tmp = path.with_extension("parquet.tmp");
+    let mut file = File::create(&tmp).map_err(StoreError::io("create", &tmp))?;
+    ParquetWriter::new(&mut file)
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::default())
+        .with_row_group_size(Some(row_group_rows))
+        .finish(frame)
+        .map_err(|source| StoreError::Parquet { path: tmp.clone(), source })?;
+    file.sync_all().map_err(StoreError::io("fsync", &tmp))?;
+    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    drop(file);
+    fs::rename(&tmp, &path).map_err(StoreError::io("rename", &tmp))?;
+    sync_dir(&dir)?;
+    Ok(Segment { hour, lo, hi, path, bytes })
+}
+
+/// fsync on a directory makes a rename or a new file in it durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(StoreError::io("fsync", dir))
+}
+
+/// The last completed flush and the last WAL record it covers; written atomically after a flush.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub flush: u64,
+    pub wal_seq: u64,
+}
+
+const CHECKPOINT: &str = "CHECKPOINT";
+
+impl Checkpoint {
+    pub fn load(data_dir: &Path) -> Result<Checkpoint> {
+        let path = data_dir.join(CHECKPOINT);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Checkpoint::default()),
+            Err(e) => return Err(StoreError::io("read", &path)(e)),
+        };
+        let bad = |reason: &str| StoreError::Checkpoint { path: path.clone(), reason: reason.to_owned() };
+        let mut flush = None;
+        let mut wal_seq = None;
+        for line in text.lines() {
+            match line.split_once('=') {
+                Some(("flush", v)) => flush = Some(v.trim().parse().map_err(|_| bad("flush is not a number"))?),
+                Some(("wal_seq", v)) => wal_seq = Some(v.trim().parse().map_err(|_| bad("wal_seq is not a number"))?),
+                _ => {}
+            }
+        }
+        Ok(Checkpoint { flush: flush.ok_or_else(|| bad("no flush="))?, wal_seq: wal_seq.ok_or_else(|| bad("no wal_seq="))? })
+    }
+
+    pub fn store(&self, data_dir: &Path) -> Result<()> {
+        let path = data_dir.join(CHECKPOINT);
+        let tmp = data_dir.join("CHECKPOINT.tmp");
+        fs::write(&tmp, format!("flush={}\nwal_seq={}\n", self.flush, self.wal_seq))
+            .and_then(|_| File::open(&tmp)?.sync_all())
+            .map_err(StoreError::io("write", &tmp))?;
+        fs::rename(&tmp, &path).map_err(StoreError::io("rename", &tmp))?;
+        sync_dir(data_dir)
+    }
+}
+
+/// Start-up clean-up: segments of a flush that never reached its checkpoint (their spans are still in the
+/// WAL and will be replayed), obsolete segments, and temporary files.
+pub fn recover(data_dir: &Path, checkpoint: Checkpoint) -> Result<()> {
+    for hour in partitions(data_dir)? {
+        let dir = partition_dir(data_dir, hour);
+        for entry in fs::read_dir(&dir).map_err(StoreError::io("list", &dir))? {
+            let path = entry.map_err(StoreError::io("list", &dir))?.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                fs::remove_file(&path).map_err(StoreError::io("remove", &path))?;
+            }
+        }
+        let (live, obsolete) = split_obsolete(all_segments(data_dir, hour)?);
+        for s in obsolete.iter().chain(live.iter().filter(|s| s.hi > checkpoint.flush)) {
+            tracing::info!(path = %s.path.display(), "removing segment left by an interrupted flush or compaction");
+            fs::remove_file(&s.path).map_err(StoreError::io("remove", &s.path))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hour_names_round_trip() {
+        // 2026-11-29T21:08:58Z
+        let nanos = 1_795_986_538u64 * 1_000_000_000;
+        let hour = Hour::of_nanos(nanos);
+        assert_eq!(hour.dir_name(), "hour=2026-11-29T21");
+        assert_eq!(Hour::parse_dir_name("hour=2026-11-29T21"), Some(hour));
+        assert_eq!(Hour(0).dir_name(), "hour=1970-01-01T00");
+        for h in (0..200_000u64).step_by(997) {
+            assert_eq!(Hour::parse_dir_name(&Hour(h).dir_name()), Some(Hour(h)));
+        }
+        assert_eq!(Hour::parse_dir_name("hour=2026-11-29T24"), None);
+        assert_eq!(Hour::parse_dir_name("hour=junk"), None);
+    }
+
+    #[test]
+    fn compacted_segment_makes_its_inputs_obsolete() {
+        let seg = |lo, hi| Segment { hour: Hour(1), lo, hi, path: PathBuf::new(), bytes: 0 };
+        let (live, obsolete) = split_obsolete(vec![seg(1, 1), seg(1, 3), seg(2, 2), seg(3, 3), seg(4, 4)]);
+        assert_eq!(live.iter().map(|s| (s.lo, s.hi)).collect::<Vec<_>>(), vec![(1, 3), (4, 4)]);
+        assert_eq!(obsolete.len(), 3);
+    }
+
+    #[test]
+    fn checkpoint_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Checkpoint::load(dir.path()).unwrap(), Checkpoint::default());
+        let cp = Checkpoint { flush: 7, wal_seq: 42 };
+        cp.store(dir.path()).unwrap();
+        assert_eq!(Checkpoint::load(dir.path()).unwrap(), cp);
+        fs::write(dir.path().join(CHECKPOINT), "flush=x\n").unwrap();
+        assert!(Checkpoint::load(dir.path()).unwrap_err().to_string().contains("flush is not a number"));
+    }
+}
