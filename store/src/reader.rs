@@ -8,6 +8,9 @@ use crate::error::{Result, StoreError};
 use crate::schema;
 use crate::segment::{self, Hour};
 
+/// Unix nanoseconds fit in an i64 until the year 2262; polars literals need them to.
+const MAX_NANOS: u64 = i64::MAX as u64;
+
 /// A half-open range `[start, end)` of span start times, in Unix nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeRange {
@@ -17,7 +20,7 @@ pub struct TimeRange {
 
 impl TimeRange {
     pub fn all() -> Self {
-        TimeRange { start_unix_nano: 0, end_unix_nano: u64::MAX }
+        TimeRange { start_unix_nano: 0, end_unix_nano: MAX_NANOS }
     }
 
     /// The `duration` up to `now`.
@@ -50,16 +53,15 @@ pub fn scan(data_dir: &Path, range: TimeRange) -> Result<LazyFrame> {
         return Ok(empty());
     }
     let lf = scan_paths(&paths).map_err(|source| StoreError::Parquet { path: data_dir.to_owned(), source })?;
-    Ok(lf.filter(
-        col(schema::START_TIME)
-            .gt_eq(lit(range.start_unix_nano))
-            .and(col(schema::START_TIME).lt(lit(range.end_unix_nano))),
-    ))
+    let (start, end) = (range.start_unix_nano.min(MAX_NANOS), range.end_unix_nano.min(MAX_NANOS));
+    Ok(lf.filter(col(schema::START_TIME).gt_eq(lit(start)).and(col(schema::START_TIME).lt(lit(end)))))
 }
 
 pub(crate) fn scan_paths(paths: &[PathBuf]) -> PolarsResult<LazyFrame> {
     let paths = paths.iter().map(|p| PlRefPath::new(p.to_string_lossy().into_owned())).collect();
-    LazyFrame::scan_parquet_files(paths, ScanArgsParquet::default())
+    // The `hour=…` directories are ours, not hive columns: the hour is derivable from the start time.
+    let args = ScanArgsParquet { hive_options: HiveOptions::new_disabled(), ..Default::default() };
+    LazyFrame::scan_parquet_files(paths, args)
 }
 
 /// An empty frame with the span schema, so callers need no special case for an empty range.

@@ -146,6 +146,8 @@ impl SpanStore {
 
         let stats = Arc::new(StoreStats::default());
         let mut recent = RecentKeys::new(config.dedup_window);
+        // Retries can straddle a restart: remember the newest stored spans, not only the replayed ones.
+        recent.preload(newest_stored_keys(&dir, config.dedup_window)?);
         let mut memtable = Vec::new();
         let mut recovery = Recovery::default();
         for record in records {
@@ -292,6 +294,11 @@ impl RecentKeys {
             self.previous = std::mem::take(&mut self.current);
         }
         true
+    }
+
+    /// Seeds the older generation with keys already stored.
+    fn preload(&mut self, keys: Vec<SpanKey>) {
+        self.previous.extend(keys);
     }
 
     fn forget(&mut self, key: &SpanKey) {
@@ -526,6 +533,30 @@ impl Flusher {
             }
         });
     }
+}
+
+/// The (trace id, span id) of up to `limit` spans from the newest segments; reads only the two id columns.
+fn newest_stored_keys(data_dir: &Path, limit: usize) -> Result<Vec<SpanKey>> {
+    let mut keys = Vec::new();
+    for hour in segment::partitions(data_dir)?.into_iter().rev() {
+        for seg in segment::live_segments(data_dir, hour)?.into_iter().rev() {
+            if keys.len() >= limit {
+                return Ok(keys);
+            }
+            let frame = crate::reader::scan_paths(std::slice::from_ref(&seg.path))
+                .and_then(|lf| lf.select([polars::prelude::col(schema::TRACE_ID), polars::prelude::col(schema::SPAN_ID)]).collect())
+                .map_err(|source| StoreError::Parquet { path: seg.path.clone(), source })?;
+            let parquet = |source| StoreError::Parquet { path: seg.path.clone(), source };
+            let traces = frame.column(schema::TRACE_ID).and_then(|c| c.binary().cloned()).map_err(parquet)?;
+            let spans = frame.column(schema::SPAN_ID).and_then(|c| c.binary().cloned()).map_err(parquet)?;
+            for (t, s) in traces.iter().zip(spans.iter()) {
+                if let (Some(Ok(t)), Some(Ok(s))) = (t.map(<[u8; 16]>::try_from), s.map(<[u8; 8]>::try_from)) {
+                    keys.push((t, s));
+                }
+            }
+        }
+    }
+    Ok(keys)
 }
 
 fn merge(data_dir: &Path, hour: Hour, run: &[Segment], row_group_rows: usize) -> Result<Segment> {

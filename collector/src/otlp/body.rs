@@ -108,7 +108,8 @@ mod tests {
     #[test]
     fn limits_apply_to_plain_and_gzip_bodies() {
         assert_eq!(decompress(None, &[1; 11], 10), Err(BodyError::TooLarge { limit: 10 }));
-        assert_eq!(decompress(Some("gzip"), &gzip(&[7; 10]), 10).unwrap(), vec![7; 10]);
+        assert_eq!(decompress(Some("gzip"), &gzip(&[7; 100]), 100).unwrap(), vec![7; 100]);
+        assert_eq!(decompress(Some("gzip"), &gzip(&[7; 101]), 100), Err(BodyError::TooLarge { limit: 100 }));
         assert!(matches!(decompress(Some("gzip"), b"not gzip", 10), Err(BodyError::Invalid(_))));
         assert!(matches!(decompress(Some("br"), b"x", 10), Err(BodyError::UnsupportedEncoding(_))));
     }

@@ -322,7 +322,7 @@ impl From<Span> for trace::Span {
 }
 
 fn kvs(list: Vec<KeyValue>) -> Vec<common::KeyValue> {
-    list.into_iter().map(|kv| common::KeyValue { key: kv.key, value: kv.value.map(any) }).collect()
+    list.into_iter().map(|kv| common::KeyValue { key: kv.key, value: kv.value.map(any), ..Default::default() }).collect()
 }
 
 fn any(v: AnyValue) -> common::AnyValue {

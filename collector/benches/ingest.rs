@@ -1,0 +1,401 @@
+//! Ingest benchmark: pre-encoded OTLP batches (1,000 spans of ~400 bytes, ~10 attributes, distinct ids)
+//! sent over gRPC and HTTP to the real `collector` binary with durable storage, and — in the same run, with
+//! the same load — to `rotel` (PyPI) exporting to nowhere, as the reference.
+//!
+//! Prints spans/s, spans per collector CPU-second, peak RSS, stored bytes per span, and RSS under an
+//! overload of 3× capacity. `cargo bench -p hoptrace-collector --bench ingest`; under `cargo test` it runs
+//! as a one-second smoke test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+const SPANS_PER_BATCH: usize = 1_000;
+
+fn kv(key: &str, value: Value) -> KeyValue {
+    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+}
+
+/// One batch and the byte offsets of every span id in its encoding, so each send can carry fresh ids
+/// for the cost of a copy.
+struct Template {
+    bytes: Vec<u8>,
+    span_id_offsets: Vec<usize>,
+}
+
+fn template() -> Template {
+    let marker = |i: usize| [0xA5, 0x5A, 0xC3, 0x3C, (i >> 16) as u8, (i >> 8) as u8, i as u8, 0x99];
+    let spans = (0..SPANS_PER_BATCH)
+        .map(|i| {
+            let start = 1_795_986_538_000_000_000 + i as u64 * 1_000_000;
+            Span {
+                trace_id: {
+                    let mut t = [0x42u8; 16];
+                    t[8..16].copy_from_slice(&((i / 8) as u64 + 1).to_be_bytes());
+                    t.to_vec()
+                },
+                span_id: marker(i).to_vec(),
+                parent_span_id: if i % 8 == 0 { Vec::new() } else { marker(i - 1).to_vec() },
+                name: ["process step_queue", "send step_queue", "INSERT workflow_steps", "POST /v1/tasks"][i % 4].into(),
+                kind: (i % 5 + 1) as i32,
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + 250_000 + (i as u64 * 7919) % 100_000,
+                attributes: vec![
+                    kv("messaging.system", Value::StringValue("pgmq".into())),
+                    kv("messaging.destination.name", Value::StringValue("step_queue".into())),
+                    kv("messaging.message.id", Value::IntValue(100_000 + i as i64)),
+                    kv("db.system.name", Value::StringValue("postgresql".into())),
+                    kv("task.uuid", Value::StringValue(format!("0190c6d2-7a1b-7c3d-8e4f-{:012x}", i / 8))),
+                    kv("task.template", Value::StringValue("linear_3".into())),
+                    kv("step.name", Value::StringValue(format!("step_{}", i % 8))),
+                    kv("step.handler", Value::StringValue("noop".into())),
+                    kv("benchmark.run_id", Value::StringValue("bench-0001".into())),
+                    kv("retry", Value::BoolValue(false)),
+                ],
+                status: Some(Status { code: 1, message: String::new() }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", Value::StringValue("worker".into())),
+                    kv("host.name", Value::StringValue("bench-host".into())),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope { name: "hoptrace-bench".into(), ..Default::default() }),
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let bytes = request.encode_to_vec();
+    let span_id_offsets = (0..SPANS_PER_BATCH)
+        .flat_map(|i| {
+            let m = marker(i);
+            bytes.windows(8).enumerate().filter(move |(_, w)| *w == m).map(|(at, _)| at).collect::<Vec<_>>()
+        })
+        .collect();
+    Template { bytes, span_id_offsets }
+}
+
+impl Template {
+    /// The batch with ids unique to `seq`; parent links inside the batch are rewritten alike.
+    fn instance(&self, seq: u64) -> Bytes {
+        let mut out = self.bytes.clone();
+        for &at in &self.span_id_offsets {
+            out[at..at + 4].copy_from_slice(&(seq as u32 + 1).to_be_bytes());
+        }
+        Bytes::from(out)
+    }
+}
+
+/// Sends pre-encoded bytes as the gRPC request message and ignores the response body.
+#[derive(Clone, Default)]
+struct RawCodec;
+struct RawEncoder;
+struct RawDecoder;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = ();
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl Encoder for RawEncoder {
+    type Item = Bytes;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = ();
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
+        src.advance(src.remaining());
+        Ok(Some(()))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Proto {
+    Grpc,
+    Http,
+}
+
+#[derive(Default)]
+struct Counts {
+    ok_spans: AtomicU64,
+    refused: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Drives `concurrency` senders for `duration`; ids never repeat across the whole process.
+async fn load(proto: Proto, addr: &str, concurrency: usize, duration: Duration, tpl: Arc<Template>, seq: Arc<AtomicU64>) -> Arc<Counts> {
+    let counts = Arc::new(Counts::default());
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (tpl, seq, counts, addr) = (tpl.clone(), seq.clone(), counts.clone(), addr.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+            let mut grpc = tonic::client::Grpc::new(channel);
+            let path = http::uri::PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+            while Instant::now() < deadline {
+                let body = tpl.instance(seq.fetch_add(1, Relaxed));
+                let outcome = match proto {
+                    Proto::Grpc => {
+                        if grpc.ready().await.is_err() {
+                            Err(false)
+                        } else {
+                            match grpc.unary(tonic::Request::new(body), path.clone(), RawCodec).await {
+                                Ok(_) => Ok(()),
+                                Err(s) => Err(s.code() == tonic::Code::Unavailable),
+                            }
+                        }
+                    }
+                    Proto::Http => match http
+                        .post(format!("http://{addr}/v1/traces"))
+                        .header("content-type", "application/x-protobuf")
+                        .body(body)
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status().is_success() => Ok(()),
+                        Ok(r) => Err(r.status() == 503 || r.status() == 429),
+                        Err(_) => Err(false),
+                    },
+                };
+                match outcome {
+                    Ok(()) => counts.ok_spans.fetch_add(SPANS_PER_BATCH as u64, Relaxed),
+                    Err(true) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        counts.refused.fetch_add(1, Relaxed)
+                    }
+                    Err(false) => counts.failed.fetch_add(1, Relaxed),
+                };
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    counts
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_comm = stat.rsplit_once(')').map(|(_, s)| s).unwrap_or("");
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0)))
+        .unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_for_port(port: u16) {
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nothing listens on port {port}");
+}
+
+struct Target {
+    name: &'static str,
+    child: Child,
+    grpc: String,
+    http: String,
+    data_dir: Option<PathBuf>,
+}
+
+fn start_collector(data_dir: &Path) -> Target {
+    let (g, h) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_collector"))
+        .args(["--data-dir", data_dir.to_str().unwrap()])
+        .args(["--grpc-listen", &format!("127.0.0.1:{g}"), "--http-listen", &format!("127.0.0.1:{h}")])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("collector binary");
+    Target { name: "hoptrace", child, grpc: format!("127.0.0.1:{g}"), http: format!("127.0.0.1:{h}"), data_dir: Some(data_dir.into()) }
+}
+
+fn rotel_binary() -> Option<PathBuf> {
+    let out = Command::new("python3")
+        .args(["-c", "import rotel, os; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))"])
+        .output()
+        .ok()?;
+    let path = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    path.exists().then_some(path)
+}
+
+fn start_rotel(bin: &Path) -> Target {
+    let (g, h) = (free_port(), free_port());
+    let child = Command::new(bin)
+        .args(["start", "--exporter", "blackhole"])
+        .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{g}"), "--otlp-http-endpoint", &format!("127.0.0.1:{h}")])
+        .args(["--pid-file", &std::env::temp_dir().join(format!("rotel-bench-{g}.pid")).to_string_lossy()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rotel-agent");
+    Target { name: "rotel (blackhole)", child, grpc: format!("127.0.0.1:{g}"), http: format!("127.0.0.1:{h}"), data_dir: None }
+}
+
+struct Phase {
+    spans_per_s: f64,
+    spans_per_cpu_s: f64,
+    refused: u64,
+    failed: u64,
+}
+
+async fn phase(t: &Target, proto: Proto, concurrency: usize, duration: Duration, tpl: &Arc<Template>, seq: &Arc<AtomicU64>) -> Phase {
+    let pid = t.child.id();
+    let addr = if proto == Proto::Grpc { &t.grpc } else { &t.http };
+    let cpu0 = cpu_seconds(pid);
+    let t0 = Instant::now();
+    let counts = load(proto, addr, concurrency, duration, tpl.clone(), seq.clone()).await;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu0;
+    let spans = counts.ok_spans.load(Relaxed) as f64;
+    Phase {
+        spans_per_s: spans / wall,
+        spans_per_cpu_s: if cpu > 0.0 { spans / cpu } else { 0.0 },
+        refused: counts.refused.load(Relaxed),
+        failed: counts.failed.load(Relaxed),
+    }
+}
+
+fn stop(mut t: Target) {
+    let _ = Command::new("kill").args(["-TERM", &t.child.id().to_string()]).status();
+    let _ = t.child.wait();
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let secs = if full { 8 } else { 1 };
+    let duration = Duration::from_secs(secs);
+    let concurrency = 8;
+    let tpl = Arc::new(template());
+    let seq = Arc::new(AtomicU64::new(0));
+    println!(
+        "batch: {} spans, {} bytes ({} bytes/span), {} attributes/span; {}s per phase, {} senders",
+        SPANS_PER_BATCH,
+        tpl.bytes.len(),
+        tpl.bytes.len() / SPANS_PER_BATCH,
+        10,
+        secs,
+        concurrency
+    );
+    assert_eq!(tpl.span_id_offsets.len(), SPANS_PER_BATCH * 2 - SPANS_PER_BATCH.div_ceil(8), "every span id and parent id located");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut targets = vec![start_collector(&dir.path().join("data"))];
+    match (full, rotel_binary()) {
+        (true, Some(bin)) => targets.push(start_rotel(&bin)),
+        (true, None) => println!("rotel not installed (pip install rotel): no reference in this run"),
+        _ => {}
+    }
+    let mut per_cpu = std::collections::HashMap::new();
+    println!("{:<20} {:<5} {:>12} {:>16} {:>9} {:>8}", "target", "proto", "spans/s", "spans/CPU-s", "refused", "failed");
+    for t in targets {
+        wait_for_port(t.grpc.rsplit(':').next().unwrap().parse().unwrap()).await;
+        wait_for_port(t.http.rsplit(':').next().unwrap().parse().unwrap()).await;
+        for proto in [Proto::Grpc, Proto::Http] {
+            let p = phase(&t, proto, concurrency, duration, &tpl, &seq).await;
+            let label = if proto == Proto::Grpc { "grpc" } else { "http" };
+            println!(
+                "{:<20} {:<5} {:>12.0} {:>16.0} {:>9} {:>8}",
+                t.name, label, p.spans_per_s, p.spans_per_cpu_s, p.refused, p.failed
+            );
+            per_cpu.insert((t.name, label), p.spans_per_cpu_s);
+        }
+        let pid = t.child.id();
+        println!("{:<20} peak RSS {:.1} MiB", t.name, status_kib(pid, "VmHWM:") as f64 / 1024.0);
+        if let Some(data_dir) = t.data_dir.clone() {
+            // Overload: three times the senders, RSS sampled as it runs.
+            let rss_before = status_kib(pid, "VmRSS:");
+            let over = {
+                let (tpl, seq, addr) = (tpl.clone(), seq.clone(), t.grpc.clone());
+                tokio::spawn(async move { load(Proto::Grpc, &addr, concurrency * 3, duration * 2, tpl, seq).await })
+            };
+            let mut samples = Vec::new();
+            while !over.is_finished() {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                samples.push(status_kib(pid, "VmRSS:"));
+            }
+            let counts = over.await.unwrap();
+            let half = samples.len() / 2;
+            let first_half = samples[..half.max(1)].iter().copied().max().unwrap_or(0);
+            let second_half = samples[half..].iter().copied().max().unwrap_or(0);
+            println!(
+                "{:<20} overload 3x senders: RSS before {:.1} MiB, max first half {:.1} MiB, max second half {:.1} MiB, refused {} batches",
+                t.name,
+                rss_before as f64 / 1024.0,
+                first_half as f64 / 1024.0,
+                second_half as f64 / 1024.0,
+                counts.refused.load(Relaxed)
+            );
+            let name = t.name;
+            stop(t);
+            let paths = hoptrace_store::reader::segment_paths(&data_dir, hoptrace_store::TimeRange::all()).unwrap();
+            let bytes: u64 = paths.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+            let stored = hoptrace_store::scan(&data_dir, hoptrace_store::TimeRange::all())
+                .unwrap()
+                .select([polars::prelude::len()])
+                .collect()
+                .unwrap();
+            let stored = stored.column("len").unwrap().u32().unwrap().get(0).unwrap_or(0) as f64;
+            println!("{:<20} stored {} spans in {} segments: {:.1} bytes/span", name, stored, paths.len(), bytes as f64 / stored.max(1.0));
+        } else {
+            stop(t);
+        }
+    }
+    for label in ["grpc", "http"] {
+        if let (Some(h), Some(r)) = (per_cpu.get(&("hoptrace", label)), per_cpu.get(&("rotel (blackhole)", label))) {
+            println!("ratio hoptrace/rotel spans per CPU-second over {label}: {:.2}", h / r);
+        }
+    }
+}
