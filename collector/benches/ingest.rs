@@ -31,16 +31,19 @@ fn kv(key: &str, value: Value) -> KeyValue {
 struct Template {
     bytes: Vec<u8>,
     span_id_offsets: Vec<usize>,
+    trace_id_offsets: Vec<usize>,
 }
 
 fn template() -> Template {
     let marker = |i: usize| [0xA5, 0x5A, 0xC3, 0x3C, (i >> 16) as u8, (i >> 8) as u8, i as u8, 0x99];
     let spans = (0..SPANS_PER_BATCH)
         .map(|i| {
-            let start = 1_795_986_538_000_000_000 + i as u64 * 1_000_000;
+            // Spans of the current hour, as a live system sends them.
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+            let start = now - 60_000_000_000 + i as u64 * 1_000_000;
             Span {
                 trace_id: {
-                    let mut t = [0x42u8; 16];
+                    let mut t = [0xD1, 0xD2, 0xD3, 0xD4, 0x42, 0x42, 0x42, 0x42, 0, 0, 0, 0, 0, 0, 0, 0];
                     t[8..16].copy_from_slice(&((i / 8) as u64 + 1).to_be_bytes());
                     t.to_vec()
                 },
@@ -91,14 +94,16 @@ fn template() -> Template {
             bytes.windows(8).enumerate().filter(move |(_, w)| *w == m).map(|(at, _)| at).collect::<Vec<_>>()
         })
         .collect();
-    Template { bytes, span_id_offsets }
+    let trace_marker = [0xD1, 0xD2, 0xD3, 0xD4, 0x42, 0x42, 0x42, 0x42];
+    let trace_id_offsets = bytes.windows(8).enumerate().filter(|(_, w)| *w == trace_marker).map(|(at, _)| at).collect();
+    Template { bytes, span_id_offsets, trace_id_offsets }
 }
 
 impl Template {
-    /// The batch with ids unique to `seq`; parent links inside the batch are rewritten alike.
+    /// The batch with trace and span ids unique to `seq`; parent ids inside the batch are rewritten alike.
     fn instance(&self, seq: u64) -> Bytes {
         let mut out = self.bytes.clone();
-        for &at in &self.span_id_offsets {
+        for &at in self.span_id_offsets.iter().chain(&self.trace_id_offsets) {
             out[at..at + 4].copy_from_slice(&(seq as u32 + 1).to_be_bytes());
         }
         Bytes::from(out)
@@ -315,10 +320,14 @@ fn stop(mut t: Target) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let full = std::env::args().any(|a| a == "--bench");
-    let secs = if full { 8 } else { 1 };
+    let secs = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(if full { 8 } else { 1 });
     let duration = Duration::from_secs(secs);
     let concurrency = 8;
     let tpl = Arc::new(template());
+    if let Ok(path) = std::env::var("BENCH_DUMP_BATCH") {
+        std::fs::write(path, tpl.instance(u32::MAX as u64 - 1)).unwrap();
+        return;
+    }
     let seq = Arc::new(AtomicU64::new(0));
     println!(
         "batch: {} spans, {} bytes ({} bytes/span), {} attributes/span; {}s per phase, {} senders",
@@ -330,6 +339,7 @@ async fn main() {
         concurrency
     );
     assert_eq!(tpl.span_id_offsets.len(), SPANS_PER_BATCH * 2 - SPANS_PER_BATCH.div_ceil(8), "every span id and parent id located");
+    assert_eq!(tpl.trace_id_offsets.len(), SPANS_PER_BATCH, "every trace id located");
 
     let dir = tempfile::tempdir().unwrap();
     let mut targets = vec![start_collector(&dir.path().join("data"))];
@@ -343,12 +353,13 @@ async fn main() {
     for t in targets {
         wait_for_port(t.grpc.rsplit(':').next().unwrap().parse().unwrap()).await;
         wait_for_port(t.http.rsplit(':').next().unwrap().parse().unwrap()).await;
-        for proto in [Proto::Grpc, Proto::Http] {
+        for proto in [Proto::Http, Proto::Grpc] {
             let p = phase(&t, proto, concurrency, duration, &tpl, &seq).await;
             let label = if proto == Proto::Grpc { "grpc" } else { "http" };
             println!(
-                "{:<20} {:<5} {:>12.0} {:>16.0} {:>9} {:>8}",
-                t.name, label, p.spans_per_s, p.spans_per_cpu_s, p.refused, p.failed
+                "{:<20} {:<5} {:>12.0} {:>16.0} {:>9} {:>8}   RSS now {:.0} MiB",
+                t.name, label, p.spans_per_s, p.spans_per_cpu_s, p.refused, p.failed,
+                status_kib(t.child.id(), "VmRSS:") as f64 / 1024.0
             );
             per_cpu.insert((t.name, label), p.spans_per_cpu_s);
         }

@@ -20,7 +20,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use polars::prelude::{SortMultipleOptions, UniqueKeepStrategy};
 use prost::Message;
 use tokio::sync::oneshot;
 
@@ -35,17 +34,17 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
     /// Acknowledged spans are written to a segment at least this often.
     pub flush_interval: Duration,
-    /// …or as soon as this many are waiting.
+    /// …or as soon as this many are waiting…
     pub flush_max_spans: usize,
+    /// …or as soon as they came in this many request bytes (what bounds the memtable's memory).
+    pub flush_max_bytes: usize,
     /// Batches waiting for the WAL; beyond it `submit` answers `Full`.
     pub queue_capacity: usize,
     /// How many recent (trace id, span id) keys are remembered to drop retried duplicates at ingest.
     pub dedup_window: usize,
     pub row_group_rows: usize,
-    /// A partition with this many consecutive small segments gets them merged into one.
+    /// A partition with this many consecutive flush segments gets them merged into one.
     pub compaction_min_segments: usize,
-    /// Segments at least this large are left alone by compaction.
-    pub compaction_max_segment_bytes: u64,
     /// How long a compacted-away segment stays on disk for readers that listed it just before.
     pub obsolete_grace: Duration,
 }
@@ -55,12 +54,12 @@ impl StoreConfig {
         StoreConfig {
             data_dir: data_dir.into(),
             flush_interval: Duration::from_secs(2),
-            flush_max_spans: 200_000,
+            flush_max_spans: 100_000,
+            flush_max_bytes: 16 << 20,
             queue_capacity: 64,
             dedup_window: 1_000_000,
             row_group_rows: 128 * 1024,
             compaction_min_segments: 8,
-            compaction_max_segment_bytes: 64 << 20,
             obsolete_grace: Duration::from_secs(60),
         }
     }
@@ -174,6 +173,7 @@ impl SpanStore {
             wal_dir,
             recent,
             memtable,
+            memtable_bytes: 0,
             next_flush: checkpoint.flush + 1,
             flush_tx,
         };
@@ -254,7 +254,8 @@ fn without(rows: Vec<SpanRow>, skip: &[u32]) -> Vec<SpanRow> {
         .collect()
 }
 
-/// Span ids are random: their bytes are already a good hash.
+/// A fast hash for (trace id, span id) that stays well spread even when ids are sequential rather than
+/// random (some SDKs and test tools make them so): multiply-rotate per word, murmur3's finaliser at the end.
 #[derive(Default)]
 struct IdHasher(u64);
 
@@ -263,11 +264,16 @@ impl Hasher for IdHasher {
         for chunk in bytes.chunks(8) {
             let mut word = [0u8; 8];
             word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(17) ^ u64::from_le_bytes(word);
+            self.0 = (self.0 ^ u64::from_le_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
         }
     }
     fn finish(&self) -> u64 {
-        self.0
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 }
 
@@ -315,6 +321,7 @@ struct Committer {
     wal_dir: PathBuf,
     recent: RecentKeys,
     memtable: Vec<SpanRow>,
+    memtable_bytes: usize,
     next_flush: u64,
     flush_tx: SyncSender<FlushJob>,
 }
@@ -353,7 +360,9 @@ impl Committer {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             let due = last_flush.elapsed() >= self.config.flush_interval && !self.memtable.is_empty();
-            if due || self.memtable.len() >= self.config.flush_max_spans || !waiters.is_empty() || stop.is_some() {
+            let full = self.memtable.len() >= self.config.flush_max_spans
+                || self.memtable_bytes >= self.config.flush_max_bytes;
+            if due || full || !waiters.is_empty() || stop.is_some() {
                 self.hand_off(waiters);
                 last_flush = Instant::now();
             }
@@ -389,6 +398,7 @@ impl Committer {
                     Err(e) => failure = Some(e.to_string()),
                 }
             }
+            self.memtable_bytes += batch.request.len();
             staged.push((batch.rows, skip, ack));
         }
         if failure.is_none() {
@@ -422,6 +432,7 @@ impl Committer {
 
     fn hand_off(&mut self, waiters: Vec<SyncSender<Result<()>>>) {
         let rows = std::mem::take(&mut self.memtable);
+        self.memtable_bytes = 0;
         let job = if rows.is_empty() {
             FlushJob { flush: 0, wal_seq: 0, rows, waiters }
         } else {
@@ -502,11 +513,19 @@ impl Flusher {
         Ok(())
     }
 
-    /// Merges each run of at least `compaction_min_segments` consecutive small segments into one,
-    /// dropping duplicate spans on the way.
+    /// Merges each run of at least `compaction_min_segments` consecutive flush segments (`seg-n-n`) into
+    /// one, dropping duplicate spans on the way. Compacted segments are never merged again, so every span
+    /// is written at most twice and compaction's memory is bounded by that of a few flushes.
+    ///
+    /// The hour that is still being written is left alone: compacting it would rewrite the same spans
+    /// again and again and take CPU from ingest exactly when it is busiest.
     fn compact(&mut self, hour: Hour) -> Result<()> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        if hour >= Hour::of_nanos(now) {
+            return Ok(());
+        }
         let live = segment::live_segments(&self.config.data_dir, hour)?;
-        for run in live.split(|s| s.bytes >= self.config.compaction_max_segment_bytes) {
+        for run in live.split(|s| s.lo != s.hi) {
             if run.len() < self.config.compaction_min_segments {
                 continue;
             }
@@ -559,21 +578,38 @@ fn newest_stored_keys(data_dir: &Path, limit: usize) -> Result<Vec<SpanKey>> {
     Ok(keys)
 }
 
+/// Concatenates the run's segments in flush order, dropping any span whose key an earlier one holds.
+/// Only the id columns are hashed and rows are only gathered when there are duplicates: sorting or
+/// gathering the nested attribute columns costs many times the data's size in polars.
 fn merge(data_dir: &Path, hour: Hour, run: &[Segment], row_group_rows: usize) -> Result<Segment> {
-    let parquet_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| StoreError::Parquet { path, source }
-    };
-    let paths: Vec<PathBuf> = run.iter().map(|s| s.path.clone()).collect();
-    let mut frame = crate::reader::scan_paths(&paths)
-        .map_err(parquet_err(&paths[0]))?
-        .unique_stable(
-            Some(polars::prelude::cols([schema::TRACE_ID, schema::SPAN_ID])),
-            UniqueKeepStrategy::First,
-        )
-        .sort([schema::TRACE_ID, schema::START_TIME], SortMultipleOptions::default())
-        .collect()
-        .map_err(parquet_err(&paths[0]))?;
+    let mut seen = KeySet::default();
+    let mut merged: Option<polars::prelude::DataFrame> = None;
+    for seg in run {
+        let parquet = |source| StoreError::Parquet { path: seg.path.clone(), source };
+        let mut frame = crate::reader::scan_paths(std::slice::from_ref(&seg.path)).and_then(|lf| lf.collect()).map_err(parquet)?;
+        let traces = frame.column(schema::TRACE_ID).and_then(|c| c.binary().cloned()).map_err(parquet)?;
+        let spans = frame.column(schema::SPAN_ID).and_then(|c| c.binary().cloned()).map_err(parquet)?;
+        let keep: Vec<bool> = traces
+            .iter()
+            .zip(spans.iter())
+            .map(|(t, s)| match (t.and_then(|t| t.try_into().ok()), s.and_then(|s| s.try_into().ok())) {
+                (Some(t), Some(s)) => seen.insert((t, s)),
+                _ => true,
+            })
+            .collect();
+        if keep.iter().any(|k| !k) {
+            let mask: polars::prelude::BooleanChunked = keep.iter().copied().map(Some).collect();
+            frame = frame.filter(&mask).map_err(parquet)?;
+        }
+        merged = Some(match merged {
+            None => frame,
+            Some(mut all) => {
+                all.vstack_mut_owned(frame).map_err(parquet)?;
+                all
+            }
+        });
+    }
+    let mut frame = merged.expect("a run has at least one segment");
     segment::write(data_dir, hour, run[0].lo, run[run.len() - 1].hi, &mut frame, row_group_rows)
 }
 
