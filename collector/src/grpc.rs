@@ -46,10 +46,6 @@ impl GrpcReceiver {
                 Metrics::add(&m.requests_invalid, Transport::Grpc, 1);
                 Status::invalid_argument(msg)
             }
-            Refusal::TooLarge(msg) => {
-                Metrics::add(&m.requests_too_large, Transport::Grpc, 1);
-                Status::resource_exhausted(msg)
-            }
             Refusal::Busy | Refusal::Unavailable(_) => Status::with_error_details(
                 Code::Unavailable,
                 refusal.to_string(),

@@ -101,10 +101,6 @@ fn refusal(format: Format, refusal: Refusal, state: &HttpState) -> Response {
             Metrics::add(&m.requests_invalid, Transport::Http, 1);
             error(format, StatusCode::BAD_REQUEST, msg, state)
         }
-        Refusal::TooLarge(msg) => {
-            Metrics::add(&m.requests_too_large, Transport::Http, 1);
-            error(format, StatusCode::PAYLOAD_TOO_LARGE, msg, state)
-        }
         Refusal::Busy | Refusal::Unavailable(_) => {
             error(format, StatusCode::SERVICE_UNAVAILABLE, &refusal.to_string(), state)
         }

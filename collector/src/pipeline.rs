@@ -19,9 +19,6 @@ pub enum Refusal {
     /// 400 / INVALID_ARGUMENT: not retryable.
     #[error("{0}")]
     Invalid(String),
-    /// 413 / RESOURCE_EXHAUSTED.
-    #[error("{0}")]
-    TooLarge(String),
     /// 503 / UNAVAILABLE with a retry delay: the pipeline is full.
     #[error("the collector is at capacity; retry later")]
     Busy,

@@ -477,7 +477,7 @@ impl Flusher {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            self.remove_obsolete(false);
+            self.remove_obsolete();
         }
     }
 
@@ -539,10 +539,10 @@ impl Flusher {
         Ok(())
     }
 
-    fn remove_obsolete(&mut self, all: bool) {
+    fn remove_obsolete(&mut self) {
         let grace = self.config.obsolete_grace;
         self.obsolete.retain(|(path, since)| {
-            if all || since.elapsed() >= grace {
+            if since.elapsed() >= grace {
                 if let Err(e) = std::fs::remove_file(path) {
                     tracing::warn!(path = %path.display(), error = %e, "could not remove a compacted segment");
                 }
