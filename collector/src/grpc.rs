@@ -55,17 +55,26 @@ impl GrpcReceiver {
     }
 }
 
-/// tonic answers an over-limit uncompressed message with OUT_OF_RANGE (and a compressed one with
-/// RESOURCE_EXHAUSTED); OTLP clients expect RESOURCE_EXHAUSTED for both.
-pub fn oversize_as_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
-    let out_of_range = response.headers().get("grpc-status").is_some_and(|v| v == "11");
-    let too_large = response
-        .headers()
-        .get("grpc-message")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|m| m.contains("message%20length%20too%20large") || m.contains("message length too large"));
-    if out_of_range && too_large {
-        response.headers_mut().insert("grpc-status", http::HeaderValue::from_static("8"));
+/// Rewrites the two statuses tonic produces before our handler runs into the ones OTLP prescribes, and
+/// counts them: an over-limit uncompressed message (tonic: OUT_OF_RANGE; a compressed one already gets
+/// RESOURCE_EXHAUSTED) and an undecodable one (tonic: INTERNAL, which clients would retry; OTLP:
+/// INVALID_ARGUMENT, which they must not).
+pub fn otlp_status<B>(metrics: &Metrics, mut response: http::Response<B>) -> http::Response<B> {
+    let status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0");
+    let message = response.headers().get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let message = message.replace("%20", " ");
+    let rewrite = match status {
+        "11" if message.contains("message length too large") => Some("8"),
+        "8" if message.contains("size limit") => None,
+        "13" if message.contains("failed to decode Protobuf message") => Some("3"),
+        _ => return response,
+    };
+    match rewrite.unwrap_or(status) {
+        "8" => Metrics::add(&metrics.requests_too_large, Transport::Grpc, 1),
+        _ => Metrics::add(&metrics.requests_invalid, Transport::Grpc, 1),
+    }
+    if let Some(code) = rewrite {
+        response.headers_mut().insert("grpc-status", http::HeaderValue::from_static(code));
     }
     response
 }

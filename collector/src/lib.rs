@@ -75,9 +75,11 @@ impl Collector {
         let grpc = {
             let service = grpc::service(Arc::clone(&pipeline), config.limits.max_grpc_message_bytes);
             let stop = stopped(stop_rx);
+            let metrics = Arc::clone(&pipeline.metrics);
+            let otlp_status = move |response| grpc::otlp_status(&metrics, response);
             tokio::spawn(async move {
                 tonic::transport::Server::builder()
-                    .layer(tower::util::MapResponseLayer::new(grpc::oversize_as_resource_exhausted))
+                    .layer(tower::util::MapResponseLayer::new(otlp_status))
                     .add_service(service)
                     .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(grpc_listener), stop)
                     .await

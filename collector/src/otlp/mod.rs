@@ -2,6 +2,7 @@
 
 pub mod body;
 pub mod json;
+pub mod raw;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 
