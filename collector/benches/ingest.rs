@@ -26,12 +26,20 @@ fn kv(key: &str, value: Value) -> KeyValue {
     KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
 }
 
-/// One batch and the byte offsets of every span id in its encoding, so each send can carry fresh ids
-/// for the cost of a copy.
+/// One batch and the byte offsets of every id in its encoding (with the index of the span or trace it
+/// names), so each send carries fresh random-looking ids for the cost of a copy.
 struct Template {
     bytes: Vec<u8>,
-    span_id_offsets: Vec<usize>,
-    trace_id_offsets: Vec<usize>,
+    span_id_offsets: Vec<(usize, u64)>,
+    trace_id_offsets: Vec<(usize, u64)>,
+}
+
+/// splitmix64: distinct, random-looking ids from a counter, as real SDKs' random ids are.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn template() -> Template {
@@ -91,11 +99,17 @@ fn template() -> Template {
     let span_id_offsets = (0..SPANS_PER_BATCH)
         .flat_map(|i| {
             let m = marker(i);
-            bytes.windows(8).enumerate().filter(move |(_, w)| *w == m).map(|(at, _)| at).collect::<Vec<_>>()
+            bytes.windows(8).enumerate().filter(move |(_, w)| *w == m).map(move |(at, _)| (at, i as u64)).collect::<Vec<_>>()
         })
         .collect();
     let trace_marker = [0xD1, 0xD2, 0xD3, 0xD4, 0x42, 0x42, 0x42, 0x42];
-    let trace_id_offsets = bytes.windows(8).enumerate().filter(|(_, w)| *w == trace_marker).map(|(at, _)| at).collect();
+    let trace_id_offsets = bytes
+        .windows(8)
+        .enumerate()
+        .filter(|(_, w)| *w == trace_marker)
+        .enumerate()
+        .map(|(k, (at, _))| (at, (k / 8) as u64))
+        .collect();
     Template { bytes, span_id_offsets, trace_id_offsets }
 }
 
@@ -103,8 +117,13 @@ impl Template {
     /// The batch with trace and span ids unique to `seq`; parent ids inside the batch are rewritten alike.
     fn instance(&self, seq: u64) -> Bytes {
         let mut out = self.bytes.clone();
-        for &at in self.span_id_offsets.iter().chain(&self.trace_id_offsets) {
-            out[at..at + 4].copy_from_slice(&(seq as u32 + 1).to_be_bytes());
+        let base = seq * SPANS_PER_BATCH as u64;
+        for &(at, i) in &self.span_id_offsets {
+            out[at..at + 8].copy_from_slice(&mix(base + i).to_le_bytes());
+        }
+        for &(at, t) in &self.trace_id_offsets {
+            out[at..at + 8].copy_from_slice(&mix(!(base + t)).to_le_bytes());
+            out[at + 8..at + 16].copy_from_slice(&mix(base + t ^ 0x5555).to_le_bytes());
         }
         Bytes::from(out)
     }
