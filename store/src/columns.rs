@@ -5,9 +5,9 @@
 
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
 use polars::prelude::{Column, DataFrame, PlSmallStr, PolarsResult, Series};
+use base64::Engine;
 use polars_arrow::array::{
-    Array, BinaryViewArray, BooleanArray, ListArray, MutableBinaryViewArray, PrimitiveArray, StructArray,
-    Utf8ViewArray,
+    Array, BinaryViewArray, ListArray, MutableBinaryViewArray, PrimitiveArray, StructArray, Utf8ViewArray,
 };
 use polars_arrow::datatypes::{ArrowDataType, Field};
 use polars_arrow::offset::OffsetsBuffer;
@@ -27,26 +27,21 @@ fn attr_struct_type() -> ArrowDataType {
     ArrowDataType::Struct(vec![
         field(schema::ATTR_KEY, ArrowDataType::Utf8View),
         field(schema::ATTR_TYPE, ArrowDataType::UInt8),
-        field(schema::ATTR_STR, ArrowDataType::Utf8View),
-        field(schema::ATTR_INT, ArrowDataType::Int64),
-        field(schema::ATTR_DOUBLE, ArrowDataType::Float64),
-        field(schema::ATTR_BOOL, ArrowDataType::Boolean),
-        field(schema::ATTR_BYTES, ArrowDataType::BinaryView),
+        field(schema::ATTR_VALUE, ArrowDataType::Utf8View),
     ])
 }
 
-/// Builds a `list<struct<key, type, str, int, double, bool, bytes>>` column: one typed value per attribute,
-/// in the field of its type; arrays and key-value lists are kept as OTLP JSON in `str`.
+/// Builds a `list<struct<key, type, value>>` column: every value as text, its OTLP type in `type`.
+///
+/// Three leaves rather than one per value type: Parquet's nested encoding costs per leaf and per row, and
+/// it was the largest single cost of a flush.
 #[derive(Default)]
 struct AttributeLists {
     offsets: Vec<i64>,
     key: MutableBinaryViewArray<str>,
     ty: Vec<u8>,
-    str_: MutableBinaryViewArray<str>,
-    int: Vec<Option<i64>>,
-    double: Vec<Option<f64>>,
-    bool_: Vec<Option<bool>>,
-    bytes: MutableBinaryViewArray<[u8]>,
+    value: MutableBinaryViewArray<str>,
+    scratch: String,
 }
 
 impl AttributeLists {
@@ -62,50 +57,53 @@ impl AttributeLists {
     }
 
     fn push_value(&mut self, key: &str, value: Option<&AnyValue>) {
+        use std::fmt::Write;
         self.key.push_value(key);
-        let (mut s, mut i, mut d, mut b, mut by) = (None, None, None, None, None);
+        self.scratch.clear();
+        let s = &mut self.scratch;
         let ty = match value.and_then(|v| v.value.as_ref()) {
-            None => AttrType::Empty,
+            None => {
+                self.ty.push(AttrType::Empty as u8);
+                self.value.push_null();
+                return;
+            }
             Some(Value::StringValue(v)) => {
-                s = Some(v.clone());
-                AttrType::String
+                self.ty.push(AttrType::String as u8);
+                self.value.push_value(v);
+                return;
             }
             Some(Value::BoolValue(v)) => {
-                b = Some(*v);
+                s.push_str(if *v { "true" } else { "false" });
                 AttrType::Bool
             }
             Some(Value::IntValue(v)) => {
-                i = Some(*v);
+                let _ = write!(s, "{v}");
                 AttrType::Int
-            }
-            Some(Value::DoubleValue(v)) => {
-                d = Some(*v);
-                AttrType::Double
-            }
-            Some(Value::BytesValue(v)) => {
-                by = Some(v.as_slice());
-                AttrType::Bytes
-            }
-            Some(Value::ArrayValue(_)) => {
-                s = Some(schema::any_value_to_json(value.unwrap()).to_string());
-                AttrType::Array
-            }
-            Some(Value::KvlistValue(_)) => {
-                s = Some(schema::any_value_to_json(value.unwrap()).to_string());
-                AttrType::KvList
             }
             // A string-table index only has meaning inside the profiles signal; keep the number.
             Some(Value::StringValueStrindex(v)) => {
-                i = Some(*v as i64);
+                let _ = write!(s, "{v}");
                 AttrType::Int
+            }
+            Some(Value::DoubleValue(v)) => {
+                let _ = write!(s, "{v:?}");
+                AttrType::Double
+            }
+            Some(Value::BytesValue(v)) => {
+                s.push_str(&base64::engine::general_purpose::STANDARD.encode(v));
+                AttrType::Bytes
+            }
+            Some(Value::ArrayValue(_)) => {
+                s.push_str(&schema::any_value_to_json(value.unwrap()).to_string());
+                AttrType::Array
+            }
+            Some(Value::KvlistValue(_)) => {
+                s.push_str(&schema::any_value_to_json(value.unwrap()).to_string());
+                AttrType::KvList
             }
         };
         self.ty.push(ty as u8);
-        self.str_.push(s);
-        self.int.push(i);
-        self.double.push(d);
-        self.bool_.push(b);
-        self.bytes.push(by);
+        self.value.push_value(&self.scratch);
     }
 
     fn finish(self) -> ListArray<i64> {
@@ -116,11 +114,7 @@ impl AttributeLists {
             vec![
                 Utf8ViewArray::from(self.key.freeze()).boxed(),
                 PrimitiveArray::from_vec(self.ty).boxed(),
-                Utf8ViewArray::from(self.str_.freeze()).boxed(),
-                PrimitiveArray::<i64>::from(self.int).boxed(),
-                PrimitiveArray::<f64>::from(self.double).boxed(),
-                BooleanArray::from(self.bool_).boxed(),
-                BinaryViewArray::from(self.bytes.freeze()).boxed(),
+                Utf8ViewArray::from(self.value.freeze()).boxed(),
             ],
             None,
         );

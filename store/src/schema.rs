@@ -27,13 +27,11 @@ pub const EVENT_NAME: &str = "name";
 
 pub const ATTR_KEY: &str = "key";
 pub const ATTR_TYPE: &str = "type";
-pub const ATTR_STR: &str = "str";
-pub const ATTR_INT: &str = "int";
-pub const ATTR_DOUBLE: &str = "double";
-pub const ATTR_BOOL: &str = "bool";
-pub const ATTR_BYTES: &str = "bytes";
+pub const ATTR_VALUE: &str = "value";
 
-/// The type tag of a stored attribute value; the value sits in the field of that type.
+/// The type of a stored attribute value, which is kept as text in `value`: strings as they are, booleans
+/// as `true`/`false`, integers in decimal, doubles in Rust's shortest round-trip form (`0.5`, `NaN`, `inf`),
+/// bytes in base64, arrays and key-value lists as OTLP/JSON; an empty value is null.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum AttrType {
@@ -43,14 +41,12 @@ pub enum AttrType {
     Int = 3,
     Double = 4,
     Bytes = 5,
-    /// Stored as OTLP JSON in `str`.
     Array = 6,
-    /// Stored as OTLP JSON in `str`.
     KvList = 7,
 }
 
-/// The OTLP/JSON encoding of a value (int64 as a decimal string, bytes as base64 would need a dependency:
-/// bytes inside arrays are rare and kept as an array of numbers).
+/// The OTLP/JSON encoding of a value (int64 as a decimal string; bytes nested in arrays, which are rare,
+/// as an array of numbers).
 pub fn any_value_to_json(value: &AnyValue) -> serde_json::Value {
     use serde_json::json;
     match &value.value {

@@ -69,23 +69,28 @@ pub enum Attr {
     Json(serde_json::Value),
 }
 
-/// The attributes in list column `column` of row `row`.
+/// The attributes of one list value, decoded from their text by their type.
 pub fn attrs_of(list: &Series) -> Vec<(String, Attr)> {
+    use base64::Engine;
     let s = list.struct_().unwrap();
     let field = |name: &str| s.field_by_name(name).unwrap();
-    let (key, ty, st, int, dbl, bl, by) =
-        (field("key"), field("type"), field("str"), field("int"), field("double"), field("bool"), field("bytes"));
+    let (key, ty, value) = (field("key"), field("type"), field("value"));
+    let (key, ty, value) = (key.str().unwrap(), ty.u8().unwrap(), value.str().unwrap());
     (0..s.len())
         .map(|i| {
-            let k = key.str().unwrap().get(i).unwrap().to_owned();
-            let v = match ty.u8().unwrap().get(i).unwrap() {
-                0 => Attr::Empty,
-                1 => Attr::Str(st.str().unwrap().get(i).unwrap().to_owned()),
-                2 => Attr::Bool(bl.bool().unwrap().get(i).unwrap()),
-                3 => Attr::Int(int.i64().unwrap().get(i).unwrap()),
-                4 => Attr::Double(dbl.f64().unwrap().get(i).unwrap()),
-                5 => Attr::Bytes(by.binary().unwrap().get(i).unwrap().to_vec()),
-                _ => Attr::Json(serde_json::from_str(st.str().unwrap().get(i).unwrap()).unwrap()),
+            let k = key.get(i).unwrap().to_owned();
+            let text = value.get(i);
+            let v = match ty.get(i).unwrap() {
+                0 => {
+                    assert_eq!(text, None);
+                    Attr::Empty
+                }
+                1 => Attr::Str(text.unwrap().to_owned()),
+                2 => Attr::Bool(text.unwrap().parse().unwrap()),
+                3 => Attr::Int(text.unwrap().parse().unwrap()),
+                4 => Attr::Double(text.unwrap().parse().unwrap()),
+                5 => Attr::Bytes(base64::engine::general_purpose::STANDARD.decode(text.unwrap()).unwrap()),
+                _ => Attr::Json(serde_json::from_str(text.unwrap()).unwrap()),
             };
             (k, v)
         })
