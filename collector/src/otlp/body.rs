@@ -120,4 +120,26 @@ mod tests {
         assert_eq!(Format::from_content_type("Application/X-Protobuf"), Some(Format::Protobuf));
         assert_eq!(Format::from_content_type("text/plain"), None);
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes, in either format, plain or claimed gzip: an error or a request, never a panic.
+        #[test]
+        fn arbitrary_bodies_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512), json: bool, gzip: bool) {
+            let format = if json { Format::Json } else { Format::Protobuf };
+            if let Ok(raw) = decompress(gzip.then_some("gzip"), &body, 1 << 16) {
+                let _ = decode(format, raw).map(|d| hoptrace_store::convert(d.request));
+            }
+        }
+
+        /// A hand-checked JSON request cut anywhere is either still valid or a 400-class error.
+        #[test]
+        fn truncated_json_is_an_invalid_argument(cut in 0usize..2_000) {
+            let full = include_bytes!("../../tests/requests/full.json");
+            let cut = cut.min(full.len());
+            match decode(Format::Json, full[..cut].to_vec()) {
+                Ok(_) => proptest::prop_assert!(full[cut..].iter().all(u8::is_ascii_whitespace)),
+                Err(e) => proptest::prop_assert!(matches!(e, BodyError::Invalid(m) if m.starts_with("invalid OTLP/JSON"))),
+            }
+        }
+    }
 }
