@@ -6,30 +6,12 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use hoptrace_collector::otlp::raw::{RawCodec, EXPORT_PATH};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::Code;
 
-fn spans(trace: u8, n: u64) -> Bytes {
-    let spans = (0..n)
-        .map(|i| Span {
-            trace_id: vec![trace; 16],
-            span_id: (i + 1).to_be_bytes().to_vec(),
-            name: format!("span-{i}"),
-            start_time_unix_nano: 1_795_986_538_000_000_000 + i,
-            end_time_unix_nano: 1_795_986_538_000_100_000 + i,
-            ..Default::default()
-        })
-        .collect();
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
-            ..Default::default()
-        }],
-    };
-    Bytes::from(request.encode_to_vec())
+fn encoded(trace: u8, n: u64) -> Bytes {
+    Bytes::from(spans(trace, 0, n).encode_to_vec())
 }
 
 async fn export(url: &str, body: Bytes, gzip: bool) -> Result<(), tonic::Status> {
@@ -48,7 +30,7 @@ async fn grpc_bad_input_gets_its_status_and_loses_nothing_accepted() {
     let running = start().await;
     let url = running.grpc_url();
 
-    export(&url, spans(1, 10), false).await.expect("valid request accepted");
+    export(&url, encoded(1, 10), false).await.expect("valid request accepted");
 
     let garbage = export(&url, Bytes::from_static(&[0xff, 0xff, 0xff, 0x0f, 0x01]), false).await.unwrap_err();
     assert_eq!(garbage.code(), Code::InvalidArgument, "{garbage:?}");
@@ -60,8 +42,8 @@ async fn grpc_bad_input_gets_its_status_and_loses_nothing_accepted() {
     assert_eq!(bomb.code(), Code::ResourceExhausted, "a gzip bomb is refused after 4 MiB of output: {bomb:?}");
 
     export(&url, Bytes::new(), false).await.expect("an empty request is valid");
-    export(&url, spans(1, 10), false).await.expect("a retried batch is acknowledged");
-    export(&url, spans(2, 5), true).await.expect("still serving after all of the above");
+    export(&url, encoded(1, 10), false).await.expect("a retried batch is acknowledged");
+    export(&url, encoded(2, 5), true).await.expect("still serving after all of the above");
 
     let metrics = reqwest::get(running.http_url("/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("hoptrace_collector_requests_invalid_total{transport=\"grpc\"} 1"), "{metrics}");

@@ -7,10 +7,7 @@ use std::io::Write;
 
 use common::*;
 use hoptrace_store::schema;
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
 const PROTOBUF: &str = "application/x-protobuf";
@@ -18,35 +15,6 @@ const JSON: &str = "application/json";
 
 fn request_file(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/requests/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-/// A request of `n` valid spans in trace `trace`, span ids starting at `first`.
-pub fn spans(trace: u8, first: u64, n: u64) -> ExportTraceServiceRequest {
-    let spans = (first..first + n)
-        .map(|i| Span {
-            trace_id: vec![trace; 16],
-            span_id: (i + 1).to_be_bytes().to_vec(),
-            name: format!("span-{i}"),
-            kind: 1,
-            start_time_unix_nano: 1_795_986_538_000_000_000 + i,
-            end_time_unix_nano: 1_795_986_538_000_100_000 + i,
-            ..Default::default()
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    value: Some(AnyValue { value: Some(any_value::Value::StringValue("svc".into())) }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
-            ..Default::default()
-        }],
-    }
 }
 
 struct Reply {

@@ -5,6 +5,10 @@ use std::path::Path;
 
 use hoptrace_collector::{Collector, Config};
 use hoptrace_store::{schema, TimeRange};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use polars::prelude::*;
 
 pub struct Running {
@@ -135,3 +139,33 @@ pub fn keys(df: &DataFrame) -> Vec<(String, String)> {
     keys.sort();
     keys
 }
+
+/// A request of `n` valid spans in trace `trace`, span ids starting at `first`.
+pub fn spans(trace: u8, first: u64, n: u64) -> ExportTraceServiceRequest {
+    let spans = (first..first + n)
+        .map(|i| Span {
+            trace_id: vec![trace; 16],
+            span_id: (i + 1).to_be_bytes().to_vec(),
+            name: format!("span-{i}"),
+            kind: 1,
+            start_time_unix_nano: 1_795_986_538_000_000_000 + i,
+            end_time_unix_nano: 1_795_986_538_000_100_000 + i,
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue { value: Some(any_value::Value::StringValue("svc".into())) }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+}
+
