@@ -159,7 +159,12 @@ fn non_empty(s: &str) -> Option<&str> {
 }
 
 /// Encodes rows into a DataFrame with the segment schema, in the rows' order.
-pub fn to_frame(rows: &[SpanRow]) -> PolarsResult<DataFrame> {
+pub fn to_frame<'a, I>(rows: I) -> PolarsResult<DataFrame>
+where
+    I: IntoIterator<Item = &'a SpanRow>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let rows = rows.into_iter();
     let n = rows.len();
     let mut trace_id = MutableBinaryViewArray::<[u8]>::with_capacity(n);
     let mut span_id = MutableBinaryViewArray::<[u8]>::with_capacity(n);

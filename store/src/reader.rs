@@ -66,5 +66,5 @@ pub(crate) fn scan_paths(paths: &[PathBuf]) -> PolarsResult<LazyFrame> {
 
 /// An empty frame with the span schema, so callers need no special case for an empty range.
 pub fn empty() -> LazyFrame {
-    crate::columns::to_frame(&[]).expect("the empty frame has a valid schema").lazy()
+    crate::columns::to_frame(std::iter::empty()).expect("the empty frame has a valid schema").lazy()
 }
