@@ -1,49 +1,98 @@
 //! OTLP/gRPC: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
+//!
+//! Served by hand rather than through the generated `TraceServiceServer`, so the handler receives the
+//! request's protobuf bytes: they are decoded by the same code as OTLP/HTTP's and written to the WAL as
+//! they came, instead of being decoded by tonic and encoded again for the WAL.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use bytes::{Buf, Bytes};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
-use tonic::codec::CompressionEncoding;
+use tonic::body::Body;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder, EnabledCompressionEncodings};
+use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::metrics::{Metrics, Transport};
+use crate::otlp::body::{self, BodyError, Format};
+use crate::otlp::raw::EXPORT_PATH;
 use crate::pipeline::{Pipeline, Refusal};
 
-pub struct GrpcReceiver {
+/// The trace service, with gzip both ways and the message size limit (applied after decompression).
+#[derive(Clone)]
+pub struct TraceService {
     pipeline: Arc<Pipeline>,
+    max_message_bytes: usize,
 }
 
-/// The tonic service, with gzip both ways and the message size limit (applied after decompression).
-pub fn service(pipeline: Arc<Pipeline>, max_message_bytes: usize) -> TraceServiceServer<GrpcReceiver> {
-    TraceServiceServer::new(GrpcReceiver { pipeline })
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max_message_bytes)
+pub fn service(pipeline: Arc<Pipeline>, max_message_bytes: usize) -> TraceService {
+    TraceService { pipeline, max_message_bytes }
 }
 
-#[tonic::async_trait]
-impl TraceService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let request = request.into_inner();
-        // tonic hands us the decoded message; the WAL keeps its protobuf encoding.
-        let protobuf = request.encode_to_vec();
-        let _admission = self.pipeline.admit(protobuf.len(), Transport::Grpc).map_err(|r| self.status(r))?;
-        self.pipeline.export(request, protobuf, Transport::Grpc).await.map(Response::new).map_err(|r| self.status(r))
+impl NamedService for TraceService {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+impl<B> tower::Service<http::Request<B>> for TraceService
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            if request.uri().path() != EXPORT_PATH {
+                return Ok(Status::unimplemented(format!("no method {}", request.uri().path())).into_http());
+            }
+            let mut gzip = EnabledCompressionEncodings::default();
+            gzip.enable(CompressionEncoding::Gzip);
+            let mut grpc = Grpc::new(ExportCodec)
+                .apply_compression_config(gzip, gzip)
+                .apply_max_message_size_config(Some(this.max_message_bytes), None);
+            Ok(grpc.unary(Export(this), request).await)
+        })
     }
 }
 
-impl GrpcReceiver {
+struct Export(TraceService);
+
+impl UnaryService<Bytes> for Export {
+    type Response = ExportTraceServiceResponse;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Self::Response>, Status>> + Send>>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { service.export(request.into_inner()).await.map(Response::new).map_err(|r| service.status(r)) })
+    }
+}
+
+impl TraceService {
+    async fn export(&self, protobuf: Bytes) -> Result<ExportTraceServiceResponse, Refusal> {
+        let t = Transport::Grpc;
+        let _admission = self.pipeline.admit(protobuf.len(), t)?;
+        let decoded = body::decode(Format::Protobuf, protobuf.to_vec()).map_err(|e| match e {
+            BodyError::Invalid(msg) => Refusal::Invalid(msg),
+            other => Refusal::Invalid(other.to_string()),
+        })?;
+        self.pipeline.export(decoded.request, decoded.protobuf, t).await
+    }
+
     fn status(&self, refusal: Refusal) -> Status {
-        let m = &self.pipeline.metrics;
         match refusal {
             Refusal::Invalid(msg) => {
-                Metrics::add(&m.requests_invalid, Transport::Grpc, 1);
+                Metrics::add(&self.pipeline.metrics.requests_invalid, Transport::Grpc, 1);
                 Status::invalid_argument(msg)
             }
             Refusal::Busy | Refusal::Unavailable(_) => Status::with_error_details(
@@ -55,10 +104,42 @@ impl GrpcReceiver {
     }
 }
 
-/// Rewrites the two statuses tonic produces before our handler runs into the ones OTLP prescribes, and
-/// counts them: an over-limit uncompressed message (tonic: OUT_OF_RANGE; a compressed one already gets
-/// RESOURCE_EXHAUSTED) and an undecodable one (tonic: INTERNAL, which clients would retry; OTLP:
-/// INVALID_ARGUMENT, which they must not).
+/// Requests are taken as bytes; responses are protobuf-encoded.
+#[derive(Clone, Copy, Default)]
+struct ExportCodec;
+
+impl Codec for ExportCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = Bytes;
+    type Encoder = ExportCodec;
+    type Decoder = ExportCodec;
+    fn encoder(&mut self) -> ExportCodec {
+        ExportCodec
+    }
+    fn decoder(&mut self) -> ExportCodec {
+        ExportCodec
+    }
+}
+
+impl Encoder for ExportCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = Status;
+    fn encode(&mut self, item: ExportTraceServiceResponse, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst).map_err(|e| Status::internal(e.to_string()))
+    }
+}
+
+impl Decoder for ExportCodec {
+    type Item = Bytes;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+/// tonic refuses an over-limit message before our handler runs: OUT_OF_RANGE when it is uncompressed,
+/// RESOURCE_EXHAUSTED when decompression exceeds the limit. OTLP clients expect RESOURCE_EXHAUSTED for
+/// both; this rewrites the first and counts both.
 pub fn otlp_status<B>(metrics: &Metrics, mut response: http::Response<B>) -> http::Response<B> {
     let status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0");
     let message = response.headers().get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -66,13 +147,9 @@ pub fn otlp_status<B>(metrics: &Metrics, mut response: http::Response<B>) -> htt
     let rewrite = match status {
         "11" if message.contains("message length too large") => Some("8"),
         "8" if message.contains("size limit") => None,
-        "13" if message.contains("failed to decode Protobuf message") => Some("3"),
         _ => return response,
     };
-    match rewrite.unwrap_or(status) {
-        "8" => Metrics::add(&metrics.requests_too_large, Transport::Grpc, 1),
-        _ => Metrics::add(&metrics.requests_invalid, Transport::Grpc, 1),
-    }
+    Metrics::add(&metrics.requests_too_large, Transport::Grpc, 1);
     if let Some(code) = rewrite {
         response.headers_mut().insert("grpc-status", http::HeaderValue::from_static(code));
     }
