@@ -139,7 +139,7 @@ fn check(df: &polars::prelude::DataFrame, trace_byte: u8) {
     let ev = events.struct_().unwrap();
     assert_eq!(ev.field_by_name("time_unix_nano").unwrap().u64().unwrap().get(0), Some(T0 + 1_500));
     assert_eq!(ev.field_by_name("name").unwrap().str().unwrap().get(0), Some("retry"));
-    let ev_attrs = attrs_of(&ev.field_by_name("attributes").unwrap().list().unwrap().get_as_series(0).unwrap());
+    let ev_attrs = attrs_in(ev, 0);
     assert_eq!(
         ev_attrs,
         vec![("attempt".into(), Attr::Int(2)), ("reason".into(), Attr::Str("timeout".into()))]
@@ -150,7 +150,7 @@ fn check(df: &polars::prelude::DataFrame, trace_byte: u8) {
     let link = links.struct_().unwrap();
     assert_eq!(link.field_by_name("trace_id").unwrap().binary().unwrap().get(0), Some(&[0x77u8; 16][..]));
     assert_eq!(link.field_by_name("span_id").unwrap().binary().unwrap().get(0), Some(&[0x88u8; 8][..]));
-    let link_attrs = attrs_of(&link.field_by_name("attributes").unwrap().list().unwrap().get_as_series(0).unwrap());
+    let link_attrs = attrs_in(link, 0);
     assert_eq!(link_attrs, vec![("messaging.message.id".into(), Attr::Str("42".into()))]);
 
     assert_eq!(bin_at(df, schema::PARENT_SPAN_ID, child).unwrap(), vec![0xa1; 8]);

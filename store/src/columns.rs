@@ -23,18 +23,8 @@ fn list_of(dtype: ArrowDataType) -> ArrowDataType {
     ArrowDataType::LargeList(Box::new(field("item", dtype)))
 }
 
-fn attr_struct_type() -> ArrowDataType {
-    ArrowDataType::Struct(vec![
-        field(schema::ATTR_KEY, ArrowDataType::Utf8View),
-        field(schema::ATTR_TYPE, ArrowDataType::UInt8),
-        field(schema::ATTR_VALUE, ArrowDataType::Utf8View),
-    ])
-}
-
-/// Builds a `list<struct<key, type, value>>` column: every value as text, its OTLP type in `type`.
-///
-/// Three leaves rather than one per value type: Parquet's nested encoding costs per leaf and per row, and
-/// it was the largest single cost of a flush.
+/// Builds an attribute set's three parallel list columns (see [`schema::AttributeColumns`]): every value
+/// as text, its OTLP type beside it.
 #[derive(Default)]
 struct AttributeLists {
     offsets: Vec<i64>,
@@ -106,26 +96,23 @@ impl AttributeLists {
         self.value.push_value(&self.scratch);
     }
 
-    fn finish(self) -> ListArray<i64> {
-        let len = self.ty.len();
-        let values = StructArray::new(
-            attr_struct_type(),
-            len,
-            vec![
-                Utf8ViewArray::from(self.key.freeze()).boxed(),
-                PrimitiveArray::from_vec(self.ty).boxed(),
-                Utf8ViewArray::from(self.value.freeze()).boxed(),
-            ],
-            None,
-        );
-        list(self.offsets, values.boxed())
+    /// The keys, types and values lists, in the order of [`schema::AttributeColumns`]'s fields.
+    fn finish(self, names: schema::AttributeColumns) -> [(&'static str, Box<dyn Array>); 3] {
+        let offsets = || OffsetsBuffer::try_from(self.offsets.clone()).expect("offsets are built monotonically");
+        [
+            (names.keys, list_with(offsets(), Utf8ViewArray::from(self.key.freeze()).boxed()).boxed()),
+            (names.types, list_with(offsets(), PrimitiveArray::from_vec(self.ty).boxed()).boxed()),
+            (names.values, list_with(offsets(), Utf8ViewArray::from(self.value.freeze()).boxed()).boxed()),
+        ]
     }
 }
 
 fn list(offsets: Vec<i64>, values: Box<dyn Array>) -> ListArray<i64> {
-    let dtype = list_of(values.dtype().clone());
-    let offsets = OffsetsBuffer::try_from(offsets).expect("offsets are built monotonically");
-    ListArray::new(dtype, offsets, values, None)
+    list_with(OffsetsBuffer::try_from(offsets).expect("offsets are built monotonically"), values)
+}
+
+fn list_with(offsets: OffsetsBuffer<i64>, values: Box<dyn Array>) -> ListArray<i64> {
+    ListArray::new(list_of(values.dtype().clone()), offsets, values, None)
 }
 
 #[derive(Default)]
@@ -152,6 +139,13 @@ fn utf8(values: MutableBinaryViewArray<str>) -> Box<dyn Array> {
 
 fn binary(values: MutableBinaryViewArray<[u8]>) -> Box<dyn Array> {
     BinaryViewArray::from(values.freeze()).boxed()
+}
+
+/// A struct array of `fields` followed by an attribute set's three lists.
+fn struct_of(len: usize, mut fields: Vec<(&'static str, Box<dyn Array>)>, attributes: AttributeLists) -> StructArray {
+    fields.extend(attributes.finish(schema::ATTRIBUTES));
+    let dtype = ArrowDataType::Struct(fields.iter().map(|(name, a)| field(name, a.dtype().clone())).collect());
+    StructArray::new(dtype, len, fields.into_iter().map(|(_, a)| a).collect(), None)
 }
 
 fn non_empty(s: &str) -> Option<&str> {
@@ -220,38 +214,26 @@ where
         scope_version.push(non_empty(&row.origin.scope_version));
     }
 
-    let event_attrs = events.attributes.take().unwrap().finish();
-    let event_values = StructArray::new(
-        ArrowDataType::Struct(vec![
-            field(schema::EVENT_TIME, ArrowDataType::UInt64),
-            field(schema::EVENT_NAME, ArrowDataType::Utf8View),
-            field(schema::ATTRIBUTES, event_attrs.dtype().clone()),
-        ]),
+    let event_values = struct_of(
         events.time.len(),
-        vec![PrimitiveArray::from_vec(events.time).boxed(), utf8(events.name), event_attrs.boxed()],
-        None,
+        vec![
+            (schema::EVENT_TIME, PrimitiveArray::from_vec(events.time).boxed()),
+            (schema::EVENT_NAME, utf8(events.name)),
+        ],
+        events.attributes.take().unwrap(),
     );
-    let link_attrs = links.attributes.take().unwrap().finish();
-    let link_values = StructArray::new(
-        ArrowDataType::Struct(vec![
-            field(schema::TRACE_ID, ArrowDataType::BinaryView),
-            field(schema::SPAN_ID, ArrowDataType::BinaryView),
-            field(schema::TRACE_STATE, ArrowDataType::Utf8View),
-            field(schema::FLAGS, ArrowDataType::UInt32),
-            field(schema::ATTRIBUTES, link_attrs.dtype().clone()),
-        ]),
+    let link_values = struct_of(
         links.flags.len(),
         vec![
-            binary(links.trace_id),
-            binary(links.span_id),
-            utf8(links.trace_state),
-            PrimitiveArray::from_vec(links.flags).boxed(),
-            link_attrs.boxed(),
+            (schema::TRACE_ID, binary(links.trace_id)),
+            (schema::SPAN_ID, binary(links.span_id)),
+            (schema::TRACE_STATE, utf8(links.trace_state)),
+            (schema::FLAGS, PrimitiveArray::from_vec(links.flags).boxed()),
         ],
-        None,
+        links.attributes.take().unwrap(),
     );
 
-    let arrays: Vec<(&str, Box<dyn Array>)> = vec![
+    let mut arrays: Vec<(&str, Box<dyn Array>)> = vec![
         (schema::TRACE_ID, binary(trace_id)),
         (schema::SPAN_ID, binary(span_id)),
         (schema::PARENT_SPAN_ID, binary(parent)),
@@ -264,13 +246,13 @@ where
         (schema::END_TIME, PrimitiveArray::from_vec(end).boxed()),
         (schema::STATUS_CODE, PrimitiveArray::from_vec(status_code).boxed()),
         (schema::STATUS_MESSAGE, utf8(status_message)),
-        (schema::ATTRIBUTES, attributes.finish().boxed()),
-        (schema::EVENTS, list(events.offsets, event_values.boxed()).boxed()),
-        (schema::LINKS, list(links.offsets, link_values.boxed()).boxed()),
-        (schema::RESOURCE_ATTRIBUTES, resource_attributes.finish().boxed()),
-        (schema::SCOPE_NAME, utf8(scope_name)),
-        (schema::SCOPE_VERSION, utf8(scope_version)),
     ];
+    arrays.extend(attributes.finish(schema::ATTRIBUTES));
+    arrays.push((schema::EVENTS, list(events.offsets, event_values.boxed()).boxed()));
+    arrays.push((schema::LINKS, list(links.offsets, link_values.boxed()).boxed()));
+    arrays.extend(resource_attributes.finish(schema::RESOURCE_ATTRIBUTES));
+    arrays.push((schema::SCOPE_NAME, utf8(scope_name)));
+    arrays.push((schema::SCOPE_VERSION, utf8(scope_version)));
     let columns = arrays
         .into_iter()
         .map(|(name, array)| Series::from_arrow(PlSmallStr::from(name), array).map(Column::from))

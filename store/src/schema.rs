@@ -15,19 +15,34 @@ pub const START_TIME: &str = "start_time_unix_nano";
 pub const END_TIME: &str = "end_time_unix_nano";
 pub const STATUS_CODE: &str = "status_code";
 pub const STATUS_MESSAGE: &str = "status_message";
-pub const ATTRIBUTES: &str = "attributes";
 pub const EVENTS: &str = "events";
 pub const LINKS: &str = "links";
-pub const RESOURCE_ATTRIBUTES: &str = "resource_attributes";
 pub const SCOPE_NAME: &str = "scope_name";
 pub const SCOPE_VERSION: &str = "scope_version";
 
 pub const EVENT_TIME: &str = "time_unix_nano";
 pub const EVENT_NAME: &str = "name";
 
-pub const ATTR_KEY: &str = "key";
-pub const ATTR_TYPE: &str = "type";
-pub const ATTR_VALUE: &str = "value";
+/// An attribute set is three parallel lists: the keys, each value's type, each value as text.
+///
+/// Parallel lists rather than a list of structs: Parquet's nested encoding costs per leaf and per row, and
+/// in polars a `list<struct<key, type, value>>` cost twice as much to write as the three lists; DuckDB
+/// reads one value as `attribute_values[list_position(attribute_keys, 'task.template')]`.
+#[derive(Debug, Clone, Copy)]
+pub struct AttributeColumns {
+    pub keys: &'static str,
+    pub types: &'static str,
+    pub values: &'static str,
+}
+
+/// The span's attributes; also the field names inside `events` and `links`.
+pub const ATTRIBUTES: AttributeColumns =
+    AttributeColumns { keys: "attribute_keys", types: "attribute_types", values: "attribute_values" };
+pub const RESOURCE_ATTRIBUTES: AttributeColumns = AttributeColumns {
+    keys: "resource_attribute_keys",
+    types: "resource_attribute_types",
+    values: "resource_attribute_values",
+};
 
 /// The type of a stored attribute value, which is kept as text in `value`: strings as they are, booleans
 /// as `true`/`false`, integers in decimal, doubles in Rust's shortest round-trip form (`0.5`, `NaN`, `inf`),

@@ -84,5 +84,5 @@ fn empty_store_scans_to_an_empty_frame_with_the_schema() {
     let dir = tempfile::tempdir().unwrap();
     let df = scan(dir.path(), TimeRange::all()).unwrap().collect().unwrap();
     assert_eq!(df.height(), 0);
-    assert!(df.column(schema::ATTRIBUTES).is_ok());
+    assert!(df.column(schema::ATTRIBUTES.values).is_ok());
 }

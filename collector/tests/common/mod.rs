@@ -73,14 +73,12 @@ pub enum Attr {
     Json(serde_json::Value),
 }
 
-/// The attributes of one list value, decoded from their text by their type.
-pub fn attrs_of(list: &Series) -> Vec<(String, Attr)> {
+/// An attribute set from its three parallel lists, decoded from text by type.
+pub fn attrs_from(keys: &Series, types: &Series, values: &Series) -> Vec<(String, Attr)> {
     use base64::Engine;
-    let s = list.struct_().unwrap();
-    let field = |name: &str| s.field_by_name(name).unwrap();
-    let (key, ty, value) = (field("key"), field("type"), field("value"));
-    let (key, ty, value) = (key.str().unwrap(), ty.u8().unwrap(), value.str().unwrap());
-    (0..s.len())
+    let (key, ty, value) = (keys.str().unwrap(), types.u8().unwrap(), values.str().unwrap());
+    assert_eq!((key.len(), ty.len()), (value.len(), value.len()), "parallel lists have one length");
+    (0..key.len())
         .map(|i| {
             let k = key.get(i).unwrap().to_owned();
             let text = value.get(i);
@@ -101,13 +99,22 @@ pub fn attrs_of(list: &Series) -> Vec<(String, Attr)> {
         .collect()
 }
 
+/// The attribute set `set` of row `row`.
+pub fn attrs(df: &DataFrame, set: schema::AttributeColumns, row: usize) -> Vec<(String, Attr)> {
+    attrs_from(&list_at(df, set.keys, row), &list_at(df, set.types, row), &list_at(df, set.values, row))
+}
+
+/// The attributes of element `i` of a list of events or links.
+pub fn attrs_in(items: &StructChunked, i: usize) -> Vec<(String, Attr)> {
+    let list = |name: &str| items.field_by_name(name).unwrap().list().unwrap().get_as_series(i).unwrap();
+    let set = schema::ATTRIBUTES;
+    attrs_from(&list(set.keys), &list(set.types), &list(set.values))
+}
+
 pub fn list_at(df: &DataFrame, column: &str, row: usize) -> Series {
     df.column(column).unwrap().list().unwrap().get_as_series(row).unwrap()
 }
 
-pub fn attrs(df: &DataFrame, column: &str, row: usize) -> Vec<(String, Attr)> {
-    attrs_of(&list_at(df, column, row))
-}
 
 pub fn str_at(df: &DataFrame, column: &str, row: usize) -> Option<String> {
     df.column(column).unwrap().str().unwrap().get(row).map(str::to_owned)
