@@ -141,3 +141,26 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     let store = state.pipeline.store().map(|s| s.stats().as_ref());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.pipeline.metrics.render(store)).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    /// Until the store has replayed its WAL, the collector says so and asks clients to retry.
+    #[tokio::test]
+    async fn before_replay_health_is_503_and_exports_are_retryable() {
+        let pipeline = Arc::new(Pipeline::new(1 << 20, std::time::Duration::from_secs(2)));
+        let app = router(pipeline, 1 << 20);
+        let health = app.clone().oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let export = Request::post("/v1/traces")
+            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .body(Body::empty())
+            .unwrap();
+        let export = app.oneshot(export).await.unwrap();
+        assert_eq!(export.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(export.headers().get(header::RETRY_AFTER).unwrap(), "2");
+    }
+}
