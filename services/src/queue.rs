@@ -1,0 +1,152 @@
+//! The two PGMQ queues and their `pg_notify` channels, with a span for every queue hop.
+//!
+//! A send is one SQL call (`hoptrace_send_with_notify`) that enqueues the message with the send span's
+//! context in its headers and publishes an event carrying the publish span's context. A listener turns
+//! each event into a reception span and wakes a claim loop; the claim loops also poll, so a lost event
+//! only delays work.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hoptrace_instrumentation::hop::Messaging;
+use hoptrace_instrumentation::{propagation, Hop};
+use opentelemetry::{Context, KeyValue};
+use serde_json::Value;
+use sqlx::postgres::{PgListener, PgPool};
+use sqlx::PgConnection;
+use tokio::sync::{oneshot, watch, Notify};
+
+/// A PGMQ queue and the channel its sends are announced on.
+#[derive(Clone, Copy, Debug)]
+pub struct Queue {
+    pub name: &'static str,
+    pub channel: &'static str,
+}
+
+/// Steps ready to run: orchestration → workers.
+pub const STEP_QUEUE: Queue = Queue { name: "step_queue", channel: "step_ready" };
+/// Step results: workers → orchestration.
+pub const RESULT_QUEUE: Queue = Queue { name: "result_queue", channel: "result_ready" };
+
+/// A message claimed from a queue: invisible to other readers until `visible_again`, or settled.
+pub struct Claimed {
+    pub message_id: i64,
+    /// How many times the message has been read, this time included: above 1 means a redelivery.
+    pub read_count: i32,
+    pub message: Value,
+    /// The producer's context, from the message headers.
+    pub producer: Context,
+}
+
+/// Enqueues `message` on `queue` and announces it, inside the caller's transaction (so the message and
+/// the event become visible when it commits).
+pub async fn send(
+    conn: &mut PgConnection,
+    parent: &Context,
+    queue: Queue,
+    message: &Value,
+) -> Result<i64, sqlx::Error> {
+    let send = Hop::send(parent, Messaging::Pgmq, queue.name);
+    let publish = Hop::publish(send.context(), queue.channel);
+    let headers = propagation::to_json(send.context());
+    let notify_context = propagation::to_json(publish.context());
+    let sent = sqlx::query_scalar::<_, i64>("SELECT hoptrace_send_with_notify($1, $2, $3, $4, $5)")
+        .bind(queue.name)
+        .bind(message)
+        .bind(&headers)
+        .bind(queue.channel)
+        .bind(&notify_context)
+        .fetch_one(conn)
+        .await;
+    match &sent {
+        Ok(id) => {
+            send.set_attribute(KeyValue::new("messaging.message.id", id.to_string()));
+            publish.set_attribute(KeyValue::new("messaging.message.id", id.to_string()));
+        }
+        Err(err) => send.fail(err),
+    }
+    sent
+}
+
+/// Reads one message from `queue`, hiding it from other readers for `visibility_timeout`.
+pub async fn claim(pool: &PgPool, queue: Queue, visibility_timeout: Duration) -> Result<Option<Claimed>, sqlx::Error> {
+    let read_started = SystemTime::now();
+    let row = sqlx::query_as::<_, (i64, i32, Value, Option<Value>)>(
+        "SELECT msg_id, read_ct, message, headers FROM pgmq.read($1, $2, 1)",
+    )
+    .bind(queue.name)
+    .bind(visibility_timeout.as_secs().max(1) as i32)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(message_id, read_count, message, headers)| {
+        let producer = propagation::extract(&headers.unwrap_or(Value::Null));
+        let receive = Hop::receive(&producer, Messaging::Pgmq, queue.name, message_id, read_started);
+        receive.set_attribute(KeyValue::new("messaging.pgmq.read_count", i64::from(read_count)));
+        Claimed { message_id, read_count, message, producer }
+    }))
+}
+
+/// Deletes a processed message.
+pub async fn settle(pool: &PgPool, parent: &Context, queue: Queue, message_id: i64) -> Result<(), sqlx::Error> {
+    let span = Hop::settle(parent, Messaging::Pgmq, queue.name, message_id);
+    span.run(sqlx::query("SELECT pgmq.delete($1, $2)").bind(queue.name).bind(message_id).execute(pool))
+        .await
+        .map(drop)
+}
+
+/// Listens on `queue`'s channel until `stop`: each event becomes a reception span (a child of the
+/// publisher, linked to it) and wakes one claim loop. Reconnects after a lost connection. `ready` fires
+/// once the first LISTEN is in place, so a service can say it is up only when no event would be missed.
+pub async fn listen(
+    pool: PgPool,
+    queue: Queue,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+    ready: oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
+    loop {
+        let listening = async {
+            let ready = &mut ready;
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(queue.channel).await?;
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(());
+            }
+            // Work announced while we were not listening is found by the claim loops' polling.
+            wake.notify_waiters();
+            loop {
+                let event = listener.recv().await?;
+                let received_at = SystemTime::now();
+                let payload: Value = serde_json::from_str(event.payload()).unwrap_or(Value::Null);
+                let publisher = propagation::extract(&payload);
+                let reception = Hop::notify_receive(&publisher, queue.channel, received_at);
+                if let Some(id) = payload.get("msg_id").and_then(Value::as_i64) {
+                    reception.set_attribute(KeyValue::new("messaging.message.id", id.to_string()));
+                }
+                wake.notify_one();
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            result = listening => {
+                if let Err(err) = result {
+                    tracing::warn!("listening on {}: {err}; reconnecting", queue.channel);
+                }
+            }
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits for a wake-up, a poll interval, or the stop flag; returns false once stopping.
+pub async fn idle(wake: &Notify, poll_interval: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = wake.notified() => {}
+        _ = tokio::time::sleep(poll_interval) => {}
+        _ = stop.wait_for(|stopped| *stopped) => {}
+    }
+    !*stop.borrow()
+}

@@ -1,0 +1,131 @@
+//! The worker: claims steps from the step queue, runs their handlers and sends the results back.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hoptrace_instrumentation::hop::Messaging;
+use hoptrace_instrumentation::Hop;
+use opentelemetry::KeyValue;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio::sync::{watch, Notify};
+use uuid::Uuid;
+
+use crate::handlers::Handler;
+use crate::queue::{self, Claimed, RESULT_QUEUE, STEP_QUEUE};
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// Steps run at once.
+    pub concurrency: usize,
+    /// How long a claimed step stays invisible; a worker that dies holding it loses it after this.
+    pub visibility_timeout: Duration,
+    pub poll_interval: Duration,
+}
+
+/// Runs `concurrency` claim loops and the health endpoint until `stop` is set; steps in flight finish.
+pub async fn run(pool: PgPool, settings: Settings, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let wake = Arc::new(Notify::new());
+    let (listening, ready) = tokio::sync::oneshot::channel();
+    let listener = tokio::spawn(queue::listen(pool.clone(), STEP_QUEUE, wake.clone(), stop.clone(), listening));
+    // Up means listening: an event sent from now on is not missed.
+    ready.await.map_err(|_| anyhow::anyhow!("listening on {} failed", STEP_QUEUE.channel))?;
+    let loops: Vec<_> = (0..settings.concurrency.max(1))
+        .map(|_| tokio::spawn(claim_loop(pool.clone(), wake.clone(), settings.clone(), stop.clone())))
+        .collect();
+    let socket = tokio::net::TcpListener::bind(settings.listen).await?;
+    tracing::info!("worker listening on http://{} with {} claim loops", socket.local_addr()?, loops.len());
+    let mut stopping = stop.clone();
+    let health = Router::new().route("/health", get(health)).with_state(pool);
+    axum::serve(socket, health)
+        .with_graceful_shutdown(async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        })
+        .await?;
+    for claim_loop in loops {
+        let _ = claim_loop.await;
+    }
+    let _ = listener.await;
+    Ok(())
+}
+
+async fn health(State(pool): State<PgPool>) -> Response {
+    match sqlx::query("SELECT 1").execute(&pool).await {
+        Ok(_) => Json(json!({ "status": "ok" })).into_response(),
+        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": format!("database unreachable: {err}") })))
+            .into_response(),
+    }
+}
+
+async fn claim_loop(pool: PgPool, wake: Arc<Notify>, settings: Settings, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match queue::claim(&pool, STEP_QUEUE, settings.visibility_timeout).await {
+            Ok(Some(claimed)) => {
+                if let Err(err) = execute_step(&pool, claimed).await {
+                    // Unsettled, the step is redelivered after its visibility timeout.
+                    tracing::warn!("executing a step: {err}");
+                }
+            }
+            Ok(None) => {
+                if !queue::idle(&wake, settings.poll_interval, &mut stop).await {
+                    return;
+                }
+            }
+            Err(err) => {
+                tracing::warn!("reading {}: {err}", STEP_QUEUE.name);
+                if !queue::idle(&wake, settings.poll_interval, &mut stop).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Runs one claimed step: handler, result sent to the result queue, step message deleted. A result is
+/// sent before the step is deleted, so a crash between the two repeats a result, never loses one.
+async fn execute_step(pool: &PgPool, claimed: Claimed) -> Result<(), sqlx::Error> {
+    let process = Hop::process(&claimed.producer, Messaging::Pgmq, STEP_QUEUE.name, claimed.message_id);
+    let cx = process.context().clone();
+    let message = &claimed.message;
+    let task_uuid = message["task_uuid"].as_str().and_then(|id| id.parse::<Uuid>().ok());
+    let step_name = message["step_name"].as_str().unwrap_or_default();
+    let handler_name = message["handler"].as_str().unwrap_or_default();
+    process.set_attribute(KeyValue::new("step.name", step_name.to_owned()));
+    process.set_attribute(KeyValue::new("step.handler", handler_name.to_owned()));
+    process.set_attribute(KeyValue::new("step.attempt", i64::from(claimed.read_count)));
+    if let Some(template) = message["template"].as_str() {
+        process.set_attribute(KeyValue::new("task.template", template.to_owned()));
+    }
+    let (Some(task_uuid), Some(handler)) = (task_uuid, Handler::from_name(handler_name)) else {
+        process.fail("not a step message");
+        tracing::warn!("dropping message {} that is not a step: {message}", claimed.message_id);
+        return queue::settle(pool, &cx, STEP_QUEUE, claimed.message_id).await;
+    };
+    process.set_attribute(KeyValue::new("task.uuid", task_uuid.to_string()));
+
+    let execute = Hop::internal(&cx, format!("execute {}", handler.name()));
+    execute.set_attribute(KeyValue::new("step.handler", handler.name()));
+    execute.set_attribute(KeyValue::new("step.name", step_name.to_owned()));
+    let outcome = execute.run(handler.run(pool, task_uuid, &message["input"])).await;
+    let result = match outcome {
+        Ok(output) => json!({ "task_uuid": task_uuid, "step_name": step_name, "result": output }),
+        Err(error) => json!({ "task_uuid": task_uuid, "step_name": step_name, "error": error }),
+    };
+    send_result(pool, &cx, &result).await?;
+    queue::settle(pool, &cx, STEP_QUEUE, claimed.message_id).await
+}
+
+async fn send_result(pool: &PgPool, cx: &opentelemetry::Context, result: &Value) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    queue::send(&mut conn, cx, RESULT_QUEUE, result).await.map(drop)
+}

@@ -1,0 +1,161 @@
+//! The real stack for end-to-end tests: a throwaway PostgreSQL database, an in-process collector, and
+//! the `orchestration` and `worker` binaries as child processes exporting spans to it over OTLP/gRPC.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hoptrace_collector::{Collector, Config};
+use hoptrace_store::{SpanRecord, TimeRange};
+use sqlx::{Connection, PgConnection};
+
+/// A database of its own, dropped (with everything in it) at the end of the test.
+pub struct TestDb {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let admin_url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let name = format!("hoptrace_test_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        let mut admin = PgConnection::connect(&admin_url).await.expect("PostgreSQL is reachable at DATABASE_URL");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
+        let (base, _) = admin_url.rsplit_once('/').expect("DATABASE_URL names a database");
+        TestDb { url: format!("{base}/{name}"), admin_url, name }
+    }
+
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url).await.unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside any runtime guarantee, so the database goes on a runtime of its own.
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await;
+                }
+            })
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+/// A service binary running as a child process.
+pub struct Service {
+    child: Child,
+    /// The address it printed it listens on.
+    pub addr: String,
+}
+
+impl Service {
+    /// Starts `binary` with `args`, exporting spans to `otlp_endpoint` over gRPC, and waits until it
+    /// logs the address it listens on.
+    pub fn start(binary: &str, args: &[&str], db: &TestDb, otlp_endpoint: &str, instance: &str) -> Service {
+        let mut child = Command::new(binary)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint)
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env("OTEL_RESOURCE_ATTRIBUTES", format!("service.instance.id={instance}"))
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("starting {binary}: {err}"));
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let name = instance.to_owned();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr.split_whitespace().next().unwrap_or_default().to_owned());
+                    }
+                }
+                if std::env::var_os("HOPTRACE_TEST_LOGS").is_some() {
+                    eprintln!("[{name}] {line}");
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("{binary} did not start"));
+        Service { child, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGTERM, and wait for a clean exit (which flushes its spans).
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "the service exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "the service did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: the service dies holding whatever it holds.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An in-process collector with its own store directory.
+pub struct SpanSink {
+    collector: Collector,
+    dir: tempfile::TempDir,
+    pub grpc_endpoint: String,
+}
+
+impl SpanSink {
+    pub async fn start() -> SpanSink {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.data_dir = dir.path().to_owned();
+        config.listen.grpc = "127.0.0.1:0".parse().unwrap();
+        config.listen.http = "127.0.0.1:0".parse().unwrap();
+        let collector = Collector::start(config).await.unwrap();
+        let grpc_endpoint = format!("http://{}", collector.grpc_addr);
+        SpanSink { collector, dir, grpc_endpoint }
+    }
+
+    /// Stops the collector, flushing everything, and returns every stored span.
+    pub async fn stop_and_read(self) -> Vec<SpanRecord> {
+        self.collector.stop().await.unwrap();
+        let frame = hoptrace_store::scan(self.dir.path(), TimeRange::all()).unwrap().collect().unwrap();
+        hoptrace_store::records(&frame).unwrap()
+    }
+}
+
+pub const ORCHESTRATION: &str = env!("CARGO_BIN_EXE_orchestration");
+pub const WORKER: &str = env!("CARGO_BIN_EXE_worker");
+pub const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
