@@ -2,7 +2,7 @@
 //! client saw. Every trace it starts carries `benchmark.run_id` (as W3C baggage), so a report can select
 //! one run.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -56,6 +56,16 @@ struct Variant {
     context: Value,
 }
 
+impl Variant {
+    /// `linear_3`, or `linear_3/noop` when the context picks a handler.
+    fn label(&self) -> String {
+        match self.context["handler"].as_str() {
+            Some(handler) => format!("{}/{handler}", self.template),
+            None => self.template.to_owned(),
+        }
+    }
+}
+
 fn variants(scenario: &str) -> Option<Vec<Variant>> {
     let v = |template, context| Variant { template, context };
     Some(match scenario {
@@ -88,7 +98,7 @@ pub struct Outcome {
     pub failed: usize,
     pub timed_out: usize,
     pub elapsed: Duration,
-    /// Name of the measurement (`create`, `complete`, `ping`) → samples.
+    /// Measurement (`create linear_3`, `complete linear_3/noop`, `ping`) → samples, by name.
     pub latencies: Vec<(String, Vec<Duration>)>,
     pub first_error: Option<String>,
 }
@@ -149,7 +159,8 @@ async fn health_check(client: &reqwest::Client, api: &str) -> anyhow::Result<()>
 
 /// One unit of work's result: its measurements, or why it failed.
 enum Attempt {
-    Done(Vec<(&'static str, Duration)>),
+    /// Measurements named `{measure} {variant}`, e.g. `complete linear_3`.
+    Done(Vec<(String, Duration)>),
     Failed(String),
     TimedOut(String),
 }
@@ -199,7 +210,13 @@ impl TaskClient {
                 Err(err) => return Attempt::Failed(format!("GET {url}: {err}")),
             };
             match view["status"].as_str() {
-                Some("complete") => return Attempt::Done(vec![("create", create), ("complete", started.elapsed())]),
+                Some("complete") => {
+                    let label = variant.label();
+                    return Attempt::Done(vec![
+                        (format!("create {label}"), create),
+                        (format!("complete {label}"), started.elapsed()),
+                    ]);
+                }
                 Some("error") => return Attempt::Failed(format!("task {task_uuid} ({}) failed: {view}", variant.template)),
                 _ if Instant::now() >= deadline => {
                     return Attempt::TimedOut(format!("task {task_uuid} ({}) did not finish in {:?}", variant.template, self.timeout))
@@ -219,7 +236,7 @@ where
 {
     let unit = Arc::new(unit);
     let tally = Arc::new(Mutex::new(Outcome { scenario: scenario.to_owned(), ..Outcome::default() }));
-    let samples: Arc<Mutex<HashMap<&'static str, Vec<Duration>>>> = Arc::default();
+    let samples: Arc<Mutex<BTreeMap<String, Vec<Duration>>>> = Arc::default();
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let claim = {
@@ -297,12 +314,7 @@ where
     progress.abort();
     let mut outcome = std::mem::take(&mut *tally.lock().unwrap());
     outcome.elapsed = started.elapsed();
-    let mut samples = std::mem::take(&mut *samples.lock().unwrap());
-    for name in ["create", "complete", "ping"] {
-        if let Some(values) = samples.remove(name) {
-            outcome.latencies.push((name.to_owned(), values));
-        }
-    }
+    outcome.latencies = std::mem::take(&mut *samples.lock().unwrap()).into_iter().collect();
     Ok(outcome)
 }
 
@@ -385,7 +397,7 @@ async fn ping(
         return Attempt::Failed(format!("pg_notify: {err}"));
     }
     match tokio::time::timeout(timeout, rx).await {
-        Ok(Ok(())) => Attempt::Done(vec![("ping", started.elapsed())]),
+        Ok(Ok(())) => Attempt::Done(vec![("ping".to_owned(), started.elapsed())]),
         _ => {
             waiting.lock().unwrap().remove(&id);
             Attempt::TimedOut(format!("ping {id} was not received within {timeout:?}"))
@@ -422,13 +434,13 @@ pub fn summary(outcome: &Outcome, run_id: &str) -> String {
         outcome.timed_out,
         run_id
     );
-    out.push_str(&format!("  {:<10} {:>7} {:>10} {:>10} {:>10} {:>10}\n", "client", "count", "p50", "p95", "p99", "max"));
+    out.push_str(&format!("  {:<38} {:>7} {:>10} {:>10} {:>10} {:>10}\n", "client side", "count", "p50", "p95", "p99", "max"));
     for (name, samples) in &outcome.latencies {
         let mut sorted = samples.clone();
         sorted.sort();
         let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
         out.push_str(&format!(
-            "  {:<10} {:>7} {:>10} {:>10} {:>10} {:>10}\n",
+            "  {:<38} {:>7} {:>10} {:>10} {:>10} {:>10}\n",
             name,
             sorted.len(),
             ms(percentile(&sorted, 50.0)),
@@ -455,6 +467,31 @@ mod tests {
         assert_eq!(percentile(&ms, 100.0), Duration::from_millis(100));
         assert_eq!(percentile(&ms[..1], 99.0), Duration::from_millis(1));
         assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_summary_shows_throughput_failures_and_percentiles_per_variant() {
+        let ms = |values: &[u64]| values.iter().map(|v| Duration::from_micros(*v)).collect::<Vec<_>>();
+        let outcome = Outcome {
+            scenario: "e2e_latency".into(),
+            started: 4,
+            failed: 1,
+            timed_out: 0,
+            elapsed: Duration::from_secs(2),
+            latencies: vec![
+                ("complete linear_3".into(), ms(&[18_000, 19_500, 52_250])),
+                ("create linear_3".into(), ms(&[1_900, 2_000, 6_000])),
+            ],
+            first_error: Some("task 1 (tree_7) failed".into()),
+        };
+        let expected = "\
+e2e_latency: 4 tasks in 2.0 s (2.0 tasks/s), 1 failed, 0 timed out   run run-1
+  client side                              count        p50        p95        p99        max
+  complete linear_3                            3   19.50 ms   52.25 ms   52.25 ms   52.25 ms
+  create linear_3                              3    2.00 ms    6.00 ms    6.00 ms    6.00 ms
+  first failure: task 1 (tree_7) failed
+";
+        assert_eq!(summary(&outcome, "run-1"), expected);
     }
 
     #[test]

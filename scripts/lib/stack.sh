@@ -1,0 +1,65 @@
+# The whole reference stack on this machine: a collector (embedded store), the orchestrator and two
+# workers, exporting their spans to the collector over OTLP/gRPC. Sourced by the demo and the benchmarks.
+#   stack_start DATA_DIR LOG_DIR   # needs $DATABASE_URL and $bin (the built binaries)
+#   stack_stop                     # SIGTERM to all, waits; also run on EXIT / Ctrl-C by stack_start
+# Ports: collector 4317/4318, orchestration 8080, workers 8081/8082 (overridable via HOPTRACE_*_PORT).
+
+stack_pids=()
+
+stack_wait_http() { # URL
+  for _ in $(seq 300); do
+    curl -fs -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "timed out waiting for $1" >&2
+  return 1
+}
+
+stack_start() { # DATA_DIR LOG_DIR
+  local data=$1 logs=$2
+  mkdir -p "$logs"
+  trap stack_stop EXIT
+  trap 'stack_stop; exit 130' INT TERM
+  local grpc=${HOPTRACE_GRPC_PORT:-4317} http=${HOPTRACE_HTTP_PORT:-4318}
+  local api=${HOPTRACE_API_PORT:-8080}
+  "$bin/collector" --data-dir "$data" --grpc-listen "127.0.0.1:$grpc" --http-listen "127.0.0.1:$http" \
+    >"$logs/collector.log" 2>&1 &
+  stack_pids+=($!)
+  stack_wait_http "http://127.0.0.1:$http/health"
+  export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$grpc" OTEL_EXPORTER_OTLP_PROTOCOL=grpc
+  export RUST_LOG="${RUST_LOG:-info,sqlx=warn}"
+  "$bin/orchestration" --listen "127.0.0.1:$api" >"$logs/orchestration.log" 2>&1 &
+  stack_pids+=($!)
+  stack_wait_http "http://127.0.0.1:$api/health"
+  local i
+  for i in 1 2; do
+    OTEL_RESOURCE_ATTRIBUTES="service.instance.id=worker-$i" \
+      "$bin/worker" --listen "127.0.0.1:$((api + i))" --concurrency "${HOPTRACE_WORKER_CONCURRENCY:-4}" \
+      >"$logs/worker-$i.log" 2>&1 &
+    stack_pids+=($!)
+  done
+  for i in 1 2; do stack_wait_http "http://127.0.0.1:$((api + i))/health"; done
+  export HOPTRACE_API="http://127.0.0.1:$api"
+}
+
+stack_stop() {
+  local pid
+  # Services first, so their last spans reach the collector; then the collector flushes its store.
+  for pid in "${stack_pids[@]:1}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${stack_pids[@]:1}"; do wait "$pid" 2>/dev/null || true; done
+  if ((${#stack_pids[@]})); then
+    kill -TERM "${stack_pids[0]}" 2>/dev/null || true
+    wait "${stack_pids[0]}" 2>/dev/null || true
+  fi
+  stack_pids=()
+}
+
+stack_services_cpu_seconds() { # CPU time used so far by the orchestrator and the workers
+  local pid total=0 ticks
+  ticks=$(getconf CLK_TCK)
+  for pid in "${stack_pids[@]:1}"; do
+    # utime and stime are fields 14 and 15 of /proc/PID/stat (after the parenthesised command name).
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  awk -v t="$total" -v k="$ticks" 'BEGIN { printf "%.3f", t / k }'
+}
