@@ -191,6 +191,11 @@ impl HopSpan {
     }
 
     pub fn end(self) {}
+
+    /// Ends the span at a time already taken (e.g. when a read returned, before its result was parsed).
+    pub fn end_at(self, time: SystemTime) {
+        self.cx.span().end_with_timestamp(time);
+    }
 }
 
 impl Drop for HopSpan {

@@ -68,6 +68,14 @@ pub async fn send(
     sent
 }
 
+/// Message fields copied onto the claim span, as the domain attributes they are.
+const MESSAGE_ATTRIBUTES: [(&str, &str); 4] = [
+    ("task_uuid", "task.uuid"),
+    ("template", "task.template"),
+    ("step_name", "step.name"),
+    ("handler", "step.handler"),
+];
+
 /// Reads one message from `queue`, hiding it from other readers for `visibility_timeout`.
 pub async fn claim(pool: &PgPool, queue: Queue, visibility_timeout: Duration) -> Result<Option<Claimed>, sqlx::Error> {
     let read_started = SystemTime::now();
@@ -78,10 +86,18 @@ pub async fn claim(pool: &PgPool, queue: Queue, visibility_timeout: Duration) ->
     .bind(visibility_timeout.as_secs().max(1) as i32)
     .fetch_optional(pool)
     .await?;
+    let read_ended = SystemTime::now();
     Ok(row.map(|(message_id, read_count, message, headers)| {
         let producer = propagation::extract(&headers.unwrap_or(Value::Null));
         let receive = Hop::receive(&producer, Messaging::Pgmq, queue.name, message_id, read_started);
         receive.set_attribute(KeyValue::new("messaging.pgmq.read_count", i64::from(read_count)));
+        // The claim is measured on the step it claimed, so it groups by handler like the rest of the step.
+        for (field, attribute) in MESSAGE_ATTRIBUTES {
+            if let Some(value) = message.get(field).and_then(Value::as_str) {
+                receive.set_attribute(KeyValue::new(attribute, value.to_owned()));
+            }
+        }
+        receive.end_at(read_ended);
         Claimed { message_id, read_count, message, producer }
     }))
 }

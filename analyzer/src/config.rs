@@ -1,0 +1,395 @@
+//! Categories, hop rules and targets as data: a TOML file (the built-in `categories.toml`, or the user's).
+//!
+//! The file is read into plain serde types that refuse unknown keys, then checked rule by rule, so an
+//! error names the key and the reason: `category "worker_execution" hop "claim": target "p99 > 5ms":
+//! a target is a percentile below a duration, such as "p99 < 50ms"`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The categories of the reference workflow system, used when no `--config` is given.
+pub const BUILT_IN: &str = include_str!("../categories.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("{at}: {reason}")]
+    Invalid { at: String, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub categories: Vec<Category>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Category {
+    pub name: String,
+    pub description: String,
+    /// The attribute whose values split the category into variants.
+    pub group_by: Option<String>,
+    pub hops: Vec<HopRule>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HopRule {
+    pub name: String,
+    pub measure: Measure,
+    /// Applies to every variant without a target of its own.
+    pub target: Option<Target>,
+    pub targets: BTreeMap<String, Target>,
+}
+
+impl HopRule {
+    pub fn target_for(&self, variant: &str) -> Option<&Target> {
+        self.targets.get(variant).or(self.target.as_ref())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measure {
+    Duration(Selector),
+    SelfTime(Selector),
+    Gap { from: Selector, to: Selector, from_edge: Edge },
+    Interval { from: Selector, to: Selector },
+    Difference { outer: Selector, inner: Selector },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    Start,
+    End,
+}
+
+/// Which spans a rule applies to; every field given must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selector {
+    pub name: Option<NamePattern>,
+    /// OTLP span kind number: 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
+    pub kind: Option<u8>,
+    pub service: Option<String>,
+    pub attributes: Vec<(String, String)>,
+    pub parent: Option<Box<Selector>>,
+}
+
+/// An exact span name, or a glob where `*` stands for any text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamePattern(String);
+
+impl NamePattern {
+    pub fn matches(&self, name: &str) -> bool {
+        glob_match(self.0.as_bytes(), name.as_bytes())
+    }
+}
+
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.iter().position(|&c| c == b'*') {
+        None => pattern == text,
+        Some(star) => {
+            let (head, rest) = (&pattern[..star], &pattern[star + 1..]);
+            text.starts_with(head)
+                && (0..=text.len() - head.len()).any(|skip| glob_match(rest, &text[head.len() + skip..]))
+        }
+    }
+}
+
+/// Conditions on percentiles, all of which must hold: `p50 < 5ms, p99 < 20ms`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub text: String,
+    pub limits: Vec<(Percentile, Duration)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Percentile {
+    P50,
+    P95,
+    P99,
+}
+
+impl Percentile {
+    pub fn label(self) -> &'static str {
+        match self {
+            Percentile::P50 => "p50",
+            Percentile::P95 => "p95",
+            Percentile::P99 => "p99",
+        }
+    }
+}
+
+impl Target {
+    pub fn parse(text: &str) -> Result<Target, String> {
+        let bad = || format!("{text:?}: a target is percentiles below durations, such as \"p99 < 50ms\" or \"p50 < 5ms, p99 < 20ms\"");
+        let mut limits = Vec::new();
+        for condition in text.split(',') {
+            let (percentile, limit) = condition.split_once('<').ok_or_else(bad)?;
+            let percentile = match percentile.trim() {
+                "p50" => Percentile::P50,
+                "p95" => Percentile::P95,
+                "p99" => Percentile::P99,
+                _ => return Err(bad()),
+            };
+            let limit = humantime::parse_duration(limit.trim()).map_err(|_| bad())?;
+            limits.push((percentile, limit));
+        }
+        Ok(Target { text: text.to_owned(), limits })
+    }
+}
+
+impl Config {
+    pub fn built_in() -> Config {
+        Config::parse(BUILT_IN).expect("the built-in categories are valid")
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)?;
+        let mut categories = Vec::new();
+        for (i, category) in raw.category.into_iter().enumerate() {
+            let at = format!("category {:?}", category.name);
+            if category.name.is_empty() {
+                return Err(invalid(format!("category[{i}].name"), "must not be empty"));
+            }
+            if categories.iter().any(|c: &Category| c.name == category.name) {
+                return Err(invalid(at, "is defined twice"));
+            }
+            if category.hop.is_empty() {
+                return Err(invalid(at, "has no [[category.hop]]"));
+            }
+            let mut hops: Vec<HopRule> = Vec::new();
+            for hop in category.hop {
+                let at = format!("{at} hop {:?}", hop.name);
+                if hops.iter().any(|h| h.name == hop.name) {
+                    return Err(invalid(at, "is defined twice in its category"));
+                }
+                hops.push(hop.check(&at)?);
+            }
+            categories.push(Category {
+                name: category.name,
+                description: category.description,
+                group_by: category.group_by,
+                hops,
+            });
+        }
+        if categories.is_empty() {
+            return Err(invalid("the file".into(), "defines no [[category]]"));
+        }
+        Ok(Config { categories })
+    }
+}
+
+fn invalid(at: String, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { at, reason: reason.into() }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    category: Vec<RawCategory>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCategory {
+    name: String,
+    #[serde(default)]
+    description: String,
+    group_by: Option<String>,
+    #[serde(default)]
+    hop: Vec<RawHop>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHop {
+    name: String,
+    measure: String,
+    span: Option<RawSelector>,
+    from: Option<RawSelector>,
+    to: Option<RawSelector>,
+    from_edge: Option<String>,
+    outer: Option<RawSelector>,
+    inner: Option<RawSelector>,
+    target: Option<String>,
+    #[serde(default)]
+    targets: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSelector {
+    name: Option<String>,
+    kind: Option<String>,
+    service: Option<String>,
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+    parent: Option<Box<RawSelector>>,
+}
+
+impl RawHop {
+    fn check(self, at: &str) -> Result<HopRule, ConfigError> {
+        let RawHop { name, measure, span, from, to, from_edge, outer, inner, target, targets } = self;
+        let given: Vec<&str> = [
+            ("span", span.is_some()),
+            ("from", from.is_some()),
+            ("to", to.is_some()),
+            ("from_edge", from_edge.is_some()),
+            ("outer", outer.is_some()),
+            ("inner", inner.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, present)| present.then_some(key))
+        .collect();
+        let wants: &[&str] = match measure.as_str() {
+            "duration" | "self_time" => &["span"],
+            "gap" => &["from", "to", "from_edge"],
+            "interval" => &["from", "to"],
+            "difference" => &["outer", "inner"],
+            other => {
+                return Err(invalid(
+                    format!("{at}: measure"),
+                    format!("{other:?} is not a measure: duration, self_time, gap, interval or difference"),
+                ))
+            }
+        };
+        if let Some(extra) = given.iter().find(|key| !wants.contains(key)) {
+            return Err(invalid(format!("{at}: {extra}"), format!("does not apply to measure {measure:?}")));
+        }
+        let need = |selector: Option<RawSelector>, key: &str| {
+            selector
+                .ok_or_else(|| invalid(format!("{at}: {key}"), format!("is required by measure {measure:?}")))
+                .and_then(|s| s.check(&format!("{at}: {key}")))
+        };
+        let measure = match measure.as_str() {
+            "duration" => Measure::Duration(need(span, "span")?),
+            "self_time" => Measure::SelfTime(need(span, "span")?),
+            "gap" => Measure::Gap {
+                from: need(from, "from")?,
+                to: need(to, "to")?,
+                from_edge: match from_edge.as_deref() {
+                    None | Some("end") => Edge::End,
+                    Some("start") => Edge::Start,
+                    Some(other) => {
+                        return Err(invalid(format!("{at}: from_edge"), format!("{other:?} is neither \"start\" nor \"end\"")))
+                    }
+                },
+            },
+            "interval" => Measure::Interval { from: need(from, "from")?, to: need(to, "to")? },
+            _ => Measure::Difference { outer: need(outer, "outer")?, inner: need(inner, "inner")? },
+        };
+        let parse_target = |key: String, text: &str| Target::parse(text).map_err(|reason| invalid(key, reason));
+        let target = target.map(|t| parse_target(format!("{at}: target"), &t)).transpose()?;
+        let targets = targets
+            .into_iter()
+            .map(|(variant, t)| Ok((variant.clone(), parse_target(format!("{at}: targets.{variant}"), &t)?)))
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(HopRule { name, measure, target, targets })
+    }
+}
+
+impl RawSelector {
+    fn check(self, at: &str) -> Result<Selector, ConfigError> {
+        let kind = match self.kind.as_deref() {
+            None => None,
+            Some("internal") => Some(1),
+            Some("server") => Some(2),
+            Some("client") => Some(3),
+            Some("producer") => Some(4),
+            Some("consumer") => Some(5),
+            Some(other) => {
+                return Err(invalid(
+                    format!("{at}.kind"),
+                    format!("{other:?} is not a span kind: internal, server, client, producer or consumer"),
+                ))
+            }
+        };
+        let parent = self.parent.map(|p| p.check(&format!("{at}.parent")).map(Box::new)).transpose()?;
+        let selector = Selector {
+            name: self.name.map(NamePattern),
+            kind,
+            service: self.service,
+            attributes: self.attributes.into_iter().collect(),
+            parent,
+        };
+        if selector == Selector::default() {
+            return Err(invalid(at.to_owned(), "selects every span: give a name, kind, service, attributes or parent"));
+        }
+        Ok(selector)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_file_has_the_six_categories_of_the_design() {
+        let config = Config::built_in();
+        let names: Vec<&str> = config.categories.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["task_initialization", "step_enqueueing", "worker_execution", "event_propagation", "e2e_latency", "handler_overhead"]
+        );
+        let e2e = &config.categories[4].hops[0];
+        assert_eq!(e2e.target_for("tree_7").unwrap().limits, vec![(Percentile::P99, Duration::from_millis(1500))]);
+        assert_eq!(e2e.target_for("linear_10"), None);
+    }
+
+    #[test]
+    fn globs_match_any_text_where_the_star_is() {
+        let p = |s: &str| NamePattern(s.into());
+        assert!(p("execute *").matches("execute noop"));
+        assert!(p("execute *").matches("execute "));
+        assert!(!p("execute *").matches("execute"));
+        assert!(p("*queue").matches("send step_queue"));
+        assert!(p("s*d *_queue").matches("send step_queue"));
+        assert!(!p("send").matches("send step_queue"));
+    }
+
+    #[test]
+    fn targets_parse_and_bad_ones_say_how_to_write_them() {
+        let t = Target::parse("p50 < 5ms, p99 < 1.5s").unwrap();
+        assert_eq!(t.limits, vec![(Percentile::P50, Duration::from_millis(5)), (Percentile::P99, Duration::from_millis(1500))]);
+        for bad in ["p99 > 5ms", "p98 < 5ms", "p99 < fast", ""] {
+            assert!(Target::parse(bad).unwrap_err().contains("such as \"p99 < 50ms\""), "{bad}");
+        }
+    }
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_reason() {
+        let hop = |body: &str| format!("[[category]]\nname = \"c\"\n[[category.hop]]\nname = \"h\"\n{body}");
+        assert_eq!(
+            error_of(&hop("measure = \"duration\"\nspan = { name = \"x\" }\ntarget = \"p99 > 5ms\"")),
+            "category \"c\" hop \"h\": target: \"p99 > 5ms\": a target is percentiles below durations, such as \"p99 < 50ms\" or \"p50 < 5ms, p99 < 20ms\""
+        );
+        assert_eq!(
+            error_of(&hop("measure = \"gap\"\nfrom = { name = \"x\" }")),
+            "category \"c\" hop \"h\": to: is required by measure \"gap\""
+        );
+        assert_eq!(
+            error_of(&hop("measure = \"duration\"\nspan = { name = \"x\" }\nouter = { name = \"y\" }")),
+            "category \"c\" hop \"h\": outer: does not apply to measure \"duration\""
+        );
+        assert_eq!(
+            error_of(&hop("measure = \"latency\"")),
+            "category \"c\" hop \"h\": measure: \"latency\" is not a measure: duration, self_time, gap, interval or difference"
+        );
+        assert_eq!(
+            error_of(&hop("measure = \"duration\"\nspan = { kind = \"server\", parent = { kind = \"sever\" } }")),
+            "category \"c\" hop \"h\": span.parent.kind: \"sever\" is not a span kind: internal, server, client, producer or consumer"
+        );
+        assert_eq!(
+            error_of(&hop("measure = \"duration\"\nspan = {}")),
+            "category \"c\" hop \"h\": span: selects every span: give a name, kind, service, attributes or parent"
+        );
+        assert!(error_of(&hop("measure = \"duration\"\nspan = { nme = \"x\" }")).contains("unknown field `nme`"));
+        assert_eq!(error_of(""), "the file: defines no [[category]]");
+    }
+}

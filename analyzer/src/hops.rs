@@ -1,0 +1,428 @@
+//! From trace trees to hop samples: every rule of every category applied to every trace.
+//!
+//! Per trace: span ids are resolved to rows (parents and links), each span is tested once against every
+//! selector (a bit per selector), clock offsets between the trace's processes are estimated
+//! ([`crate::skew`]), then each rule's measure turns matching spans into samples, keyed by category,
+//! variant (the `group_by` attribute) and hop. Traces are split between threads.
+
+use std::collections::BTreeMap;
+
+use crate::config::{Config, Edge, Measure, Selector};
+use crate::skew::{self, ClockOffsets};
+use crate::spans::{FxMap, SpanTable, NONE};
+
+/// What to analyse.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    /// Only traces with a span whose `benchmark.run_id` is this.
+    pub run_id: Option<String>,
+    /// Only these categories (all when empty).
+    pub categories: Vec<String>,
+    /// Only samples whose measured span comes from this service.
+    pub service: Option<String>,
+}
+
+pub const RUN_ID_KEY: &str = "benchmark.run_id";
+
+/// The samples of one hop of one variant, in nanoseconds, with what clock-skew correction did to them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HopSamples {
+    pub values: Vec<i64>,
+    /// Samples that crossed processes (gaps, intervals), where clocks can disagree.
+    pub cross_process: usize,
+    pub corrected: usize,
+    pub correction_total_ns: i64,
+    pub correction_max_ns: i64,
+    /// Cross-process samples whose clock offset the trace's bounds could not settle (kept uncorrected).
+    pub uncorrectable: usize,
+}
+
+impl HopSamples {
+    fn push(&mut self, value: i64, correction: Option<Correction>) {
+        self.values.push(value);
+        if let Some(c) = correction {
+            self.cross_process += 1;
+            if !c.consistent {
+                self.uncorrectable += 1;
+            } else if c.shift != 0 {
+                self.corrected += 1;
+                self.correction_total_ns += c.shift.abs();
+                self.correction_max_ns = self.correction_max_ns.max(c.shift.abs());
+            }
+        }
+    }
+
+    fn merge(&mut self, other: HopSamples) {
+        self.values.extend(other.values);
+        self.cross_process += other.cross_process;
+        self.corrected += other.corrected;
+        self.correction_total_ns += other.correction_total_ns;
+        self.correction_max_ns = self.correction_max_ns.max(other.correction_max_ns);
+        self.uncorrectable += other.uncorrectable;
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Correction {
+    shift: i64,
+    consistent: bool,
+}
+
+/// Samples by (category index, variant, hop index). The variant is `None` when the category has no
+/// `group_by` or the attribute is absent.
+#[derive(Debug, Default)]
+pub struct Extraction {
+    pub samples: BTreeMap<(usize, Option<String>, usize), HopSamples>,
+    pub traces: usize,
+    pub spans: usize,
+}
+
+/// Selectors flattened so a selector's parent condition comes before it.
+struct CompiledSelector {
+    /// Indexed by string id: whether the span name matches. `None`: any name.
+    names: Option<Vec<bool>>,
+    kind: Option<u8>,
+    /// Service string id; [`NONE`] when the service never occurs (so nothing matches).
+    service: Option<u32>,
+    attributes: Vec<(usize, u32)>,
+    parent: Option<usize>,
+}
+
+enum CompiledMeasure {
+    Duration(usize),
+    SelfTime(usize),
+    Gap { from: usize, to: usize, from_edge: Edge },
+    Interval { from: usize, to: usize },
+    Difference { outer: usize, inner: usize },
+}
+
+struct CompiledRule {
+    category: usize,
+    hop: usize,
+    group_slot: Option<usize>,
+    measure: CompiledMeasure,
+}
+
+struct Plan {
+    selectors: Vec<CompiledSelector>,
+    rules: Vec<CompiledRule>,
+    run_id: Option<(usize, u32)>,
+    run_filter: bool,
+    service: Option<u32>,
+}
+
+/// The attribute keys the analysis reads: group-by keys, selector attributes and the run id.
+pub fn attribute_keys(config: &Config) -> Vec<String> {
+    fn selector_keys(s: &Selector, keys: &mut Vec<String>) {
+        keys.extend(s.attributes.iter().map(|(k, _)| k.clone()));
+        if let Some(parent) = &s.parent {
+            selector_keys(parent, keys);
+        }
+    }
+    let mut keys = vec![RUN_ID_KEY.to_owned()];
+    for category in &config.categories {
+        keys.extend(category.group_by.clone());
+        for hop in &category.hops {
+            match &hop.measure {
+                Measure::Duration(s) | Measure::SelfTime(s) => selector_keys(s, &mut keys),
+                Measure::Gap { from, to, .. } | Measure::Interval { from, to } => {
+                    selector_keys(from, &mut keys);
+                    selector_keys(to, &mut keys);
+                }
+                Measure::Difference { outer, inner } => {
+                    selector_keys(outer, &mut keys);
+                    selector_keys(inner, &mut keys);
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    keys.retain(|k| seen.insert(k.clone()));
+    keys
+}
+
+impl Plan {
+    fn new(table: &SpanTable, config: &Config, filters: &Filters) -> Plan {
+        let mut plan = Plan {
+            selectors: Vec::new(),
+            rules: Vec::new(),
+            run_id: None,
+            run_filter: filters.run_id.is_some(),
+            service: filters.service.as_ref().map(|s| table.strings.get(s).unwrap_or(NONE)),
+        };
+        if let (Some(run), Some(slot)) = (&filters.run_id, table.key_slot(RUN_ID_KEY)) {
+            plan.run_id = table.strings.get(run).map(|id| (slot, id));
+        }
+        for (c, category) in config.categories.iter().enumerate() {
+            if !filters.categories.is_empty() && !filters.categories.contains(&category.name) {
+                continue;
+            }
+            let group_slot = category.group_by.as_ref().and_then(|key| table.key_slot(key));
+            for (h, hop) in category.hops.iter().enumerate() {
+                let mut sel = |s: &Selector| plan.compile(table, s);
+                let measure = match &hop.measure {
+                    Measure::Duration(s) => CompiledMeasure::Duration(sel(s)),
+                    Measure::SelfTime(s) => CompiledMeasure::SelfTime(sel(s)),
+                    Measure::Gap { from, to, from_edge } => {
+                        CompiledMeasure::Gap { from: sel(from), to: sel(to), from_edge: *from_edge }
+                    }
+                    Measure::Interval { from, to } => CompiledMeasure::Interval { from: sel(from), to: sel(to) },
+                    Measure::Difference { outer, inner } => {
+                        CompiledMeasure::Difference { outer: sel(outer), inner: sel(inner) }
+                    }
+                };
+                plan.rules.push(CompiledRule { category: c, hop: h, group_slot, measure });
+            }
+        }
+        plan
+    }
+
+    fn compile(&mut self, table: &SpanTable, selector: &Selector) -> usize {
+        let parent = selector.parent.as_ref().map(|p| self.compile(table, p));
+        let names = selector.name.as_ref().map(|pattern| {
+            (0..table.strings.len() as u32).map(|id| pattern.matches(table.strings.resolve(id))).collect()
+        });
+        let service = selector.service.as_ref().map(|s| table.strings.get(s).unwrap_or(NONE));
+        let attributes = selector
+            .attributes
+            .iter()
+            .map(|(key, value)| {
+                let slot = table.key_slot(key).expect("attribute_keys lists every selector key");
+                (slot, table.strings.get(value).unwrap_or(NONE))
+            })
+            .collect();
+        self.selectors.push(CompiledSelector { names, kind: selector.kind, service, attributes, parent });
+        self.selectors.len() - 1
+    }
+}
+
+/// Reusable per-thread buffers, so a trace costs no allocation.
+#[derive(Default)]
+struct Scratch {
+    ids: Vec<(u64, u32)>,
+    parent: Vec<u32>,
+    matches: Vec<Vec<bool>>,
+    offsets: ClockOffsets,
+    children: Vec<(i64, i64)>,
+}
+
+/// Applies every rule of `config` to every trace in `table`.
+pub fn extract(table: &SpanTable, config: &Config, filters: &Filters) -> Extraction {
+    let plan = Plan::new(table, config, filters);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(table.traces.len().max(1));
+    let per_thread = table.traces.len().div_ceil(threads.max(1)).max(1);
+    let parts: Vec<(FxMap<(usize, u32, usize), HopSamples>, usize, usize)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = table
+            .traces
+            .chunks(per_thread)
+            .map(|traces| {
+                let plan = &plan;
+                scope.spawn(move || {
+                    let mut out = FxMap::default();
+                    let (mut n_traces, mut n_spans) = (0, 0);
+                    let mut scratch = Scratch::default();
+                    for trace in traces {
+                        if analyse_trace(table, plan, trace.clone(), &mut scratch, &mut out) {
+                            n_traces += 1;
+                            n_spans += trace.len();
+                        }
+                    }
+                    (out, n_traces, n_spans)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("analysis threads do not panic")).collect()
+    });
+    let mut extraction = Extraction::default();
+    for (samples, traces, spans) in parts {
+        extraction.traces += traces;
+        extraction.spans += spans;
+        for ((category, variant, hop), samples) in samples {
+            let variant = (variant != NONE).then(|| table.strings.resolve(variant).to_owned());
+            extraction.samples.entry((category, variant, hop)).or_default().merge(samples);
+        }
+    }
+    extraction
+}
+
+/// Returns whether the trace was analysed (it passed the run filter).
+fn analyse_trace(
+    t: &SpanTable,
+    plan: &Plan,
+    rows: std::ops::Range<usize>,
+    s: &mut Scratch,
+    out: &mut FxMap<(usize, u32, usize), HopSamples>,
+) -> bool {
+    let base = rows.start;
+    let n = rows.len();
+    if plan.run_filter {
+        let Some((slot, run)) = plan.run_id else { return false };
+        if !rows.clone().any(|r| t.attributes[slot][r] == run) {
+            return false;
+        }
+    }
+    s.ids.clear();
+    s.ids.extend(rows.clone().map(|r| (t.span_id[r], (r - base) as u32)));
+    s.ids.sort_unstable();
+    let ids = &s.ids;
+    let find = |id: u64| -> u32 {
+        ids.binary_search_by_key(&id, |&(span, _)| span).map_or(NONE, |at| ids[at].1)
+    };
+    s.parent.clear();
+    s.parent.extend(rows.clone().map(|r| if t.parent_id[r] == 0 { NONE } else { find(t.parent_id[r]) }));
+
+    // One pass per selector, parents' selectors first, so `parent = {…}` reads a finished answer.
+    s.matches.resize_with(plan.selectors.len(), Vec::new);
+    for (k, selector) in plan.selectors.iter().enumerate() {
+        let (done, rest) = s.matches.split_at_mut(k);
+        let this = &mut rest[0];
+        this.clear();
+        this.extend((0..n).map(|i| {
+            let r = base + i;
+            selector.names.as_ref().is_none_or(|names| names[t.name[r] as usize])
+                && selector.kind.is_none_or(|kind| kind == t.kind[r])
+                && selector.service.is_none_or(|service| service == t.service[r])
+                && selector.attributes.iter().all(|&(slot, value)| t.attributes[slot][r] == value)
+                && selector.parent.is_none_or(|p| {
+                    let parent = s.parent[i];
+                    parent != NONE && done[p][parent as usize]
+                })
+        }));
+    }
+    skew::estimate(t, base, n, &s.parent, &find, &mut s.offsets);
+
+    let Scratch { parent, matches, offsets, children, .. } = s;
+    let variant = |slot: Option<usize>, mut i: u32| -> u32 {
+        let Some(slot) = slot else { return NONE };
+        while i != NONE {
+            let value = t.attributes[slot][base + i as usize];
+            if value != NONE {
+                return value;
+            }
+            i = parent[i as usize];
+        }
+        NONE
+    };
+    let service_ok = |i: usize| plan.service.is_none_or(|service| t.service[base + i] == service);
+    let duration = |i: usize| t.end[base + i] - t.start[base + i];
+    for rule in &plan.rules {
+        let mut record = |i: usize, value: i64, correction: Option<Correction>| {
+            out.entry((rule.category, variant(rule.group_slot, i as u32), rule.hop))
+                .or_default()
+                .push(value, correction);
+        };
+        match rule.measure {
+            CompiledMeasure::Duration(sel) => {
+                for i in (0..n).filter(|&i| matches[sel][i] && service_ok(i)) {
+                    record(i, duration(i), None);
+                }
+            }
+            CompiledMeasure::SelfTime(sel) => {
+                for i in (0..n).filter(|&i| matches[sel][i] && service_ok(i)) {
+                    children.clear();
+                    for c in (0..n).filter(|&c| parent[c] == i as u32) {
+                        let shift = offsets.between(base, i, c, t).shift;
+                        children.push((t.start[base + c] - shift, t.end[base + c] - shift));
+                    }
+                    let covered = union_within(children, t.start[base + i], t.end[base + i]);
+                    record(i, duration(i) - covered, None);
+                }
+            }
+            CompiledMeasure::Gap { from, to, from_edge } => {
+                for b in (0..n).filter(|&b| matches[to][b] && service_ok(b)) {
+                    let mut sources: [u32; 2] = [NONE; 2];
+                    if parent[b] != NONE && matches[from][parent[b] as usize] {
+                        sources[0] = parent[b];
+                    }
+                    for &link in t.links(base + b) {
+                        let a = find(link);
+                        if a != NONE && a != sources[0] && matches[from][a as usize] {
+                            sources[1] = a;
+                            break;
+                        }
+                    }
+                    for a in sources.into_iter().filter(|&a| a != NONE).map(|a| a as usize) {
+                        let origin = match from_edge {
+                            Edge::Start => t.start[base + a],
+                            Edge::End => t.end[base + a],
+                        };
+                        let raw = t.start[base + b] - origin;
+                        let correction = offsets.between(base, a, b, t);
+                        let cross = t.process[base + a] != t.process[base + b];
+                        record(b, raw - correction.shift, cross.then_some(correction));
+                    }
+                }
+            }
+            CompiledMeasure::Interval { from, to } => {
+                // On the clock of the earliest `from` span's process.
+                let first = (0..n).filter(|&i| matches[from][i]).min_by_key(|&i| t.start[base + i]);
+                let Some(a) = first else { continue };
+                if !service_ok(a) {
+                    continue;
+                }
+                let mut last: Option<(i64, Correction, bool)> = None;
+                for b in (0..n).filter(|&b| matches[to][b]) {
+                    let correction = offsets.between(base, a, b, t);
+                    let end = t.end[base + b] - correction.shift;
+                    if last.is_none_or(|(e, _, _)| end > e) {
+                        last = Some((end, correction, t.process[base + a] != t.process[base + b]));
+                    }
+                }
+                if let Some((end, correction, cross)) = last {
+                    record(a, end - t.start[base + a], cross.then_some(correction));
+                }
+            }
+            CompiledMeasure::Difference { outer, inner } => {
+                for i in (0..n).filter(|&i| matches[outer][i] && service_ok(i)) {
+                    let inner_total: Option<i64> = (0..n)
+                        .filter(|&c| parent[c] == i as u32 && matches[inner][c])
+                        .map(duration)
+                        .reduce(|a, b| a + b);
+                    if let Some(inner_total) = inner_total {
+                        record(i, duration(i) - inner_total, None);
+                    }
+                }
+            }
+        }
+    }
+    true
+}
+
+/// How much of `[start, end)` the intervals cover together.
+fn union_within(intervals: &mut [(i64, i64)], start: i64, end: i64) -> i64 {
+    intervals.sort_unstable();
+    let (mut covered, mut reach) = (0, start);
+    for &(s, e) in intervals.iter() {
+        let (s, e) = (s.max(reach), e.min(end));
+        if e > s {
+            covered += e - s;
+            reach = e;
+        }
+    }
+    covered
+}
+
+impl ClockOffsets {
+    /// How far `b`'s clock is ahead of `a`'s (subtract it from `b`'s times to read them on `a`'s clock).
+    fn between(&self, base: usize, a: usize, b: usize, t: &SpanTable) -> Correction {
+        let (pa, pb) = (t.process[base + a], t.process[base + b]);
+        if pa == pb {
+            return Correction { shift: 0, consistent: true };
+        }
+        let (oa, ca) = self.offset(pa);
+        let (ob, cb) = self.offset(pb);
+        Correction { shift: if ca && cb { ob - oa } else { 0 }, consistent: ca && cb }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn union_counts_overlaps_once_and_clips_to_the_parent() {
+        assert_eq!(union_within(&mut [(0, 10), (5, 15), (20, 30)], 0, 100), 25);
+        assert_eq!(union_within(&mut [(-5, 10), (90, 120)], 0, 100), 20);
+        assert_eq!(union_within(&mut [], 0, 100), 0);
+    }
+}

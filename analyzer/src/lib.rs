@@ -1,0 +1,46 @@
+//! hoptrace's analyzer: stored traces → trace trees → per-hop latencies for the benchmark categories.
+//!
+//! [`analyze`] scans a time range of the store, builds a [`spans::SpanTable`] of just the columns and
+//! attributes the categories need, extracts hop samples trace by trace ([`hops`], with clock skew
+//! corrected by [`skew`]) and summarises them against the targets ([`report`]). Categories, hop rules
+//! and targets are data ([`config`]): the analyzer knows nothing of any particular service.
+
+pub mod config;
+pub mod hops;
+pub mod report;
+pub mod skew;
+pub mod spans;
+pub mod stats;
+pub mod synthetic;
+
+use std::path::Path;
+
+use hoptrace_store::TimeRange;
+use polars::prelude::*;
+
+pub use config::Config;
+pub use hops::Filters;
+pub use report::Report;
+
+/// Reads the spans of `range` from the store at `dir` and reports on them.
+pub fn analyze(dir: &Path, range: TimeRange, config: &Config, filters: &Filters) -> anyhow::Result<Report> {
+    let keys = hops::attribute_keys(config);
+    let columns: Vec<Expr> = spans::SpanTable::columns().into_iter().map(col).collect();
+    let mut frame = hoptrace_store::scan(dir, range)?.select(columns).collect()?;
+    let table = spans::SpanTable::from_frame(&mut frame, &keys)?;
+    drop(frame);
+    let extraction = hops::extract(&table, config, filters);
+    Ok(Report::build(config, extraction, dir.display().to_string(), describe(range), filters.run_id.clone()))
+}
+
+fn describe(range: TimeRange) -> report::Range {
+    let stamp = |nanos: u64| {
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos);
+        humantime::format_rfc3339_millis(time).to_string()
+    };
+    let all = TimeRange::all();
+    report::Range {
+        from: (range.start_unix_nano != all.start_unix_nano).then(|| stamp(range.start_unix_nano)),
+        to: (range.end_unix_nano != all.end_unix_nano).then(|| stamp(range.end_unix_nano)),
+    }
+}

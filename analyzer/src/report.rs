@@ -1,0 +1,373 @@
+//! The report: per category and variant, each hop's percentiles against its target, and what clock-skew
+//! correction did; rendered as an aligned table, JSON (schema `hoptrace.report/v1`, docs/report.md), CSV
+//! or markdown.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::config::{Config, Measure, Percentile};
+use crate::hops::Extraction;
+use crate::stats::{samples_needed, Summary, Verdict};
+
+pub const SCHEMA: &str = "hoptrace.report/v1";
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    pub schema: &'static str,
+    pub store: String,
+    pub range: Range,
+    pub run_id: Option<String>,
+    pub traces: usize,
+    pub spans: usize,
+    pub clock_skew: Skew,
+    pub categories: Vec<CategoryReport>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Range {
+    /// RFC 3339, or null for an open end.
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Skew {
+    /// Samples measured between spans of different processes, where clocks can disagree.
+    pub cross_process_samples: usize,
+    pub corrected: usize,
+    pub mean_correction_ns: i64,
+    pub max_correction_ns: i64,
+    /// Cross-process samples whose trace gave contradictory bounds; kept as measured.
+    pub uncorrectable: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CategoryReport {
+    pub name: String,
+    pub description: String,
+    pub group_by: Option<String>,
+    pub variants: Vec<VariantReport>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VariantReport {
+    /// The `group_by` value; null when the category has none or a span lacked it.
+    pub variant: Option<String>,
+    pub hops: Vec<HopReport>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HopReport {
+    pub hop: String,
+    pub measure: &'static str,
+    pub count: usize,
+    pub p50_ns: Option<i64>,
+    pub p95_ns: Option<i64>,
+    pub p99_ns: Option<i64>,
+    pub max_ns: i64,
+    pub mean_ns: i64,
+    /// Percentiles left out for want of samples, with the number each needs.
+    pub too_few_samples: Vec<TooFew>,
+    pub target: Option<String>,
+    pub verdict: Option<Verdict>,
+    pub clock_skew: Skew,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TooFew {
+    pub percentile: &'static str,
+    pub needs: usize,
+}
+
+impl Report {
+    pub fn build(config: &Config, extraction: Extraction, store: String, range: Range, run_id: Option<String>) -> Report {
+        let mut total = SkewTotals::default();
+        let mut categories: Vec<CategoryReport> = Vec::new();
+        for ((c, variant, h), mut samples) in extraction.samples {
+            let category = &config.categories[c];
+            let rule = &category.hops[h];
+            let Some(summary) = Summary::of(&mut samples.values) else { continue };
+            total.add(&samples);
+            let target = rule.target_for(variant.as_deref().unwrap_or(""));
+            let hop = HopReport {
+                hop: rule.name.clone(),
+                measure: match rule.measure {
+                    Measure::Duration(_) => "duration",
+                    Measure::SelfTime(_) => "self_time",
+                    Measure::Gap { .. } => "gap",
+                    Measure::Interval { .. } => "interval",
+                    Measure::Difference { .. } => "difference",
+                },
+                count: summary.count,
+                p50_ns: summary.p50,
+                p95_ns: summary.p95,
+                p99_ns: summary.p99,
+                max_ns: summary.max,
+                mean_ns: summary.mean.round() as i64,
+                too_few_samples: [Percentile::P50, Percentile::P95, Percentile::P99]
+                    .into_iter()
+                    .filter(|&p| summary.percentile(p).is_none())
+                    .map(|p| TooFew { percentile: p.label(), needs: samples_needed(p) })
+                    .collect(),
+                target: target.map(|t| t.text.clone()),
+                verdict: target.map(|t| Verdict::judge(t, &summary)),
+                clock_skew: SkewTotals::of(&samples).skew(),
+            };
+            if categories.last().is_none_or(|last| last.name != category.name) {
+                categories.push(CategoryReport {
+                    name: category.name.clone(),
+                    description: category.description.clone(),
+                    group_by: category.group_by.clone(),
+                    variants: Vec::new(),
+                });
+            }
+            let report = categories.last_mut().expect("pushed above");
+            if report.variants.last().is_none_or(|last| last.variant != variant) {
+                report.variants.push(VariantReport { variant, hops: Vec::new() });
+            }
+            report.variants.last_mut().expect("pushed above").hops.push(hop);
+        }
+        Report {
+            schema: SCHEMA,
+            store,
+            range,
+            run_id,
+            traces: extraction.traces,
+            spans: extraction.spans,
+            clock_skew: total.skew(),
+            categories,
+        }
+    }
+
+    /// Whether any hop with a target failed it.
+    pub fn any_failed(&self) -> bool {
+        self.hops().any(|(_, _, hop)| hop.verdict == Some(Verdict::Fail))
+    }
+
+    fn hops(&self) -> impl Iterator<Item = (&CategoryReport, &VariantReport, &HopReport)> {
+        self.categories
+            .iter()
+            .flat_map(|c| c.variants.iter().flat_map(move |v| v.hops.iter().map(move |h| (c, v, h))))
+    }
+}
+
+#[derive(Default)]
+struct SkewTotals {
+    cross: usize,
+    corrected: usize,
+    total: i64,
+    max: i64,
+    uncorrectable: usize,
+}
+
+impl SkewTotals {
+    fn of(s: &crate::hops::HopSamples) -> SkewTotals {
+        let mut totals = SkewTotals::default();
+        totals.add(s);
+        totals
+    }
+
+    fn add(&mut self, s: &crate::hops::HopSamples) {
+        self.cross += s.cross_process;
+        self.corrected += s.corrected;
+        self.total += s.correction_total_ns;
+        self.max = self.max.max(s.correction_max_ns);
+        self.uncorrectable += s.uncorrectable;
+    }
+
+    fn skew(&self) -> Skew {
+        Skew {
+            cross_process_samples: self.cross,
+            corrected: self.corrected,
+            mean_correction_ns: if self.corrected == 0 { 0 } else { self.total / self.corrected as i64 },
+            max_correction_ns: self.max,
+            uncorrectable: self.uncorrectable,
+        }
+    }
+}
+
+/// A duration for people: `0.842 ms`, `12.5 ms`, `1.204 s`.
+pub fn human(ns: i64) -> String {
+    let ms = ns as f64 / 1e6;
+    if ms.abs() >= 1000.0 {
+        format!("{:.3} s", ms / 1000.0)
+    } else if ms.abs() >= 100.0 {
+        format!("{ms:.1} ms")
+    } else if ms.abs() >= 10.0 {
+        format!("{ms:.2} ms")
+    } else {
+        format!("{ms:.3} ms")
+    }
+}
+
+fn cell(value: Option<i64>, p: Percentile) -> String {
+    match value {
+        Some(ns) => human(ns),
+        None => format!("n<{}", samples_needed(p)),
+    }
+}
+
+fn verdict_text(v: Option<Verdict>) -> &'static str {
+    match v {
+        None => "",
+        Some(Verdict::Pass) => "pass",
+        Some(Verdict::Fail) => "FAIL",
+        Some(Verdict::FewSamples) => "few samples",
+    }
+}
+
+fn variant_label(v: &VariantReport) -> &str {
+    v.variant.as_deref().unwrap_or("(all)")
+}
+
+fn header(report: &Report) -> String {
+    let range = match (&report.range.from, &report.range.to) {
+        (None, None) => "all time".to_owned(),
+        (from, to) => format!("{} … {}", from.as_deref().unwrap_or("start"), to.as_deref().unwrap_or("now")),
+    };
+    let run = report.run_id.as_ref().map(|r| format!(", run {r}")).unwrap_or_default();
+    format!("{range}{run}: {} traces, {} spans", report.traces, report.spans)
+}
+
+fn skew_line(s: &Skew) -> String {
+    format!(
+        "clock skew: {} cross-process samples, {} corrected (mean {}, max {}), {} could not be corrected",
+        s.cross_process_samples,
+        s.corrected,
+        human(s.mean_correction_ns),
+        human(s.max_correction_ns),
+        s.uncorrectable
+    )
+}
+
+/// An aligned table for a terminal; `colour` marks pass and fail in green and red.
+pub fn table(report: &Report, colour: bool) -> String {
+    let mut out = format!("hoptrace report — {}\n{}\n", header(report), skew_line(&report.clock_skew));
+    if report.categories.is_empty() {
+        out.push_str("\nno hop of any category matched a span in this range\n");
+        return out;
+    }
+    let heads = ["hop", "count", "p50", "p95", "p99", "max", "mean", "target", ""];
+    for category in &report.categories {
+        let _ = write!(out, "\n{} — {}\n", category.name, category.description);
+        for variant in &category.variants {
+            let mut rows = vec![heads.map(str::to_owned).to_vec()];
+            for hop in &variant.hops {
+                rows.push(vec![
+                    hop.hop.clone(),
+                    hop.count.to_string(),
+                    cell(hop.p50_ns, Percentile::P50),
+                    cell(hop.p95_ns, Percentile::P95),
+                    cell(hop.p99_ns, Percentile::P99),
+                    human(hop.max_ns),
+                    human(hop.mean_ns),
+                    hop.target.clone().unwrap_or_default(),
+                    verdict_text(hop.verdict).to_owned(),
+                ]);
+            }
+            let widths: Vec<usize> =
+                (0..heads.len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+            let _ = writeln!(out, "  {}", variant_label(variant));
+            for row in rows {
+                let mut line = String::from("    ");
+                for (i, text) in row.iter().enumerate() {
+                    let pad = widths[i] - text.chars().count();
+                    let shown = match (colour, text.as_str()) {
+                        (true, "pass") => format!("\x1b[32m{text}\x1b[0m"),
+                        (true, "FAIL") => format!("\x1b[31m{text}\x1b[0m"),
+                        (true, "few samples") => format!("\x1b[33m{text}\x1b[0m"),
+                        _ => text.clone(),
+                    };
+                    if i == 0 || i >= 7 {
+                        let _ = write!(line, "{shown}{}  ", " ".repeat(pad));
+                    } else {
+                        let _ = write!(line, "{}{shown}  ", " ".repeat(pad));
+                    }
+                }
+                out.push_str(line.trim_end());
+                out.push('\n');
+            }
+        }
+    }
+    if report.hops().any(|(_, _, h)| !h.too_few_samples.is_empty()) {
+        out.push_str("\nn<K: too few samples for that percentile (it needs at least K)\n");
+    }
+    out
+}
+
+pub fn json(report: &Report) -> String {
+    serde_json::to_string_pretty(report).expect("a report serialises") + "\n"
+}
+
+/// One row per hop; durations in nanoseconds, empty when there are too few samples.
+pub fn csv(report: &Report) -> String {
+    let mut out = String::from(
+        "category,variant,hop,measure,count,p50_ns,p95_ns,p99_ns,max_ns,mean_ns,target,verdict,corrected,uncorrectable\n",
+    );
+    let field = |text: &str| {
+        if text.contains([',', '"', '\n']) {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        } else {
+            text.to_owned()
+        }
+    };
+    let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for (c, v, h) in report.hops() {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            field(&c.name),
+            field(v.variant.as_deref().unwrap_or("")),
+            field(&h.hop),
+            h.measure,
+            h.count,
+            opt(h.p50_ns),
+            opt(h.p95_ns),
+            opt(h.p99_ns),
+            h.max_ns,
+            h.mean_ns,
+            field(h.target.as_deref().unwrap_or("")),
+            verdict_text(h.verdict),
+            h.clock_skew.corrected,
+            h.clock_skew.uncorrectable
+        );
+    }
+    out
+}
+
+/// A markdown document: one table per category, fit for a pull-request comment.
+pub fn markdown(report: &Report) -> String {
+    let mut out = format!("## hoptrace report\n\n{}  \n{}\n", header(report), skew_line(&report.clock_skew));
+    for category in &report.categories {
+        let _ = write!(
+            out,
+            "\n### {}\n\n{}\n\n| variant | hop | count | p50 | p95 | p99 | max | mean | target | |\n|---|---|--:|--:|--:|--:|--:|--:|---|---|\n",
+            category.name, category.description
+        );
+        for variant in &category.variants {
+            for hop in &variant.hops {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    variant_label(variant),
+                    hop.hop,
+                    hop.count,
+                    cell(hop.p50_ns, Percentile::P50),
+                    cell(hop.p95_ns, Percentile::P95),
+                    cell(hop.p99_ns, Percentile::P99),
+                    human(hop.max_ns),
+                    human(hop.mean_ns),
+                    hop.target.as_deref().unwrap_or(""),
+                    match hop.verdict {
+                        Some(Verdict::Pass) => "✅ pass",
+                        Some(Verdict::Fail) => "❌ fail",
+                        Some(Verdict::FewSamples) => "⚠️ few samples",
+                        None => "",
+                    }
+                );
+            }
+        }
+    }
+    out
+}

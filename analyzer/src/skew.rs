@@ -1,0 +1,106 @@
+//! Clock offsets between the processes of one trace, bounded by what causality allows.
+//!
+//! Each cross-process edge bounds `d = offset(child's process) − offset(parent's process)`:
+//! - any edge (parent/child or link): what a span causes cannot begin before it began, so
+//!   `d ≤ child.start − parent.start`; except that a CLIENT child under an asynchronous parent is a pull
+//!   (a queue read), which may be issued before the message exists and only returns it afterwards, so for
+//!   it the bound is `d ≤ child.end − parent.start`;
+//! - a synchronous call (CLIENT parent, SERVER child) also ends before its client does, so
+//!   `d ≥ child.end − parent.end`.
+//!
+//! Edges in the other direction bound `d` from the other side. Starting from the root's process (offset 0)
+//! and walking the process graph, each process takes the offset nearest to its neighbour's that the bounds
+//! allow: clocks are trusted until the trace proves them wrong, and then moved only as far as needed.
+//! When the bounds contradict each other (no offset satisfies them all) the process is marked
+//! inconsistent: its gaps are kept as measured and counted as uncorrectable.
+
+use crate::spans::{SpanTable, NONE};
+
+const CLIENT: u8 = 3;
+const SERVER: u8 = 2;
+
+/// Per process of the current trace: (process id, offset in ns, consistent).
+#[derive(Debug, Default)]
+pub struct ClockOffsets {
+    processes: Vec<(u32, i64, bool)>,
+    bounds: Vec<(u32, u32, i64, i64)>,
+}
+
+impl ClockOffsets {
+    /// The offset of `process` and whether it could be settled; unknown processes read as 0.
+    pub fn offset(&self, process: u32) -> (i64, bool) {
+        self.processes.iter().find(|p| p.0 == process).map_or((0, true), |p| (p.1, p.2))
+    }
+}
+
+/// Estimates the offsets of the processes of the trace in rows `base..base + n`.
+pub fn estimate(
+    t: &SpanTable,
+    base: usize,
+    n: usize,
+    parent: &[u32],
+    find: &impl Fn(u64) -> u32,
+    out: &mut ClockOffsets,
+) {
+    out.processes.clear();
+    out.bounds.clear();
+    let first = t.process[base];
+    if (base..base + n).all(|r| t.process[r] == first) {
+        return;
+    }
+    // Bounds per ordered process pair (p, q) on d = offset(q) − offset(p): [low, high].
+    let mut bound = |a: usize, b: usize, synchronous: bool| {
+        let (pa, pb) = (t.process[base + a], t.process[base + b]);
+        if pa == pb {
+            return;
+        }
+        let pull = !synchronous && t.kind[base + b] == CLIENT;
+        let high = if pull { t.end[base + b] } else { t.start[base + b] } - t.start[base + a];
+        let low = if synchronous { t.end[base + b] - t.end[base + a] } else { i64::MIN };
+        // Store with the smaller process id first, negating when flipped.
+        let (p, q, low, high) = if pa < pb { (pa, pb, low, high) } else { (pb, pa, -high, low.saturating_neg()) };
+        match out.bounds.iter_mut().find(|x| x.0 == p && x.1 == q) {
+            Some(x) => {
+                x.2 = x.2.max(low);
+                x.3 = x.3.min(high);
+            }
+            None => out.bounds.push((p, q, low, high)),
+        }
+    };
+    for b in 0..n {
+        let a = parent[b];
+        if a != NONE {
+            let synchronous = t.kind[base + a as usize] == CLIENT && t.kind[base + b] == SERVER;
+            bound(a as usize, b, synchronous);
+        }
+        for &link in t.links(base + b) {
+            let a = find(link);
+            if a != NONE {
+                bound(a as usize, b, false);
+            }
+        }
+    }
+    // The root's process is the reference clock.
+    let root = (0..n).find(|&i| parent[i] == NONE).unwrap_or(0);
+    out.processes.push((t.process[base + root], 0, true));
+    let mut i = 0;
+    while i < out.processes.len() {
+        let (p, offset_p, consistent_p) = out.processes[i];
+        for k in 0..out.bounds.len() {
+            let (x, y, low, high) = out.bounds[k];
+            let (q, low, high) = if x == p {
+                (y, low, high)
+            } else if y == p {
+                (x, high.saturating_neg(), low.saturating_neg())
+            } else {
+                continue;
+            };
+            if out.processes.iter().any(|known| known.0 == q) {
+                continue;
+            }
+            let (d, consistent) = if low <= high { (0i64.clamp(low, high), true) } else { (0, false) };
+            out.processes.push((q, offset_p + d, consistent && consistent_p));
+        }
+        i += 1;
+    }
+}

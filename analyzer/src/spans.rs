@@ -1,0 +1,357 @@
+//! Stored spans as the analyzer needs them: a struct of arrays grouped by trace, strings interned.
+//!
+//! Loading reads only the columns the analysis uses, straight from the Arrow arrays polars returns, and
+//! keeps only the attributes some rule asks for, so ten million spans fit in a few hundred megabytes.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
+
+use hoptrace_store::schema;
+use polars::prelude::*;
+use polars_arrow::array::{Array, BinaryViewArray, ListArray, PrimitiveArray, StructArray, Utf8ViewArray};
+
+/// Marks an absent attribute or parent.
+pub const NONE: u32 = u32::MAX;
+
+/// Strings seen in the spans, each stored once and referred to by number.
+#[derive(Default)]
+pub struct Interner {
+    ids: HashMap<Box<str>, u32, BuildHasherDefault<FxHasher>>,
+    strings: Vec<Box<str>>,
+}
+
+impl Interner {
+    pub fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = self.strings.len() as u32;
+        self.strings.push(s.into());
+        self.ids.insert(s.into(), id);
+        id
+    }
+
+    pub fn get(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+
+    pub fn resolve(&self, id: u32) -> &str {
+        &self.strings[id as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty()
+    }
+}
+
+/// The Fx hash (as in rustc): short interned strings and ids hash in a few instructions.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64)
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i)
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64)
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// Every span of a time range, grouped by trace: the spans of trace `t` are rows `traces[t]`.
+#[derive(Default)]
+pub struct SpanTable {
+    pub strings: Interner,
+    pub trace_ids: Vec<[u8; 16]>,
+    pub traces: Vec<Range<usize>>,
+    pub span_id: Vec<u64>,
+    /// The parent's span id, 0 for a root.
+    pub parent_id: Vec<u64>,
+    pub name: Vec<u32>,
+    pub kind: Vec<u8>,
+    pub service: Vec<u32>,
+    /// The process that emitted the span: service name plus `service.instance.id` (or `host.name`).
+    pub process: Vec<u32>,
+    pub start: Vec<i64>,
+    pub end: Vec<i64>,
+    /// `attributes[k][row]`: the value of attribute `keys[k]`, or [`NONE`].
+    pub keys: Vec<String>,
+    pub attributes: Vec<Vec<u32>>,
+    /// Linked span ids of row `r`: `link_ids[link_offsets[r]..link_offsets[r + 1]]`.
+    pub link_offsets: Vec<u32>,
+    pub link_ids: Vec<u64>,
+}
+
+impl SpanTable {
+    pub fn len(&self) -> usize {
+        self.span_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.span_id.is_empty()
+    }
+
+    pub fn key_slot(&self, key: &str) -> Option<usize> {
+        self.keys.iter().position(|k| k == key)
+    }
+
+    pub fn links(&self, row: usize) -> &[u64] {
+        &self.link_ids[self.link_offsets[row] as usize..self.link_offsets[row + 1] as usize]
+    }
+
+    /// The columns [`SpanTable::from_frame`] reads, for a projection pushed into the scan.
+    pub fn columns() -> Vec<&'static str> {
+        vec![
+            schema::TRACE_ID,
+            schema::SPAN_ID,
+            schema::PARENT_SPAN_ID,
+            schema::NAME,
+            schema::KIND,
+            schema::SERVICE_NAME,
+            schema::START_TIME,
+            schema::END_TIME,
+            schema::ATTRIBUTES.keys,
+            schema::ATTRIBUTES.values,
+            schema::RESOURCE_ATTRIBUTES.keys,
+            schema::RESOURCE_ATTRIBUTES.values,
+            schema::LINKS,
+        ]
+    }
+
+    /// Builds the table from a frame of stored spans, keeping the attributes named in `keys`.
+    pub fn from_frame(frame: &mut DataFrame, keys: &[String]) -> PolarsResult<SpanTable> {
+        frame.align_chunks_par();
+        let mut rows = RowColumns::with_capacity(frame.height(), keys);
+        let chunks = frame.column(schema::TRACE_ID)?.as_materialized_series().chunks().len();
+        for chunk in 0..chunks {
+            rows.append_chunk(frame, chunk)?;
+        }
+        Ok(rows.group_by_trace())
+    }
+}
+
+/// Spans in frame order, before grouping by trace.
+struct RowColumns {
+    table: SpanTable,
+    trace_of_row: Vec<u32>,
+    trace_index: FxMap<[u8; 16], u32>,
+    instance_keys: [&'static str; 2],
+}
+
+fn chunk<'a, A: 'static>(frame: &'a DataFrame, name: &str, i: usize) -> PolarsResult<&'a A> {
+    let series = frame.column(name)?.as_materialized_series();
+    series.chunks()[i]
+        .as_any()
+        .downcast_ref::<A>()
+        .ok_or_else(|| polars_err!(SchemaMismatch: "column {name} has an unexpected type"))
+}
+
+impl RowColumns {
+    fn with_capacity(n: usize, keys: &[String]) -> RowColumns {
+        let table = SpanTable {
+            span_id: Vec::with_capacity(n),
+            parent_id: Vec::with_capacity(n),
+            name: Vec::with_capacity(n),
+            kind: Vec::with_capacity(n),
+            service: Vec::with_capacity(n),
+            process: Vec::with_capacity(n),
+            start: Vec::with_capacity(n),
+            end: Vec::with_capacity(n),
+            keys: keys.to_vec(),
+            attributes: keys.iter().map(|_| Vec::with_capacity(n)).collect(),
+            link_offsets: vec![0],
+            ..SpanTable::default()
+        };
+        RowColumns {
+            table,
+            trace_of_row: Vec::with_capacity(n),
+            trace_index: FxMap::default(),
+            instance_keys: ["service.instance.id", "host.name"],
+        }
+    }
+
+    fn append_chunk(&mut self, frame: &DataFrame, i: usize) -> PolarsResult<()> {
+        let trace_ids = chunk::<BinaryViewArray>(frame, schema::TRACE_ID, i)?;
+        let span_ids = chunk::<BinaryViewArray>(frame, schema::SPAN_ID, i)?;
+        let parents = chunk::<BinaryViewArray>(frame, schema::PARENT_SPAN_ID, i)?;
+        let names = chunk::<Utf8ViewArray>(frame, schema::NAME, i)?;
+        let kinds = chunk::<PrimitiveArray<u8>>(frame, schema::KIND, i)?;
+        let services = chunk::<Utf8ViewArray>(frame, schema::SERVICE_NAME, i)?;
+        let starts = chunk::<PrimitiveArray<u64>>(frame, schema::START_TIME, i)?;
+        let ends = chunk::<PrimitiveArray<u64>>(frame, schema::END_TIME, i)?;
+        let attributes = AttributeLists::new(frame, schema::ATTRIBUTES, i)?;
+        let resource = AttributeLists::new(frame, schema::RESOURCE_ATTRIBUTES, i)?;
+        let links = chunk::<ListArray<i64>>(frame, schema::LINKS, i)?;
+        let link_items = links
+            .values()
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .ok_or_else(|| polars_err!(SchemaMismatch: "links are not structs"))?;
+        let link_field = link_items
+            .fields()
+            .iter()
+            .position(|f| f.name.as_str() == schema::SPAN_ID)
+            .ok_or_else(|| polars_err!(SchemaMismatch: "links have no span_id"))?;
+        let link_span_ids = link_items.values()[link_field]
+            .as_any()
+            .downcast_ref::<BinaryViewArray>()
+            .ok_or_else(|| polars_err!(SchemaMismatch: "link span ids are not binary"))?;
+
+        let t = &mut self.table;
+        let mut last_name: Option<(&str, u32)> = None;
+        let mut last_process: Option<((&str, Option<&str>), (u32, u32))> = None;
+        for row in 0..trace_ids.len() {
+            let trace: [u8; 16] = trace_ids.value(row).try_into().unwrap_or([0; 16]);
+            let next = self.trace_index.len() as u32;
+            let trace_no = *self.trace_index.entry(trace).or_insert(next);
+            if trace_no == next {
+                t.trace_ids.push(trace);
+            }
+            self.trace_of_row.push(trace_no);
+            t.span_id.push(id64(span_ids.value(row)));
+            t.parent_id.push(if parents.is_valid(row) { id64(parents.value(row)) } else { 0 });
+            let name = names.value(row);
+            let name_id = match last_name {
+                Some((last, id)) if last == name => id,
+                _ => t.strings.intern(name),
+            };
+            last_name = Some((name, name_id));
+            t.name.push(name_id);
+            t.kind.push(kinds.value(row));
+            let service = services.value(row);
+            let instance = self.instance_keys.iter().find_map(|key| resource.get(row, key));
+            let (service_id, process_id) = match last_process {
+                Some((last, ids)) if last == (service, instance) => ids,
+                _ => {
+                    let service_id = t.strings.intern(service);
+                    let process_id = match instance {
+                        Some(instance) => t.strings.intern(&format!("{service}/{instance}")),
+                        None => service_id,
+                    };
+                    (service_id, process_id)
+                }
+            };
+            last_process = Some(((service, instance), (service_id, process_id)));
+            t.service.push(service_id);
+            t.process.push(process_id);
+            t.start.push(starts.value(row) as i64);
+            t.end.push(ends.value(row) as i64);
+            for (slot, key) in t.keys.iter().enumerate() {
+                let value = attributes.get(row, key).map_or(NONE, |v| t.strings.intern(v));
+                t.attributes[slot].push(value);
+            }
+            let (from, to) = links.offsets().start_end(row);
+            for link in from..to {
+                t.link_ids.push(id64(link_span_ids.value(link)));
+            }
+            t.link_offsets.push(t.link_ids.len() as u32);
+        }
+        Ok(())
+    }
+
+    /// Reorders the rows so each trace's spans are contiguous (a counting sort on the trace number).
+    fn group_by_trace(self) -> SpanTable {
+        let RowColumns { table: t, trace_of_row, .. } = self;
+        let mut starts = vec![0usize; t.trace_ids.len() + 1];
+        for &trace in &trace_of_row {
+            starts[trace as usize + 1] += 1;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let traces = starts.windows(2).map(|w| w[0]..w[1]).collect();
+        let mut order = vec![0u32; trace_of_row.len()];
+        let mut next = starts;
+        for (row, &trace) in trace_of_row.iter().enumerate() {
+            order[next[trace as usize]] = row as u32;
+            next[trace as usize] += 1;
+        }
+        let gather = |column: &[u64]| order.iter().map(|&r| column[r as usize]).collect::<Vec<_>>();
+        let gather32 = |column: &[u32]| order.iter().map(|&r| column[r as usize]).collect::<Vec<_>>();
+        let gather_i64 = |column: &[i64]| order.iter().map(|&r| column[r as usize]).collect::<Vec<_>>();
+        let mut link_offsets = Vec::with_capacity(order.len() + 1);
+        let mut link_ids = Vec::with_capacity(t.link_ids.len());
+        link_offsets.push(0);
+        for &r in &order {
+            let r = r as usize;
+            link_ids.extend_from_slice(&t.link_ids[t.link_offsets[r] as usize..t.link_offsets[r + 1] as usize]);
+            link_offsets.push(link_ids.len() as u32);
+        }
+        SpanTable {
+            traces,
+            span_id: gather(&t.span_id),
+            parent_id: gather(&t.parent_id),
+            name: gather32(&t.name),
+            kind: order.iter().map(|&r| t.kind[r as usize]).collect(),
+            service: gather32(&t.service),
+            process: gather32(&t.process),
+            start: gather_i64(&t.start),
+            end: gather_i64(&t.end),
+            attributes: t.attributes.iter().map(|column| gather32(column)).collect(),
+            link_offsets,
+            link_ids,
+            keys: t.keys,
+            strings: t.strings,
+            trace_ids: t.trace_ids,
+        }
+    }
+}
+
+/// A span's 8-byte id as a number (big-endian, so it prints as the hex id does).
+fn id64(bytes: &[u8]) -> u64 {
+    bytes.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+/// One chunk of an attribute set's parallel key and value lists.
+struct AttributeLists<'a> {
+    keys: &'a ListArray<i64>,
+    values: &'a ListArray<i64>,
+    key_strings: &'a Utf8ViewArray,
+    value_strings: &'a Utf8ViewArray,
+}
+
+impl<'a> AttributeLists<'a> {
+    fn new(frame: &'a DataFrame, set: schema::AttributeColumns, i: usize) -> PolarsResult<Self> {
+        let keys = chunk::<ListArray<i64>>(frame, set.keys, i)?;
+        let values = chunk::<ListArray<i64>>(frame, set.values, i)?;
+        let strings = |list: &'a ListArray<i64>| {
+            list.values()
+                .as_any()
+                .downcast_ref::<Utf8ViewArray>()
+                .ok_or_else(|| polars_err!(SchemaMismatch: "attribute lists are not text"))
+        };
+        Ok(AttributeLists { keys, values, key_strings: strings(keys)?, value_strings: strings(values)? })
+    }
+
+    fn get(&self, row: usize, key: &str) -> Option<&'a str> {
+        let (from, to) = self.keys.offsets().start_end(row);
+        let at = (from..to).position(|i| self.key_strings.value(i) == key)?;
+        let value = self.values.offsets().start_end(row).0 + at;
+        self.value_strings.is_valid(value).then(|| self.value_strings.value(value))
+    }
+}

@@ -1,0 +1,126 @@
+//! Percentiles of hop samples, and targets judged against them.
+
+use crate::config::{Percentile, Target};
+
+/// The samples a percentile needs before it means anything: at least one sample above it
+/// (p50: 2, p95: 20, p99: 100).
+pub fn samples_needed(p: Percentile) -> usize {
+    match p {
+        Percentile::P50 => 2,
+        Percentile::P95 => 20,
+        Percentile::P99 => 100,
+    }
+}
+
+fn fraction(p: Percentile) -> f64 {
+    match p {
+        Percentile::P50 => 0.50,
+        Percentile::P95 => 0.95,
+        Percentile::P99 => 0.99,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub count: usize,
+    /// Nearest-rank percentiles, `None` when there are too few samples for it.
+    pub p50: Option<i64>,
+    pub p95: Option<i64>,
+    pub p99: Option<i64>,
+    pub max: i64,
+    pub min: i64,
+    pub mean: f64,
+}
+
+impl Summary {
+    /// Summarises samples (sorting them).
+    pub fn of(values: &mut [i64]) -> Option<Summary> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_unstable();
+        let at = |p: Percentile| {
+            (values.len() >= samples_needed(p)).then(|| nearest_rank(values, fraction(p)))
+        };
+        Some(Summary {
+            count: values.len(),
+            p50: at(Percentile::P50),
+            p95: at(Percentile::P95),
+            p99: at(Percentile::P99),
+            max: values[values.len() - 1],
+            min: values[0],
+            mean: values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64,
+        })
+    }
+
+    pub fn percentile(&self, p: Percentile) -> Option<i64> {
+        match p {
+            Percentile::P50 => self.p50,
+            Percentile::P95 => self.p95,
+            Percentile::P99 => self.p99,
+        }
+    }
+}
+
+/// The smallest sample with at least `fraction` of the samples at or below it.
+pub fn nearest_rank(sorted: &[i64], fraction: f64) -> i64 {
+    let rank = (fraction * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// A percentile the target names has too few samples to judge.
+    FewSamples,
+}
+
+impl Verdict {
+    pub fn judge(target: &Target, summary: &Summary) -> Verdict {
+        let mut verdict = Verdict::Pass;
+        for &(p, limit) in &target.limits {
+            match summary.percentile(p) {
+                None => verdict = Verdict::FewSamples,
+                Some(value) if value as u128 >= limit.as_nanos() => return Verdict::Fail,
+                Some(_) => {}
+            }
+        }
+        verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles_are_samples() {
+        let mut v: Vec<i64> = (1..=200).rev().collect();
+        let s = Summary::of(&mut v).unwrap();
+        assert_eq!((s.p50, s.p95, s.p99, s.max, s.min), (Some(100), Some(190), Some(198), 200, 1));
+        assert_eq!(s.mean, 100.5);
+    }
+
+    #[test]
+    fn too_few_samples_leave_the_percentile_out_and_the_verdict_open() {
+        let mut v: Vec<i64> = (1..=50).collect();
+        let s = Summary::of(&mut v).unwrap();
+        assert_eq!((s.p50, s.p95, s.p99), (Some(25), Some(48), None));
+        let target = Target::parse("p99 < 1ms").unwrap();
+        assert_eq!(Verdict::judge(&target, &s), Verdict::FewSamples);
+        // A failing percentile that can be judged still fails.
+        let target = Target::parse("p50 < 10ns, p99 < 1ms").unwrap();
+        assert_eq!(Verdict::judge(&target, &s), Verdict::Fail);
+        assert_eq!(Summary::of(&mut []), None);
+    }
+
+    #[test]
+    fn a_target_is_met_strictly_below_its_limit() {
+        let mut v = vec![5_000_000i64; 100];
+        let s = Summary::of(&mut v).unwrap();
+        assert_eq!(Verdict::judge(&Target::parse("p99 < 5ms").unwrap(), &s), Verdict::Fail);
+        assert_eq!(Verdict::judge(&Target::parse("p99 < 5.001ms").unwrap(), &s), Verdict::Pass);
+    }
+}

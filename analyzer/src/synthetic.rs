@@ -1,0 +1,449 @@
+//! A deterministic generator of traces shaped like the reference workflow system, with known per-hop
+//! latencies: the ground truth the analyzer's tests and benchmark are checked against.
+//!
+//! Every task is one trace (the span names, kinds, parents, links and attributes the services emit, see
+//! docs/services.md); each hop's latency is drawn from a log-normal distribution with a fixed median and
+//! spread, and the drawn values are kept in [`Truth`] under the built-in category and hop names. Worker
+//! hosts can have skewed clocks (their spans' times are shifted; the truth is not), and spans are written
+//! shuffled across several segments, so they reach the analyzer out of order.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use hoptrace_store::model::{Origin, SpanRow};
+use hoptrace_store::segment::{self, Hour};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::span::Link;
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub seed: u64,
+    pub tasks: usize,
+    /// Templates as (name, number of steps in a line), used in turn.
+    pub templates: Vec<(String, usize)>,
+    /// Handlers, used in turn (task by task).
+    pub handlers: Vec<String>,
+    /// One entry per worker host: how far its clock is ahead of the orchestrator's (negative: behind).
+    pub worker_clock_skew_ns: Vec<i64>,
+    pub start_unix_nano: u64,
+    /// Time between the starts of consecutive tasks.
+    pub task_interval_ns: u64,
+    pub run_id: String,
+    /// Spans per written segment (they are shuffled across segments first).
+    pub segment_spans: usize,
+    /// Segments are numbered from here, so several scenarios can share one store.
+    pub first_segment: u64,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            seed: 7,
+            tasks: 1000,
+            templates: vec![("linear_3".into(), 3), ("linear_10".into(), 10)],
+            handlers: vec!["noop".into(), "simple_calculation".into()],
+            worker_clock_skew_ns: vec![0, 0],
+            start_unix_nano: 1_795_986_000_000_000_000, // 2026-11-29T21:00:00Z
+            task_interval_ns: 2_000_000,
+            run_id: "synthetic".into(),
+            segment_spans: 100_000,
+            first_segment: 0,
+        }
+    }
+}
+
+/// The drawn latency of every hop, by (category, variant, hop), in nanoseconds.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Truth {
+    pub samples: BTreeMap<(String, String, String), Vec<i64>>,
+    pub spans: usize,
+    pub traces: usize,
+}
+
+impl Truth {
+    fn add(&mut self, category: &str, variant: &str, hop: &str, value: i64) {
+        self.samples.entry((category.into(), variant.into(), hop.into())).or_default().push(value);
+    }
+}
+
+/// SplitMix64: small, fast and the same everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A log-normal latency with this median (ns) and spread (sigma of the log).
+    fn latency(&mut self, median_ns: f64, sigma: f64) -> i64 {
+        let (u1, u2) = (self.unit().max(1e-12), self.unit());
+        let normal = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        (median_ns * (sigma * normal).exp()).round().max(1.0) as i64
+    }
+}
+
+const US: f64 = 1_000.0;
+
+/// Generates the spans and the truth, writing segments into `dir` (when given) as it goes.
+pub fn generate(scenario: &Scenario, dir: Option<&Path>) -> hoptrace_store::Result<(Vec<SpanRow>, Truth)> {
+    let mut rng = Rng(scenario.seed);
+    let mut truth = Truth::default();
+    let mut pending: Vec<SpanRow> = Vec::new();
+    let mut kept = Vec::new();
+    let mut segment_no = scenario.first_segment;
+    let orchestration = Arc::new(origin("orchestration", "orchestration-1"));
+    let workers: Vec<Arc<Origin>> = (0..scenario.worker_clock_skew_ns.len().max(1))
+        .map(|w| Arc::new(origin("worker", &format!("worker-{}", w + 1))))
+        .collect();
+    for task in 0..scenario.tasks {
+        let (template, steps) = &scenario.templates[task % scenario.templates.len()];
+        let handler = &scenario.handlers[task % scenario.handlers.len()];
+        let mut b = TraceBuilder {
+            rng: &mut rng,
+            trace_id: trace_id(scenario.seed, task as u64),
+            next_span: 1,
+            spans: Vec::new(),
+            orchestration: orchestration.clone(),
+        };
+        let t0 = (scenario.start_unix_nano + task as u64 * scenario.task_interval_ns) as i64;
+        let uuid = format!("00000000-0000-4000-8000-{task:012}");
+        task_trace(&mut b, &mut truth, scenario, &workers, t0, template, *steps, handler, &uuid);
+        truth.traces += 1;
+        truth.spans += b.spans.len();
+        pending.extend(b.spans);
+        if let Some(dir) = dir {
+            if pending.len() >= scenario.segment_spans {
+                write_segments(dir, &mut pending, &mut rng, &mut segment_no, scenario.segment_spans, false)?;
+            }
+        }
+    }
+    match dir {
+        Some(dir) => write_segments(dir, &mut pending, &mut rng, &mut segment_no, scenario.segment_spans, true)?,
+        None => kept = pending,
+    }
+    Ok((kept, truth))
+}
+
+/// Shuffles the spans and writes them as segments of `size` spans (by hour of start); unless `all`, a
+/// remainder smaller than `size` stays pending.
+fn write_segments(
+    dir: &Path,
+    pending: &mut Vec<SpanRow>,
+    rng: &mut Rng,
+    segment_no: &mut u64,
+    size: usize,
+    all: bool,
+) -> hoptrace_store::Result<()> {
+    for i in (1..pending.len()).rev() {
+        pending.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+    }
+    let size = size.max(1);
+    let rest = if all { Vec::new() } else { pending.split_off(pending.len() - pending.len() % size) };
+    let mut by_hour: BTreeMap<Hour, Vec<&SpanRow>> = BTreeMap::new();
+    for row in pending.iter() {
+        by_hour.entry(Hour::of_nanos(row.start_time_unix_nano)).or_default().push(row);
+    }
+    for (hour, rows) in by_hour {
+        for part in rows.chunks(size) {
+            *segment_no += 1;
+            let mut frame = hoptrace_store::to_frame(part.iter().copied())
+                .map_err(|source| hoptrace_store::StoreError::Parquet { path: dir.to_owned(), source })?;
+            segment::write(dir, hour, *segment_no, *segment_no, &mut frame, 128 * 1024)?;
+        }
+    }
+    *pending = rest;
+    Ok(())
+}
+
+fn origin(service: &str, instance: &str) -> Origin {
+    Origin {
+        service_name: service.into(),
+        resource_attributes: vec![kv("service.name", service), kv("service.instance.id", instance)],
+        scope_name: "hoptrace-instrumentation".into(),
+        scope_version: String::new(),
+    }
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
+        ..Default::default()
+    }
+}
+
+fn trace_id(seed: u64, task: u64) -> [u8; 16] {
+    let mut rng = Rng(seed ^ task.wrapping_mul(0x2545_f491_4f6c_dd1d));
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&rng.next().to_be_bytes());
+    id[8..].copy_from_slice(&rng.next().to_be_bytes());
+    id[0] |= 1;
+    id
+}
+
+const INTERNAL: u8 = 1;
+const SERVER: u8 = 2;
+const CLIENT: u8 = 3;
+const PRODUCER: u8 = 4;
+const CONSUMER: u8 = 5;
+
+struct TraceBuilder<'a> {
+    rng: &'a mut Rng,
+    trace_id: [u8; 16],
+    next_span: u64,
+    spans: Vec<SpanRow>,
+    orchestration: Arc<Origin>,
+}
+
+/// A span's identity and true times, before it is written with its host's clock.
+#[derive(Clone, Copy)]
+struct Placed {
+    id: [u8; 8],
+    start: i64,
+    end: i64,
+}
+
+impl TraceBuilder<'_> {
+    /// Adds a span at true times `start..end`, written on a clock `skew` ahead.
+    #[allow(clippy::too_many_arguments)]
+    fn span(
+        &mut self,
+        name: &str,
+        kind: u8,
+        parent: Option<Placed>,
+        start: i64,
+        end: i64,
+        origin: &Arc<Origin>,
+        skew: i64,
+        attributes: &[(&str, &str)],
+        link: Option<Placed>,
+    ) -> Placed {
+        let id = self.next_span.to_be_bytes();
+        self.next_span += 1;
+        self.spans.push(SpanRow {
+            trace_id: self.trace_id,
+            span_id: id,
+            parent_span_id: parent.map(|p| p.id),
+            trace_state: String::new(),
+            flags: 1,
+            name: name.into(),
+            kind,
+            start_time_unix_nano: (start + skew) as u64,
+            end_time_unix_nano: (end + skew) as u64,
+            status_code: 0,
+            status_message: String::new(),
+            attributes: attributes.iter().map(|(k, v)| kv(k, v)).collect(),
+            events: Vec::new(),
+            links: link
+                .map(|l| vec![Link { trace_id: self.trace_id.to_vec(), span_id: l.id.to_vec(), ..Default::default() }])
+                .unwrap_or_default(),
+            origin: origin.clone(),
+        });
+        Placed { id, start, end }
+    }
+
+    fn orch(&mut self, name: &str, kind: u8, parent: Option<Placed>, start: i64, end: i64, attrs: &[(&str, &str)]) -> Placed {
+        let origin = self.orchestration.clone();
+        self.span(name, kind, parent, start, end, &origin, 0, attrs, None)
+    }
+}
+
+/// One task: the API request, then each step's cycle through the queues, then completion.
+#[allow(clippy::too_many_arguments)]
+fn task_trace(
+    b: &mut TraceBuilder,
+    truth: &mut Truth,
+    scenario: &Scenario,
+    workers: &[Arc<Origin>],
+    t0: i64,
+    template: &str,
+    steps: usize,
+    handler: &str,
+    uuid: &str,
+) {
+    let run = scenario.run_id.as_str();
+    let task_attrs: &[(&str, &str)] = &[("task.uuid", uuid), ("task.template", template), ("benchmark.run_id", run)];
+    // The request: insert task, insert steps, enqueue the first step, mark in progress.
+    let insert_task = b.rng.latency(150.0 * US, 0.3);
+    let insert_steps = b.rng.latency(220.0 * US, 0.3);
+    let self_parts: Vec<i64> = (0..5).map(|_| b.rng.latency(30.0 * US, 0.5)).collect();
+    let mut at = t0 + self_parts[0];
+    let root_index = b.spans.len();
+    let root = b.orch("POST /v1/tasks", SERVER, None, t0, t0, task_attrs);
+    b.orch("INSERT tasks", CLIENT, Some(root), at, at + insert_task, &[]);
+    at += insert_task + self_parts[1];
+    b.orch("INSERT workflow_steps", CLIENT, Some(root), at, at + insert_steps, &[]);
+    at += insert_steps + self_parts[2];
+    let (first_send, enqueue_end, enqueue_duration) = enqueue(b, root, at, template, uuid);
+    at = enqueue_end + self_parts[3];
+    let update = b.rng.latency(90.0 * US, 0.3);
+    b.orch("UPDATE tasks", CLIENT, Some(root), at, at + update, &[]);
+    at += update + self_parts[4];
+    let root_end = at;
+    b.spans[root_index].end_time_unix_nano = root_end as u64;
+    let request = root_end - t0;
+    truth.add("task_initialization", template, "request", request);
+    truth.add("task_initialization", template, "insert task", insert_task);
+    truth.add("task_initialization", template, "insert steps", insert_steps);
+    truth.add("task_initialization", template, "initial step discovery", enqueue_duration);
+    truth.add("task_initialization", template, "request self time", self_parts.iter().sum());
+
+    let mut send = first_send;
+    let mut complete_end = 0;
+    for step in 1..=steps {
+        let w = (step + uuid.len()) % workers.len();
+        let worker = workers[w].clone();
+        let skew = scenario.worker_clock_skew_ns.get(w).copied().unwrap_or(0);
+        let step_name = format!("step_{step}");
+        let step_attrs: &[(&str, &str)] =
+            &[("task.uuid", uuid), ("step.name", &step_name), ("step.handler", handler)];
+        // The step_ready event reaches the worker.
+        let notify = b.rng.latency(300.0 * US, 0.4);
+        let publish = send.1;
+        b.span(
+            "receive step_ready",
+            CONSUMER,
+            Some(publish),
+            publish.start + notify,
+            publish.start + notify + 10_000,
+            &worker,
+            skew,
+            &[("messaging.system", "pg_notify"), ("messaging.destination.name", "step_ready")],
+            Some(publish),
+        );
+        truth.add("event_propagation", "step_ready", "publish to reception", notify);
+        // Queue wait, claim, processing.
+        let queue_wait = b.rng.latency(400.0 * US, 0.5);
+        let claim = b.rng.latency(500.0 * US, 0.3);
+        let claim_start = send.0.end + queue_wait;
+        b.span("receive step_queue", CLIENT, Some(send.0), claim_start, claim_start + claim, &worker, skew, step_attrs, None);
+        let gap = b.rng.latency(20.0 * US, 0.3);
+        let process_start = claim_start + claim + gap;
+        let fw: Vec<i64> = (0..4).map(|_| b.rng.latency(15.0 * US, 0.5)).collect();
+        let execute = match handler {
+            "noop" => b.rng.latency(2.0 * US, 0.3),
+            _ => b.rng.latency(40.0 * US, 0.4),
+        };
+        let submit = b.rng.latency(600.0 * US, 0.4);
+        let settle = b.rng.latency(350.0 * US, 0.3);
+        let exec_start = process_start + fw[0];
+        let submit_start = exec_start + execute + fw[1];
+        let settle_start = submit_start + submit + fw[2];
+        let process_end = settle_start + settle + fw[3];
+        let mut process_attrs = step_attrs.to_vec();
+        process_attrs.push(("task.template", template));
+        let process = b.span(
+            "process step_queue",
+            CONSUMER,
+            Some(send.0),
+            process_start,
+            process_end,
+            &worker,
+            skew,
+            &process_attrs,
+            Some(send.0),
+        );
+        let execute_name = format!("execute {handler}");
+        b.span(&execute_name, INTERNAL, Some(process), exec_start, exec_start + execute, &worker, skew, &[("step.handler", handler)], None);
+        let result_send = b.span("send result_queue", PRODUCER, Some(process), submit_start, submit_start + submit, &worker, skew, &[("messaging.system", "pgmq")], None);
+        let result_publish = b.span(
+            "publish result_ready",
+            PRODUCER,
+            Some(result_send),
+            submit_start,
+            submit_start + submit,
+            &worker,
+            skew,
+            &[("messaging.system", "pg_notify"), ("messaging.destination.name", "result_ready")],
+            None,
+        );
+        b.span("settle step_queue", CLIENT, Some(process), settle_start, settle_start + settle, &worker, skew, &[], None);
+        truth.add("worker_execution", handler, "queue wait", queue_wait);
+        truth.add("worker_execution", handler, "claim", claim);
+        truth.add("worker_execution", handler, "execute", execute);
+        truth.add("worker_execution", handler, "submit", submit);
+        truth.add("worker_execution", handler, "overhead", process_end - process_start - execute);
+        truth.add("handler_overhead", handler, "framework", fw.iter().sum());
+        truth.add("handler_overhead", handler, "handler", execute);
+
+        // Back at the orchestrator: the event, the claim of the result, its processing.
+        let notify_back = b.rng.latency(300.0 * US, 0.4);
+        b.span(
+            "receive result_ready",
+            CONSUMER,
+            Some(result_publish),
+            submit_start + notify_back,
+            submit_start + notify_back + 10_000,
+            &b.orchestration.clone(),
+            0,
+            &[("messaging.system", "pg_notify"), ("messaging.destination.name", "result_ready")],
+            Some(result_publish),
+        );
+        truth.add("event_propagation", "result_ready", "publish to reception", notify_back);
+        let result_wait = b.rng.latency(400.0 * US, 0.5);
+        let result_claim = b.rng.latency(500.0 * US, 0.3);
+        let result_claim_start = submit_start + submit + result_wait;
+        b.orch("receive result_queue", CLIENT, Some(result_send), result_claim_start, result_claim_start + result_claim, &[]);
+        let pr_start = result_claim_start + result_claim + b.rng.latency(20.0 * US, 0.3);
+        let select = b.rng.latency(120.0 * US, 0.3);
+        let update = b.rng.latency(150.0 * US, 0.3);
+        let orchestration = b.orchestration.clone();
+        let pr_index = b.spans.len();
+        let pr = b.span("process result_queue", CONSUMER, Some(result_send), pr_start, pr_start, &orchestration, 0, &[("task.uuid", uuid)], Some(result_send));
+        let mut at = pr_start + 10_000;
+        b.orch("SELECT tasks", CLIENT, Some(pr), at, at + select, &[]);
+        at += select;
+        b.orch("UPDATE workflow_steps", CLIENT, Some(pr), at, at + update, &[]);
+        at += update;
+        if step < steps {
+            let (next, end, discover) = enqueue(b, pr, at, template, uuid);
+            truth.add("step_enqueueing", template, "discover and enqueue", discover);
+            truth.add("step_enqueueing", template, "send with notify", next.0.end - next.0.start);
+            send = next;
+            at = end;
+        } else {
+            let complete = b.rng.latency(200.0 * US, 0.3);
+            b.orch("complete task", INTERNAL, Some(pr), at, at + complete, &[("task.uuid", uuid), ("task.template", template)]);
+            at += complete;
+            complete_end = at;
+        }
+        let settle_r = b.rng.latency(350.0 * US, 0.3);
+        b.orch("settle result_queue", CLIENT, Some(pr), at, at + settle_r, &[]);
+        at += settle_r + 5_000;
+        b.spans[pr_index].end_time_unix_nano = at as u64;
+        truth.add("step_enqueueing", template, "result processing", at - pr_start);
+    }
+    truth.add("e2e_latency", template, "end to end", complete_end - t0);
+}
+
+/// `enqueue ready steps` with its discovery query and one send (+ publish); returns ((send, publish),
+/// end, duration).
+fn enqueue(b: &mut TraceBuilder, parent: Placed, start: i64, template: &str, uuid: &str) -> ((Placed, Placed), i64, i64) {
+    let discover = b.rng.latency(200.0 * US, 0.3);
+    let send = b.rng.latency(250.0 * US, 0.3);
+    let tail = b.rng.latency(10.0 * US, 0.3);
+    let end = start + discover + send + tail;
+    let enqueue = b.orch("enqueue ready steps", INTERNAL, Some(parent), start, end, &[("task.uuid", uuid), ("task.template", template), ("step.count", "1")]);
+    b.orch("UPDATE workflow_steps", CLIENT, Some(enqueue), start, start + discover, &[]);
+    let send_start = start + discover;
+    let s = b.orch("send step_queue", PRODUCER, Some(enqueue), send_start, send_start + send, &[("messaging.system", "pgmq")]);
+    let p = b.orch(
+        "publish step_ready",
+        PRODUCER,
+        Some(s),
+        send_start,
+        send_start + send,
+        &[("messaging.system", "pg_notify"), ("messaging.destination.name", "step_ready")],
+    );
+    ((s, p), end, end - start)
+}
