@@ -104,3 +104,75 @@ pub fn estimate(
         i += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::hops::{extract, Filters};
+
+    const MS: i64 = 1_000_000;
+
+    /// The orchestrator (process 0) sends at 0..1 ms; a worker (process 1) processes the message and
+    /// sends a result at 6..7 ms on its clock; the orchestrator processes the result at `result_at`.
+    fn trace(worker_process_at: i64, result_at: i64) -> SpanTable {
+        let mut t = SpanTable::default();
+        let name = |t: &mut SpanTable, s: &str| t.strings.intern(s);
+        let names = [
+            name(&mut t, "send step_queue"),
+            name(&mut t, "process step_queue"),
+            name(&mut t, "send result_queue"),
+            name(&mut t, "process result_queue"),
+        ];
+        let (orch, worker) = (name(&mut t, "orchestration"), name(&mut t, "worker"));
+        t.trace_ids = vec![[1; 16]];
+        t.traces = vec![0..4];
+        t.span_id = vec![1, 2, 3, 4];
+        t.parent_id = vec![0, 1, 2, 3];
+        t.name = names.to_vec();
+        t.kind = vec![4, 5, 4, 5];
+        t.service = vec![orch, worker, worker, orch];
+        t.process = t.service.clone();
+        t.start = vec![0, worker_process_at, 6 * MS, result_at];
+        t.end = vec![MS, 8 * MS, 7 * MS, result_at + MS];
+        t.link_offsets = vec![0, 0, 0, 0, 0];
+        t
+    }
+
+    fn gaps(t: &SpanTable) -> Vec<(i64, usize, usize)> {
+        let config = Config::parse(
+            "[[category]]\nname = \"queues\"\n[[category.hop]]\nname = \"wait\"\nmeasure = \"gap\"\n\
+             from = { kind = \"producer\" }\nto = { kind = \"consumer\" }\n",
+        )
+        .unwrap();
+        let extraction = extract(t, &config, &Filters::default());
+        let mut samples: Vec<_> = extraction.samples.into_values().collect();
+        let s = samples.pop().unwrap();
+        let mut values = s.values.clone();
+        values.sort();
+        values.into_iter().map(|v| (v, s.corrected, s.uncorrectable)).collect()
+    }
+
+    #[test]
+    fn clocks_that_agree_are_left_alone() {
+        // Worker starts 2 ms after the send began, result processed 1 ms after the result send ended.
+        assert_eq!(gaps(&trace(2 * MS, 8 * MS)), vec![(MS, 0, 0), (MS, 0, 0)]);
+    }
+
+    #[test]
+    fn a_worker_clock_behind_is_moved_just_far_enough() {
+        // The worker's processing seems to start 1 ms before the send began: its clock is behind. The
+        // bounds are d ≤ −1 ms (from the send) and d ≥ −2 ms (its result is processed 2 ms after it was
+        // sent), so d = −1 ms, the smallest correction that restores causality. Raw gaps −2 ms and 1 ms
+        // become −1 ms and 0 ms; both samples crossed processes and both were corrected.
+        assert_eq!(gaps(&trace(-MS, 8 * MS)), vec![(-MS, 2, 0), (0, 2, 0)]);
+    }
+
+    #[test]
+    fn contradicting_bounds_are_counted_and_the_gaps_kept_as_measured() {
+        // The worker starts 5 ms after the send (so d ≤ 5 ms) but its result is processed 0.5 ms after
+        // the orchestrator's send began, 5.5 ms before the worker sent it (so d ≥ 5.5 ms): no offset fits.
+        let g = gaps(&trace(5 * MS, MS / 2));
+        assert_eq!(g, vec![(-7 * MS + MS / 2, 0, 2), (4 * MS, 0, 2)]);
+    }
+}

@@ -23,7 +23,7 @@ pub struct Scenario {
     pub tasks: usize,
     /// Templates as (name, number of steps in a line), used in turn.
     pub templates: Vec<(String, usize)>,
-    /// Handlers, used in turn (task by task).
+    /// Handlers, used in turn (each with every template).
     pub handlers: Vec<String>,
     /// One entry per worker host: how far its clock is ahead of the orchestrator's (negative: behind).
     pub worker_clock_skew_ns: Vec<i64>,
@@ -107,7 +107,7 @@ pub fn generate(scenario: &Scenario, dir: Option<&Path>) -> hoptrace_store::Resu
         .collect();
     for task in 0..scenario.tasks {
         let (template, steps) = &scenario.templates[task % scenario.templates.len()];
-        let handler = &scenario.handlers[task % scenario.handlers.len()];
+        let handler = &scenario.handlers[(task / scenario.templates.len()) % scenario.handlers.len()];
         let mut b = TraceBuilder {
             rng: &mut rng,
             trace_id: trace_id(scenario.seed, task as u64),
