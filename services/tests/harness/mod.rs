@@ -150,10 +150,22 @@ impl SpanSink {
 
     /// Stops the collector, flushing everything, and returns every stored span.
     pub async fn stop_and_read(self) -> Vec<SpanRecord> {
-        self.collector.stop().await.unwrap();
-        let frame = hoptrace_store::scan(self.dir.path(), TimeRange::all()).unwrap().collect().unwrap();
-        hoptrace_store::records(&frame).unwrap()
+        read(self.stop().await.path())
     }
+
+    /// Stops the collector, flushing everything, and hands over its store.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.collector.stop().await.unwrap();
+        self.dir
+    }
+}
+
+pub fn read(store: &std::path::Path) -> Vec<SpanRecord> {
+    let frame = hoptrace_store::scan(store, TimeRange::all()).unwrap().collect().unwrap();
+    hoptrace_store::records(&frame).unwrap()
+}
+
+impl SpanSink {
 }
 
 pub const ORCHESTRATION: &str = env!("CARGO_BIN_EXE_orchestration");
