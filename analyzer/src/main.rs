@@ -10,8 +10,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hoptrace_analyzer::{analyze, report, Config, Filters};
 use hoptrace_store::TimeRange;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(version, about = "Where the time goes, hop by hop: latency reports from stored traces")]
@@ -25,6 +23,28 @@ enum Command {
     /// Per category and variant, each hop's count, p50, p95, p99, max and mean against its target.
     /// Exits 0 (targets failing are shown, not fatal) or 1 on a usage or I/O error.
     Report(ReportArgs),
+    /// Writes synthetic traces shaped like the reference workflow system into a store, to try the
+    /// report without running anything (and to benchmark it).
+    Generate(GenerateArgs),
+}
+
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// The store directory to write (segments are added to what is there).
+    #[arg(long)]
+    store: PathBuf,
+    /// Tasks to generate (one trace each).
+    #[arg(long, default_value_t = 1000)]
+    tasks: usize,
+    /// Steps per task: linear templates of this length (default: linear_3 and linear_10 in turn).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Seed of the generator: the same seed writes the same traces.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// The benchmark.run_id of every trace.
+    #[arg(long, default_value = "synthetic")]
+    run_id: String,
 }
 
 #[derive(clap::Args)]
@@ -79,6 +99,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Report(args) => report_command(args),
+        Command::Generate(args) => generate_command(args),
     }
 }
 
@@ -120,6 +141,32 @@ fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
         };
         eprintln!("{what} in {} for this range; widen it with --since or --from/--to", store.display());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generate_command(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    use hoptrace_analyzer::synthetic::{generate, Scenario};
+    let defaults = Scenario::default();
+    let templates = match args.steps {
+        Some(0) => bail!("--steps must be at least 1"),
+        Some(n) => vec![(format!("linear_{n}"), n)],
+        None => defaults.templates.clone(),
+    };
+    // Recent enough for `report --since`, and clear of earlier runs in the same store.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64;
+    let span = args.tasks as u64 * defaults.task_interval_ns;
+    let scenario = Scenario {
+        seed: args.seed,
+        tasks: args.tasks,
+        templates,
+        run_id: args.run_id,
+        start_unix_nano: now.saturating_sub(span + 60_000_000_000),
+        first_segment: now / 1_000_000,
+        segment_spans: 500_000,
+        ..defaults
+    };
+    let (_, truth) = generate(&scenario, Some(&args.store))?;
+    println!("wrote {} traces, {} spans into {}", truth.traces, truth.spans, args.store.display());
     Ok(ExitCode::SUCCESS)
 }
 

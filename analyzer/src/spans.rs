@@ -261,9 +261,20 @@ impl RowColumns {
             t.process.push(process_id);
             t.start.push(starts.value(row) as i64);
             t.end.push(ends.value(row) as i64);
-            for (slot, key) in t.keys.iter().enumerate() {
-                let value = attributes.get(row, key).map_or(NONE, |v| t.strings.intern(v));
-                t.attributes[slot].push(value);
+            for column in t.attributes.iter_mut() {
+                column.push(NONE);
+            }
+            // One pass over the span's attributes, keeping those some rule reads.
+            let (from, to) = attributes.keys.offsets().start_end(row);
+            let value_base = attributes.values.offsets().start_end(row).0;
+            for i in from..to {
+                let key = attributes.key_strings.value(i);
+                let Some(slot) = t.keys.iter().position(|k| k.len() == key.len() && k == key) else { continue };
+                let value = value_base + (i - from);
+                if attributes.value_strings.is_valid(value) {
+                    let id = t.strings.intern(attributes.value_strings.value(value));
+                    *t.attributes[slot].last_mut().expect("pushed above") = id;
+                }
             }
             let (from, to) = links.offsets().start_end(row);
             for link in from..to {
