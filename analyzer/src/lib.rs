@@ -16,7 +16,7 @@ pub mod synthetic;
 use std::path::Path;
 
 use hoptrace_store::TimeRange;
-use polars::prelude::*;
+use polars::prelude::{col, Expr};
 
 pub use config::Config;
 pub use hops::Filters;
@@ -26,9 +26,19 @@ pub use report::Report;
 pub fn analyze(dir: &Path, range: TimeRange, config: &Config, filters: &Filters) -> anyhow::Result<Report> {
     let keys = hops::attribute_keys(config);
     let columns: Vec<Expr> = spans::SpanTable::columns().into_iter().map(col).collect();
-    let mut frame = hoptrace_store::scan(dir, range)?.select(columns).collect()?;
-    let table = spans::SpanTable::from_frame(&mut frame, &keys)?;
-    drop(frame);
+    let segments = hoptrace_store::scan_segments(dir, range)?;
+    // Decoding the next segment overlaps with building the table from the last one.
+    let (decoded, frames) = std::sync::mpsc::sync_channel(1);
+    let table = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for segment in segments {
+                if decoded.send(segment.select(columns.clone()).collect()).is_err() {
+                    return;
+                }
+            }
+        });
+        spans::SpanTable::from_frames(frames, &keys)
+    })?;
     let extraction = hops::extract(&table, config, filters);
     Ok(Report::build(config, extraction, dir.display().to_string(), describe(range), filters.run_id.clone()))
 }

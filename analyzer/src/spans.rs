@@ -145,11 +145,23 @@ impl SpanTable {
 
     /// Builds the table from a frame of stored spans, keeping the attributes named in `keys`.
     pub fn from_frame(frame: &mut DataFrame, keys: &[String]) -> PolarsResult<SpanTable> {
-        frame.align_chunks_par();
-        let mut rows = RowColumns::with_capacity(frame.height(), keys);
-        let chunks = frame.column(schema::TRACE_ID)?.as_materialized_series().chunks().len();
-        for chunk in 0..chunks {
-            rows.append_chunk(frame, chunk)?;
+        SpanTable::from_frames(std::iter::once(Ok(std::mem::take(frame))), keys)
+    }
+
+    /// Builds the table from frames read one after another (a segment at a time), so only one frame's
+    /// columns are in memory beside the table.
+    pub fn from_frames(
+        frames: impl IntoIterator<Item = PolarsResult<DataFrame>>,
+        keys: &[String],
+    ) -> PolarsResult<SpanTable> {
+        let mut rows = RowColumns::with_capacity(0, keys);
+        for frame in frames {
+            let mut frame = frame?;
+            frame.align_chunks_par();
+            let chunks = frame.column(schema::TRACE_ID)?.as_materialized_series().chunks().len();
+            for chunk in 0..chunks {
+                rows.append_chunk(&frame, chunk)?;
+            }
         }
         Ok(rows.group_by_trace())
     }

@@ -33,24 +33,28 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Summarises samples (sorting them).
+    /// Summarises samples (reordering them): each percentile is selected in linear time, not sorted for.
     pub fn of(values: &mut [i64]) -> Option<Summary> {
         if values.is_empty() {
             return None;
         }
-        values.sort_unstable();
-        let at = |p: Percentile| {
-            (values.len() >= samples_needed(p)).then(|| nearest_rank(values, fraction(p)))
+        let n = values.len();
+        let (min, max) = values.iter().fold((i64::MAX, i64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+        // Ascending ranks, each selected in the part right of the previous one.
+        let mut done = 0;
+        let mut at = |p: Percentile| {
+            if n < samples_needed(p) {
+                return None;
+            }
+            let rank = nearest_rank_index(n, fraction(p));
+            let (_, value, _) = values[done..].select_nth_unstable(rank - done);
+            let value = *value;
+            done = rank;
+            Some(value)
         };
-        Some(Summary {
-            count: values.len(),
-            p50: at(Percentile::P50),
-            p95: at(Percentile::P95),
-            p99: at(Percentile::P99),
-            max: values[values.len() - 1],
-            min: values[0],
-            mean: values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64,
-        })
+        let (p50, p95, p99) = (at(Percentile::P50), at(Percentile::P95), at(Percentile::P99));
+        Some(Summary { count: n, p50, p95, p99, max, min, mean })
     }
 
     pub fn percentile(&self, p: Percentile) -> Option<i64> {
@@ -64,8 +68,12 @@ impl Summary {
 
 /// The smallest sample with at least `fraction` of the samples at or below it.
 pub fn nearest_rank(sorted: &[i64], fraction: f64) -> i64 {
-    let rank = (fraction * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
+    sorted[nearest_rank_index(sorted.len(), fraction)]
+}
+
+/// The position of the nearest-rank percentile among `n` sorted samples.
+fn nearest_rank_index(n: usize, fraction: f64) -> usize {
+    ((fraction * n as f64).ceil().max(1.0) as usize).min(n) - 1
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -101,6 +109,27 @@ mod tests {
         let s = Summary::of(&mut v).unwrap();
         assert_eq!((s.p50, s.p95, s.p99, s.max, s.min), (Some(100), Some(190), Some(198), 200, 1));
         assert_eq!(s.mean, 100.5);
+    }
+
+    #[test]
+    fn selection_agrees_with_sorting() {
+        let mut state = 1u64;
+        for n in [1usize, 2, 19, 20, 99, 100, 101, 1000, 4321] {
+            let mut v: Vec<i64> = (0..n)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (state >> 40) as i64 % 1000
+                })
+                .collect();
+            let mut sorted = v.clone();
+            sorted.sort_unstable();
+            let s = Summary::of(&mut v).unwrap();
+            let want = |p, f| (n >= samples_needed(p)).then(|| nearest_rank(&sorted, f));
+            assert_eq!(s.p50, want(Percentile::P50, 0.5), "n={n}");
+            assert_eq!(s.p95, want(Percentile::P95, 0.95), "n={n}");
+            assert_eq!(s.p99, want(Percentile::P99, 0.99), "n={n}");
+            assert_eq!((s.min, s.max), (sorted[0], sorted[n - 1]));
+        }
     }
 
     #[test]

@@ -57,6 +57,19 @@ pub fn scan(data_dir: &Path, range: TimeRange) -> Result<LazyFrame> {
     Ok(lf.filter(col(schema::START_TIME).gt_eq(lit(start)).and(col(schema::START_TIME).lt(lit(end)))))
 }
 
+/// The same spans as [`scan`], one `LazyFrame` per segment, so a reader can hold one segment's columns
+/// in memory at a time.
+pub fn scan_segments(data_dir: &Path, range: TimeRange) -> Result<Vec<LazyFrame>> {
+    let (start, end) = (range.start_unix_nano.min(MAX_NANOS), range.end_unix_nano.min(MAX_NANOS));
+    segment_paths(data_dir, range)?
+        .into_iter()
+        .map(|path| {
+            let lf = scan_paths(std::slice::from_ref(&path)).map_err(|source| StoreError::Parquet { path, source })?;
+            Ok(lf.filter(col(schema::START_TIME).gt_eq(lit(start)).and(col(schema::START_TIME).lt(lit(end)))))
+        })
+        .collect()
+}
+
 pub(crate) fn scan_paths(paths: &[PathBuf]) -> PolarsResult<LazyFrame> {
     let paths = paths.iter().map(|p| PlRefPath::new(p.to_string_lossy().into_owned())).collect();
     // The `hour=…` directories are ours, not hive columns: the hour is derivable from the start time.
