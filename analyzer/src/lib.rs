@@ -27,18 +27,8 @@ pub fn analyze(dir: &Path, range: TimeRange, config: &Config, filters: &Filters)
     let keys = hops::attribute_keys(config);
     let columns: Vec<Expr> = spans::SpanTable::columns().into_iter().map(col).collect();
     let segments = hoptrace_store::scan_segments(dir, range)?;
-    // Decoding the next segment overlaps with building the table from the last one.
-    let (decoded, frames) = std::sync::mpsc::sync_channel(1);
-    let table = std::thread::scope(|scope| {
-        scope.spawn(move || {
-            for segment in segments {
-                if decoded.send(segment.select(columns.clone()).collect()).is_err() {
-                    return;
-                }
-            }
-        });
-        spans::SpanTable::from_frames(frames, &keys)
-    })?;
+    let frames = segments.into_iter().map(|segment| segment.select(columns.clone()).collect());
+    let table = spans::SpanTable::from_frames(frames, &keys)?;
     let extraction = hops::extract(&table, config, filters);
     Ok(Report::build(config, extraction, dir.display().to_string(), describe(range), filters.run_id.clone()))
 }

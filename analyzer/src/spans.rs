@@ -148,20 +148,38 @@ impl SpanTable {
         SpanTable::from_frames(std::iter::once(Ok(std::mem::take(frame))), keys)
     }
 
-    /// Builds the table from frames read one after another (a segment at a time), so only one frame's
-    /// columns are in memory beside the table.
+    /// Builds the table from frames read one after another (a segment at a time), so only a frame or two
+    /// are in memory beside the table. Frames are shared out between threads, whose rows are merged.
     pub fn from_frames(
-        frames: impl IntoIterator<Item = PolarsResult<DataFrame>>,
+        frames: impl Iterator<Item = PolarsResult<DataFrame>> + Send,
         keys: &[String],
     ) -> PolarsResult<SpanTable> {
-        let mut rows = RowColumns::with_capacity(0, keys);
-        for frame in frames {
-            let mut frame = frame?;
-            frame.align_chunks_par();
-            let chunks = frame.column(schema::TRACE_ID)?.as_materialized_series().chunks().len();
-            for chunk in 0..chunks {
-                rows.append_chunk(&frame, chunk)?;
-            }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+        let frames = std::sync::Mutex::new(frames);
+        let parts: Vec<PolarsResult<RowColumns>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut rows = RowColumns::with_capacity(0, keys);
+                        loop {
+                            let next = frames.lock().expect("no thread panics holding the frames").next();
+                            let Some(frame) = next else { return Ok(rows) };
+                            let mut frame = frame?;
+                            frame.align_chunks_par();
+                            let chunks = frame.column(schema::TRACE_ID)?.as_materialized_series().chunks().len();
+                            for chunk in 0..chunks {
+                                rows.append_chunk(&frame, chunk)?;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().expect("table threads do not panic")).collect()
+        });
+        let mut parts = parts.into_iter();
+        let mut rows = parts.next().expect("at least one thread")?;
+        for part in parts {
+            rows.absorb(part?);
         }
         Ok(rows.group_by_trace())
     }
@@ -295,6 +313,41 @@ impl RowColumns {
             t.link_offsets.push(t.link_ids.len() as u32);
         }
         Ok(())
+    }
+
+    /// Appends another thread's rows, renumbering its strings and traces into ours.
+    fn absorb(&mut self, other: RowColumns) {
+        let t = &mut self.table;
+        let o = other.table;
+        let strings: Vec<u32> = (0..o.strings.len() as u32).map(|id| t.strings.intern(o.strings.resolve(id))).collect();
+        let string = |id: u32| if id == NONE { NONE } else { strings[id as usize] };
+        let traces: Vec<u32> = o
+            .trace_ids
+            .iter()
+            .map(|id| {
+                let next = self.trace_index.len() as u32;
+                let number = *self.trace_index.entry(*id).or_insert(next);
+                if number == next {
+                    t.trace_ids.push(*id);
+                }
+                number
+            })
+            .collect();
+        self.trace_of_row.extend(other.trace_of_row.iter().map(|&trace| traces[trace as usize]));
+        t.span_id.extend_from_slice(&o.span_id);
+        t.parent_id.extend_from_slice(&o.parent_id);
+        t.name.extend(o.name.iter().map(|&id| string(id)));
+        t.kind.extend_from_slice(&o.kind);
+        t.service.extend(o.service.iter().map(|&id| string(id)));
+        t.process.extend(o.process.iter().map(|&id| string(id)));
+        t.start.extend_from_slice(&o.start);
+        t.end.extend_from_slice(&o.end);
+        for (ours, theirs) in t.attributes.iter_mut().zip(&o.attributes) {
+            ours.extend(theirs.iter().map(|&id| string(id)));
+        }
+        let shift = t.link_ids.len() as u32;
+        t.link_ids.extend_from_slice(&o.link_ids);
+        t.link_offsets.extend(o.link_offsets[1..].iter().map(|&offset| offset + shift));
     }
 
     /// Reorders the rows so each trace's spans are contiguous (a counting sort on the trace number).
