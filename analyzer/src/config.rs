@@ -23,6 +23,33 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub categories: Vec<Category>,
+    pub validation: Validation,
+}
+
+/// What `analyzer validate` checks beyond the structural rules every trace must pass.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Validation {
+    /// Spans carrying the same value of this attribute must all be in one trace.
+    pub correlation_key: Option<String>,
+    /// How far a synchronous child may stick out of its parent (clocks of different hosts).
+    pub clock_skew_bound: Duration,
+    pub lifecycles: Vec<Lifecycle>,
+}
+
+/// A kind of trace: its expected entry span and, per variant, how many spans of each name it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lifecycle {
+    pub name: String,
+    pub root: Selector,
+    pub group_by: Option<String>,
+    /// Variant (`*` for any other) → span name → count.
+    pub expect: BTreeMap<String, BTreeMap<String, usize>>,
+}
+
+impl Lifecycle {
+    pub fn expected(&self, variant: Option<&str>) -> Option<&BTreeMap<String, usize>> {
+        variant.and_then(|v| self.expect.get(v)).or_else(|| self.expect.get("*"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +203,8 @@ impl Config {
         if categories.is_empty() {
             return Err(invalid("the file".into(), "defines no [[category]]"));
         }
-        Ok(Config { categories })
+        let validation = raw.validation.map(RawValidation::check).transpose()?.unwrap_or_default();
+        Ok(Config { categories, validation })
     }
 }
 
@@ -189,6 +217,54 @@ fn invalid(at: String, reason: impl Into<String>) -> ConfigError {
 struct RawConfig {
     #[serde(default)]
     category: Vec<RawCategory>,
+    validation: Option<RawValidation>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawValidation {
+    correlation_key: Option<String>,
+    clock_skew_bound: Option<String>,
+    #[serde(default)]
+    lifecycle: Vec<RawLifecycle>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLifecycle {
+    name: String,
+    root: RawSelector,
+    group_by: Option<String>,
+    #[serde(default)]
+    expect: BTreeMap<String, BTreeMap<String, usize>>,
+}
+
+impl RawValidation {
+    fn check(self) -> Result<Validation, ConfigError> {
+        let clock_skew_bound = match &self.clock_skew_bound {
+            None => Duration::from_millis(5),
+            Some(text) => humantime::parse_duration(text).map_err(|_| {
+                invalid("validation.clock_skew_bound".into(), format!("{text:?} is not a duration such as \"5ms\""))
+            })?,
+        };
+        let mut lifecycles: Vec<Lifecycle> = Vec::new();
+        for lifecycle in self.lifecycle {
+            let at = format!("validation lifecycle {:?}", lifecycle.name);
+            if lifecycles.iter().any(|l| l.name == lifecycle.name) {
+                return Err(invalid(at, "is defined twice"));
+            }
+            if lifecycle.group_by.is_none() && lifecycle.expect.keys().any(|k| k != "*") {
+                return Err(invalid(format!("{at}: expect"), "names variants, but the lifecycle has no group_by (use expect.\"*\")"));
+            }
+            lifecycles.push(Lifecycle {
+                root: lifecycle.root.check(&format!("{at}: root"))?,
+                name: lifecycle.name,
+                group_by: lifecycle.group_by,
+                expect: lifecycle.expect,
+            });
+        }
+        Ok(Validation { correlation_key: self.correlation_key, clock_skew_bound, lifecycles })
+    }
 }
 
 #[derive(Deserialize)]
@@ -336,6 +412,17 @@ mod tests {
         let e2e = &config.categories[4].hops[0];
         assert_eq!(e2e.target_for("tree_7").unwrap().limits, vec![(Percentile::P99, Duration::from_millis(1500))]);
         assert_eq!(e2e.target_for("linear_10"), None);
+    }
+
+    #[test]
+    fn the_built_in_validation_knows_the_task_and_ping_lifecycles() {
+        let v = Config::built_in().validation;
+        assert_eq!(v.correlation_key.as_deref(), Some("task.uuid"));
+        assert_eq!(v.clock_skew_bound, Duration::from_millis(5));
+        let task = &v.lifecycles[0];
+        assert_eq!(task.expected(Some("tree_7")).unwrap()["process step_queue"], 7);
+        assert_eq!(task.expected(Some("linear_4")), None);
+        assert_eq!(v.lifecycles[1].expected(None).unwrap()["receive hoptrace_ping"], 1);
     }
 
     #[test]

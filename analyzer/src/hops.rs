@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{Config, Edge, Measure, Selector};
+use crate::select::{keys_of, Selectors};
 use crate::skew::{self, ClockOffsets};
 use crate::spans::{FxMap, SpanTable, NONE};
 
@@ -77,17 +78,6 @@ pub struct Extraction {
     pub spans: usize,
 }
 
-/// Selectors flattened so a selector's parent condition comes before it.
-struct CompiledSelector {
-    /// Indexed by string id: whether the span name matches. `None`: any name.
-    names: Option<Vec<bool>>,
-    kind: Option<u8>,
-    /// Service string id; [`NONE`] when the service never occurs (so nothing matches).
-    service: Option<u32>,
-    attributes: Vec<(usize, u32)>,
-    parent: Option<usize>,
-}
-
 enum CompiledMeasure {
     Duration(usize),
     SelfTime(usize),
@@ -104,7 +94,7 @@ struct CompiledRule {
 }
 
 struct Plan {
-    selectors: Vec<CompiledSelector>,
+    selectors: Selectors,
     rules: Vec<CompiledRule>,
     run_id: Option<(usize, u32)>,
     run_filter: bool,
@@ -113,28 +103,28 @@ struct Plan {
 
 /// The attribute keys the analysis reads: group-by keys, selector attributes and the run id.
 pub fn attribute_keys(config: &Config) -> Vec<String> {
-    fn selector_keys(s: &Selector, keys: &mut Vec<String>) {
-        keys.extend(s.attributes.iter().map(|(k, _)| k.clone()));
-        if let Some(parent) = &s.parent {
-            selector_keys(parent, keys);
-        }
-    }
     let mut keys = vec![RUN_ID_KEY.to_owned()];
     for category in &config.categories {
         keys.extend(category.group_by.clone());
         for hop in &category.hops {
             match &hop.measure {
-                Measure::Duration(s) | Measure::SelfTime(s) => selector_keys(s, &mut keys),
+                Measure::Duration(s) | Measure::SelfTime(s) => keys_of(s, &mut keys),
                 Measure::Gap { from, to, .. } | Measure::Interval { from, to } => {
-                    selector_keys(from, &mut keys);
-                    selector_keys(to, &mut keys);
+                    keys_of(from, &mut keys);
+                    keys_of(to, &mut keys);
                 }
                 Measure::Difference { outer, inner } => {
-                    selector_keys(outer, &mut keys);
-                    selector_keys(inner, &mut keys);
+                    keys_of(outer, &mut keys);
+                    keys_of(inner, &mut keys);
                 }
             }
         }
+    }
+    let validation = &config.validation;
+    keys.extend(validation.correlation_key.clone());
+    for lifecycle in &validation.lifecycles {
+        keys.extend(lifecycle.group_by.clone());
+        keys_of(&lifecycle.root, &mut keys);
     }
     let mut seen = std::collections::HashSet::new();
     keys.retain(|k| seen.insert(k.clone()));
@@ -144,7 +134,7 @@ pub fn attribute_keys(config: &Config) -> Vec<String> {
 impl Plan {
     fn new(table: &SpanTable, config: &Config, filters: &Filters) -> Plan {
         let mut plan = Plan {
-            selectors: Vec::new(),
+            selectors: Selectors::default(),
             rules: Vec::new(),
             run_id: None,
             run_filter: filters.run_id.is_some(),
@@ -159,7 +149,7 @@ impl Plan {
             }
             let group_slot = category.group_by.as_ref().and_then(|key| table.key_slot(key));
             for (h, hop) in category.hops.iter().enumerate() {
-                let mut sel = |s: &Selector| plan.compile(table, s);
+                let mut sel = |s: &Selector| plan.selectors.add(table, s);
                 let measure = match &hop.measure {
                     Measure::Duration(s) => CompiledMeasure::Duration(sel(s)),
                     Measure::SelfTime(s) => CompiledMeasure::SelfTime(sel(s)),
@@ -175,24 +165,6 @@ impl Plan {
             }
         }
         plan
-    }
-
-    fn compile(&mut self, table: &SpanTable, selector: &Selector) -> usize {
-        let parent = selector.parent.as_ref().map(|p| self.compile(table, p));
-        let names = selector.name.as_ref().map(|pattern| {
-            (0..table.strings.len() as u32).map(|id| pattern.matches(table.strings.resolve(id))).collect()
-        });
-        let service = selector.service.as_ref().map(|s| table.strings.get(s).unwrap_or(NONE));
-        let attributes = selector
-            .attributes
-            .iter()
-            .map(|(key, value)| {
-                let slot = table.key_slot(key).expect("attribute_keys lists every selector key");
-                (slot, table.strings.get(value).unwrap_or(NONE))
-            })
-            .collect();
-        self.selectors.push(CompiledSelector { names, kind: selector.kind, service, attributes, parent });
-        self.selectors.len() - 1
     }
 }
 
@@ -273,17 +245,13 @@ fn analyse_trace(
 
     // One pass per selector, parents' selectors first, so `parent = {…}` reads a finished answer.
     s.matches.resize_with(plan.selectors.len(), Vec::new);
-    for (k, selector) in plan.selectors.iter().enumerate() {
+    for k in 0..plan.selectors.len() {
         let (done, rest) = s.matches.split_at_mut(k);
         let this = &mut rest[0];
         this.clear();
         this.extend((0..n).map(|i| {
-            let r = base + i;
-            selector.names.as_ref().is_none_or(|names| names[t.name[r] as usize])
-                && selector.kind.is_none_or(|kind| kind == t.kind[r])
-                && selector.service.is_none_or(|service| service == t.service[r])
-                && selector.attributes.iter().all(|&(slot, value)| t.attributes[slot][r] == value)
-                && selector.parent.is_none_or(|p| {
+            plan.selectors.matches_own(k, t, base + i)
+                && plan.selectors.parent(k).is_none_or(|p| {
                     let parent = s.parent[i];
                     parent != NONE && done[p][parent as usize]
                 })

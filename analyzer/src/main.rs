@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
-use hoptrace_analyzer::{analyze, report, Config, Filters};
+use hoptrace_analyzer::validate::{validate, MaxBroken};
+use hoptrace_analyzer::{analyze, load, report, Config, Filters};
 use hoptrace_store::TimeRange;
 
 
@@ -23,6 +24,10 @@ enum Command {
     /// Per category and variant, each hop's count, p50, p95, p99, max and mean against its target.
     /// Exits 0 (targets failing are shown, not fatal) or 1 on a usage or I/O error.
     Report(ReportArgs),
+    /// Checks that every lifecycle is one intact trace: one expected root, no orphans, producers and
+    /// consumers paired, one trace per correlation key, the expected structure. Exits 0 when intact,
+    /// 2 when more traces are broken than --max-broken allows, 1 on a usage or I/O error.
+    Validate(ValidateArgs),
     /// Writes synthetic traces shaped like the reference workflow system into a store, to try the
     /// report without running anything (and to benchmark it).
     Generate(GenerateArgs),
@@ -47,8 +52,9 @@ struct GenerateArgs {
     run_id: String,
 }
 
+/// What to read: the store, the time range, the run, the categories file.
 #[derive(clap::Args)]
-struct ReportArgs {
+struct Scope {
     /// Spans that started this long ago until now, e.g. 15m, 1h, 2days (default 1h, or all time with --run).
     #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["from", "to"])]
     since: Option<Duration>,
@@ -61,20 +67,52 @@ struct ReportArgs {
     /// Only traces of this benchmark run (the `benchmark.run_id` attribute loadgen sets).
     #[arg(long)]
     run: Option<String>,
+    /// The collector's data directory (default $HOPTRACE_DATA or ./hoptrace-data).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Categories, hop rules, targets and validation rules (default: the built-in ones).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    #[command(flatten)]
+    scope: Scope,
     /// Only this category (repeatable).
     #[arg(long)]
     category: Vec<String>,
     /// Only hops measured on spans of this service.
     #[arg(long)]
     service: Option<String>,
-    /// The collector's data directory (default $HOPTRACE_DATA or ./hoptrace-data).
-    #[arg(long)]
-    store: Option<PathBuf>,
-    /// Categories, hop rules and targets (default: the built-in categories).
-    #[arg(long)]
-    config: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+}
+
+#[derive(clap::Args)]
+struct ValidateArgs {
+    #[command(flatten)]
+    scope: Scope,
+    /// Also write the result as JUnit XML (one test case per rule and lifecycle) to this file.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Table)]
+    format: ValidateFormat,
+    /// Broken traces tolerated before exiting 2: a count (0) or a percentage of those checked (0.1%).
+    #[arg(long, default_value = "0")]
+    max_broken: MaxBroken,
+    /// Traces whose newest span ended less than this long ago are pending, not judged.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    settle: Duration,
+    /// Failures listed in the table (all of them in JSON and JUnit).
+    #[arg(long, default_value_t = 50)]
+    show: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ValidateFormat {
+    Table,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -99,33 +137,61 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Report(args) => report_command(args),
+        Command::Validate(args) => validate_command(args),
         Command::Generate(args) => generate_command(args),
     }
 }
 
-fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let config = match &args.config {
-        None => Config::built_in(),
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            Config::parse(&text).with_context(|| format!("in {}", path.display()))?
+impl Scope {
+    fn config(&self) -> anyhow::Result<Config> {
+        match &self.config {
+            None => Ok(Config::built_in()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                Ok(Config::parse(&text).with_context(|| format!("in {}", path.display()))?)
+            }
         }
-    };
+    }
+
+    fn store(&self) -> anyhow::Result<PathBuf> {
+        let store = self
+            .store
+            .clone()
+            .or_else(|| std::env::var_os("HOPTRACE_DATA").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("hoptrace-data"));
+        if !store.is_dir() {
+            bail!("no store at {} (pass --store DIR, the collector's --data-dir)", store.display());
+        }
+        Ok(store)
+    }
+
+    fn range(&self) -> anyhow::Result<TimeRange> {
+        time_range(self.since, self.from, self.to, self.run.is_some())
+    }
+
+    /// Says on stderr that nothing was found, so an empty result is not mistaken for a good one.
+    fn say_if_empty(&self, traces: usize, store: &std::path::Path) {
+        if traces == 0 {
+            let what = match &self.run {
+                Some(run) => format!("no traces of run {run:?}"),
+                None => "no spans".to_owned(),
+            };
+            eprintln!("{what} in {} for this range; widen it with --since or --from/--to", store.display());
+        }
+    }
+}
+
+fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let config = args.scope.config()?;
     for category in &args.category {
         if !config.categories.iter().any(|c| &c.name == category) {
             let known: Vec<&str> = config.categories.iter().map(|c| c.name.as_str()).collect();
             bail!("no category {category:?}; categories: {}", known.join(", "));
         }
     }
-    let store = args
-        .store
-        .or_else(|| std::env::var_os("HOPTRACE_DATA").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("hoptrace-data"));
-    if !store.is_dir() {
-        bail!("no store at {} (pass --store DIR, the collector's --data-dir)", store.display());
-    }
-    let range = time_range(args.since, args.from, args.to, args.run.is_some())?;
-    let filters = Filters { run_id: args.run, categories: args.category, service: args.service };
+    let store = args.scope.store()?;
+    let range = args.scope.range()?;
+    let filters = Filters { run_id: args.scope.run.clone(), categories: args.category, service: args.service };
     let report = analyze(&store, range, &config, &filters)?;
     let text = match args.format {
         Format::Table => report::table(&report, std::io::stdout().is_terminal()),
@@ -134,14 +200,26 @@ fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
         Format::Markdown => report::markdown(&report),
     };
     print!("{text}");
-    if report.traces == 0 {
-        let what = match &filters.run_id {
-            Some(run) => format!("no traces of run {run:?}"),
-            None => "no spans".to_owned(),
-        };
-        eprintln!("{what} in {} for this range; widen it with --since or --from/--to", store.display());
-    }
+    args.scope.say_if_empty(report.traces, &store);
     Ok(ExitCode::SUCCESS)
+}
+
+fn validate_command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let config = args.scope.config()?;
+    let store = args.scope.store()?;
+    let range = args.scope.range()?;
+    let table = load(&store, range, &config)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
+    let result = validate(&table, &config, now - args.settle.as_nanos() as i64, args.scope.run.as_deref());
+    if let Some(path) = &args.junit {
+        std::fs::write(path, result.junit(&config)).with_context(|| format!("writing {}", path.display()))?;
+    }
+    match args.format {
+        ValidateFormat::Table => print!("{}", result.table(args.show)),
+        ValidateFormat::Json => print!("{}", result.json()),
+    }
+    args.scope.say_if_empty(result.traces_checked + result.pending, &store);
+    Ok(if result.acceptable(args.max_broken) { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 fn generate_command(args: GenerateArgs) -> anyhow::Result<ExitCode> {

@@ -273,10 +273,10 @@ fn task_trace(
 ) {
     let run = scenario.run_id.as_str();
     let task_attrs: &[(&str, &str)] = &[("task.uuid", uuid), ("task.template", template), ("benchmark.run_id", run)];
-    // The request: insert task, insert steps, enqueue the first step, mark in progress.
+    // The request: insert the task (in progress), insert its steps, enqueue the first step.
     let insert_task = b.rng.latency(150.0 * US, 0.3);
     let insert_steps = b.rng.latency(220.0 * US, 0.3);
-    let self_parts: Vec<i64> = (0..5).map(|_| b.rng.latency(30.0 * US, 0.5)).collect();
+    let self_parts: Vec<i64> = (0..4).map(|_| b.rng.latency(30.0 * US, 0.5)).collect();
     let mut at = t0 + self_parts[0];
     let root_index = b.spans.len();
     let root = b.orch("POST /v1/tasks", SERVER, None, t0, t0, task_attrs);
@@ -285,11 +285,7 @@ fn task_trace(
     b.orch("INSERT workflow_steps", CLIENT, Some(root), at, at + insert_steps, &[]);
     at += insert_steps + self_parts[2];
     let (first_send, enqueue_end, enqueue_duration) = enqueue(b, root, at, template, uuid);
-    at = enqueue_end + self_parts[3];
-    let update = b.rng.latency(90.0 * US, 0.3);
-    b.orch("UPDATE tasks", CLIENT, Some(root), at, at + update, &[]);
-    at += update + self_parts[4];
-    let root_end = at;
+    let root_end = enqueue_end + self_parts[3];
     b.spans[root_index].end_time_unix_nano = root_end as u64;
     let request = root_end - t0;
     truth.add("task_initialization", template, "request", request);

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::queue::{self, Claimed, RESULT_QUEUE, STEP_QUEUE};
 use crate::templates::StepSpec;
 
-/// Creates the task and its steps and enqueues the first ready steps, in one transaction.
+/// Creates the task (in progress) and its steps and enqueues the first ready steps, in one transaction.
 /// Returns the number of steps enqueued.
 pub async fn create_task(
     pool: &PgPool,
@@ -30,9 +30,11 @@ pub async fn create_task(
     Hop::db(parent, "INSERT", "tasks")
         .run(
             sqlx::query(
+                // The task starts in progress: its first steps are enqueued in this same transaction.
                 "WITH task AS (INSERT INTO tasks (task_uuid, template, context, status, run_id) \
-                 VALUES ($1, $2, $3, 'pending', $4)) \
-                 INSERT INTO step_transitions (task_uuid, to_status) VALUES ($1, 'pending')",
+                 VALUES ($1, $2, $3, 'in_progress', $4)) \
+                 INSERT INTO step_transitions (task_uuid, from_status, to_status) \
+                 VALUES ($1, NULL, 'pending'), ($1, 'pending', 'in_progress')",
             )
             .bind(task_uuid)
             .bind(template)
@@ -60,7 +62,6 @@ pub async fn create_task(
         )
         .await?;
     let enqueued = enqueue_ready_steps(&mut tx, parent, task_uuid, template).await?;
-    set_task_status(&mut tx, parent, task_uuid, "pending", "in_progress").await?;
     tx.commit().await?;
     Ok(enqueued)
 }

@@ -8,6 +8,7 @@
 
 pub mod coordination;
 pub mod database;
+pub mod faults;
 pub mod handlers;
 pub mod loadgen;
 pub mod orchestration;

@@ -16,6 +16,8 @@ use sqlx::postgres::{PgListener, PgPool};
 use sqlx::PgConnection;
 use tokio::sync::{oneshot, watch, Notify};
 
+use crate::faults::{self, Fault};
+
 /// A PGMQ queue and the channel its sends are announced on.
 #[derive(Clone, Copy, Debug)]
 pub struct Queue {
@@ -49,7 +51,11 @@ pub async fn send(
     let send = Hop::send(parent, Messaging::Pgmq, queue.name);
     let publish = Hop::publish(send.context(), queue.channel);
     let headers = propagation::to_json(send.context());
-    let notify_context = propagation::to_json(publish.context());
+    let notify_context = if faults::active(Fault::NotifyDropsContext) {
+        Value::Object(Default::default())
+    } else {
+        propagation::to_json(publish.context())
+    };
     let sent = sqlx::query_scalar::<_, i64>("SELECT hoptrace_send_with_notify($1, $2, $3, $4, $5)")
         .bind(queue.name)
         .bind(message)
@@ -139,6 +145,9 @@ pub async fn listen(
                 let reception = Hop::notify_receive(&publisher, queue.channel, received_at);
                 if let Some(id) = payload.get("msg_id").and_then(Value::as_i64) {
                     reception.set_attribute(KeyValue::new("messaging.message.id", id.to_string()));
+                }
+                if let Some(task) = payload.get("task_uuid").and_then(Value::as_str) {
+                    reception.set_attribute(KeyValue::new("task.uuid", task.to_owned()));
                 }
                 wake.notify_one();
             }

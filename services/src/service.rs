@@ -18,6 +18,7 @@ pub struct Service {
 /// database, which is brought up to date (PGMQ, migrations, queues) before anything else runs.
 pub async fn start(name: &'static str, max_connections: u32) -> anyhow::Result<Service> {
     logging();
+    crate::faults::from_env()?;
     let telemetry = Telemetry::from_env(name)?;
     let pool = database::connect(&database::database_url(), max_connections).await?;
     database::prepare(&pool).await?;

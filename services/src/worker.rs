@@ -11,12 +11,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use hoptrace_instrumentation::hop::Messaging;
 use hoptrace_instrumentation::Hop;
-use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceState};
+use opentelemetry::{Context, KeyValue};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
+use crate::faults::{self, Fault};
 use crate::handlers::Handler;
 use crate::queue::{self, Claimed, RESULT_QUEUE, STEP_QUEUE};
 
@@ -94,7 +96,8 @@ async fn claim_loop(pool: PgPool, wake: Arc<Notify>, settings: Settings, mut sto
 /// Runs one claimed step: handler, result sent to the result queue, step message deleted. A result is
 /// sent before the step is deleted, so a crash between the two repeats a result, never loses one.
 async fn execute_step(pool: &PgPool, claimed: Claimed) -> Result<(), sqlx::Error> {
-    let process = Hop::process(&claimed.producer, Messaging::Pgmq, STEP_QUEUE.name, claimed.message_id);
+    let producer = if faults::active(Fault::WorkerDropsContext) { Context::new() } else { claimed.producer.clone() };
+    let process = Hop::process(&producer, Messaging::Pgmq, STEP_QUEUE.name, claimed.message_id);
     let cx = process.context().clone();
     let message = &claimed.message;
     let task_uuid = message["task_uuid"].as_str().and_then(|id| id.parse::<Uuid>().ok());
@@ -113,7 +116,8 @@ async fn execute_step(pool: &PgPool, claimed: Claimed) -> Result<(), sqlx::Error
     };
     process.set_attribute(KeyValue::new("task.uuid", task_uuid.to_string()));
 
-    let execute = Hop::internal(&cx, format!("execute {}", handler.name()));
+    let execute_parent = if faults::active(Fault::OrphanSpan) { never_sent_parent(&cx) } else { cx.clone() };
+    let execute = Hop::internal(&execute_parent, format!("execute {}", handler.name()));
     execute.set_attribute(KeyValue::new("step.handler", handler.name()));
     execute.set_attribute(KeyValue::new("step.name", step_name.to_owned()));
     let outcome = execute.run(handler.run(pool, task_uuid, &message["input"])).await;
@@ -125,7 +129,14 @@ async fn execute_step(pool: &PgPool, claimed: Claimed) -> Result<(), sqlx::Error
     queue::settle(pool, &cx, STEP_QUEUE, claimed.message_id).await
 }
 
-async fn send_result(pool: &PgPool, cx: &opentelemetry::Context, result: &Value) -> Result<(), sqlx::Error> {
+/// A context whose span is in this trace but is never exported (the `orphan_span` fault).
+fn never_sent_parent(cx: &Context) -> Context {
+    let trace_id = cx.span().span_context().trace_id();
+    let span_id = SpanId::from_bytes(Uuid::new_v4().as_u64_pair().0.to_be_bytes());
+    cx.with_remote_span_context(SpanContext::new(trace_id, span_id, TraceFlags::SAMPLED, true, TraceState::default()))
+}
+
+async fn send_result(pool: &PgPool, cx: &Context, result: &Value) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     queue::send(&mut conn, cx, RESULT_QUEUE, result).await.map(drop)
 }

@@ -63,7 +63,20 @@ impl Service {
     /// Starts `binary` with `args`, exporting spans to `otlp_endpoint` over gRPC, and waits until it
     /// logs the address it listens on.
     pub fn start(binary: &str, args: &[&str], db: &TestDb, otlp_endpoint: &str, instance: &str) -> Service {
+        Service::start_with(binary, args, db, otlp_endpoint, instance, &[])
+    }
+
+    /// [`Service::start`] with extra environment variables.
+    pub fn start_with(
+        binary: &str,
+        args: &[&str],
+        db: &TestDb,
+        otlp_endpoint: &str,
+        instance: &str,
+        env: &[(&str, &str)],
+    ) -> Service {
         let mut child = Command::new(binary)
+            .envs(env.iter().copied())
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("DATABASE_URL", &db.url)
@@ -171,3 +184,11 @@ impl SpanSink {
 pub const ORCHESTRATION: &str = env!("CARGO_BIN_EXE_orchestration");
 pub const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 pub const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
+
+/// The analyzer binary, built beside the services' (`cargo test --workspace` builds every binary).
+pub fn analyzer_binary() -> std::path::PathBuf {
+    let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_owned();
+    let analyzer = dir.join("analyzer");
+    assert!(analyzer.exists(), "{} is missing: build it with cargo build --bins", analyzer.display());
+    analyzer
+}
