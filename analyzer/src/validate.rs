@@ -347,3 +347,205 @@ impl Validation {
 fn xml(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: i64 = 1_000_000;
+
+    /// A span of a hand-written trace: (trace, id, parent, name, kind, start ms, end ms).
+    #[derive(Clone)]
+    struct S {
+        trace: u8,
+        id: u64,
+        parent: u64,
+        name: &'static str,
+        kind: u8,
+        start: i64,
+        end: i64,
+        links: Vec<u64>,
+        key: Option<&'static str>,
+        run: Option<&'static str>,
+    }
+
+    fn s(trace: u8, id: u64, parent: u64, name: &'static str, kind: u8, start: i64, end: i64) -> S {
+        S { trace, id, parent, name, kind, start: start * MS, end: end * MS, links: vec![], key: None, run: None }
+    }
+
+    /// A job: its root, a producer and a consumer that is the producer's child and links to it.
+    fn job(trace: u8, key: &'static str) -> Vec<S> {
+        let mut root = s(trace, 1, 0, "start", 2, 0, 10);
+        root.key = Some(key);
+        root.run = Some("r1");
+        let send = s(trace, 2, 1, "send", 4, 1, 2);
+        let mut work = s(trace, 3, 2, "work", 5, 3, 20);
+        work.links = vec![2];
+        work.key = Some(key);
+        vec![root, send, work]
+    }
+
+    fn table(spans: &[S]) -> SpanTable {
+        let mut t = SpanTable { keys: vec!["task.uuid".into(), "benchmark.run_id".into()], ..SpanTable::default() };
+        t.attributes = vec![Vec::new(), Vec::new()];
+        t.link_offsets = vec![0];
+        let mut traces: Vec<u8> = spans.iter().map(|s| s.trace).collect();
+        traces.dedup();
+        for trace in traces {
+            let from = t.span_id.len();
+            for span in spans.iter().filter(|s| s.trace == trace) {
+                t.span_id.push(span.id);
+                t.parent_id.push(span.parent);
+                let name = t.strings.intern(span.name);
+                t.name.push(name);
+                t.kind.push(span.kind);
+                let service = t.strings.intern("svc");
+                t.service.push(service);
+                t.process.push(service);
+                t.start.push(span.start);
+                t.end.push(span.end);
+                let key = span.key.map_or(NONE, |k| t.strings.intern(k));
+                let run = span.run.map_or(NONE, |r| t.strings.intern(r));
+                t.attributes[0].push(key);
+                t.attributes[1].push(run);
+                t.link_ids.extend(&span.links);
+                t.link_offsets.push(t.link_ids.len() as u32);
+            }
+            t.trace_ids.push([trace; 16]);
+            t.traces.push(from..t.span_id.len());
+        }
+        t
+    }
+
+    fn config() -> Config {
+        Config::parse(
+            r#"
+            [[category]]
+            name = "jobs"
+            [[category.hop]]
+            name = "work"
+            measure = "duration"
+            span = { name = "work" }
+            [validation]
+            correlation_key = "task.uuid"
+            clock_skew_bound = "1ms"
+            [[validation.lifecycle]]
+            name = "job"
+            root = { name = "start" }
+            expect."*" = { "work" = 1 }
+            "#,
+        )
+        .unwrap()
+    }
+
+    fn rules(spans: &[S]) -> Vec<&'static str> {
+        let result = validate(&table(spans), &config(), i64::MAX, None);
+        let mut rules: Vec<&str> = result.failures.iter().map(|f| f.rule).collect();
+        rules.dedup();
+        rules
+    }
+
+    #[test]
+    fn an_intact_job_breaks_no_rule() {
+        let result = validate(&table(&job(1, "k1")), &config(), i64::MAX, None);
+        assert_eq!((result.traces_checked, result.intact, result.broken), (1, 1, 0));
+        assert!(result.failures.is_empty());
+    }
+
+    #[test]
+    fn each_rule_catches_its_own_breakage() {
+        let with = |change: &dyn Fn(&mut Vec<S>)| {
+            let mut spans = job(1, "k1");
+            change(&mut spans);
+            rules(&spans)
+        };
+        assert_eq!(with(&|t| t.push(s(1, 9, 0, "start", 2, 0, 1))), ["single_root"]);
+        assert_eq!(with(&|t| t[0].name = "begin"), ["expected_root"]);
+        assert_eq!(with(&|t| t.push(s(1, 9, 77, "log", 1, 1, 2))), ["no_orphans"]);
+        assert_eq!(
+            with(&|t| t.extend([s(1, 9, 1, "log", 1, 1, 2), s(1, 9, 1, "log", 1, 2, 3)])),
+            ["unique_span_ids"]
+        );
+        assert_eq!(with(&|t| t.push(s(1, 0, 1, "log", 1, 1, 2))), ["valid_ids"]);
+        assert_eq!(with(&|t| t.push(s(1, 9, 1, "log", 1, 5, 4))), ["end_after_start"]);
+        assert_eq!(
+            with(&|t| {
+                t[2].parent = 1;
+                t[2].links.clear();
+            }),
+            ["consumer_paired"]
+        );
+        assert_eq!(with(&|t| t.push(s(1, 9, 2, "work", 5, 3, 4))), ["expected_structure"]);
+        assert_eq!(with(&|t| t.push(s(1, 9, 1, "log", 1, 5, 12))), ["child_within_parent"]);
+        // Within the 1 ms bound is fine.
+        assert!(with(&|t| t.push(s(1, 9, 1, "log", 1, 5, 10))).is_empty());
+        // A consumer's processing may outlast its producer: only synchronous children are bounded.
+        assert!(with(&|t| t[2].end = 500 * MS).is_empty());
+    }
+
+    #[test]
+    fn a_key_in_two_traces_breaks_both() {
+        let mut spans = job(1, "k1");
+        let mut split = s(2, 5, 0, "work", 5, 4, 6);
+        split.key = Some("k1");
+        spans.push(split);
+        let result = validate(&table(&spans), &config(), i64::MAX, None);
+        let split: Vec<_> = result.failures.iter().filter(|f| f.rule == "one_trace_per_key").map(|f| &f.trace_id).collect();
+        assert_eq!(split.len(), 2);
+        assert_eq!(result.broken, 2);
+        assert_eq!(result.by_rule["one_trace_per_key"], 2);
+    }
+
+    #[test]
+    fn young_traces_are_pending_and_a_run_takes_its_split_off_pieces_along() {
+        let mut spans = job(1, "k1");
+        spans.extend(job(2, "k2"));
+        // A piece split off from job k1: no run id, but its key ties it to the run.
+        let mut piece = s(3, 5, 0, "work", 5, 4, 6);
+        piece.key = Some("k1");
+        spans.push(piece);
+        spans.push(s(4, 1, 0, "start", 2, 0, 1)); // another run's job, without a key
+        let t = table(&spans);
+        let result = validate(&t, &config(), 15 * MS, Some("r1"));
+        // Job k2's and job k1's newest spans end at 20 ms, after the settle point: pending.
+        assert_eq!((result.pending, result.traces_checked), (2, 1));
+        let result = validate(&t, &config(), i64::MAX, Some("r1"));
+        assert_eq!(result.traces_checked, 3, "jobs k1 and k2, and the piece of k1");
+        assert_eq!(validate(&t, &config(), i64::MAX, Some("r9")).traces_checked, 0);
+    }
+
+    #[test]
+    fn max_broken_takes_a_count_or_a_percentage() {
+        assert_eq!("3".parse(), Ok(MaxBroken::Count(3)));
+        assert_eq!("0.5%".parse(), Ok(MaxBroken::Percent(0.5)));
+        assert!("lots".parse::<MaxBroken>().unwrap_err().contains("neither a count"));
+        assert!("120%".parse::<MaxBroken>().is_err());
+        let mut v = validate(&table(&job(1, "k1")), &config(), i64::MAX, None);
+        v.broken = 1;
+        v.traces_checked = 200;
+        assert!(!v.acceptable(MaxBroken::Count(0)));
+        assert!(v.acceptable(MaxBroken::Percent(0.5)));
+        assert!(!v.acceptable(MaxBroken::Percent(0.4)));
+    }
+
+    #[test]
+    fn summary_json_and_junit_match_their_golden_files() {
+        let mut spans = job(1, "k1");
+        spans.push(s(1, 9, 77, "log", 1, 1, 2));
+        spans.extend(job(2, "k2"));
+        let mut split = s(3, 5, 0, "work", 5, 4, 6);
+        split.key = Some("k2");
+        spans.push(split);
+        let result = validate(&table(&spans), &config(), i64::MAX, None);
+        let golden = |name: &str, actual: &str| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+            if std::env::var_os("UPDATE_GOLDEN").is_some() {
+                std::fs::write(&path, actual).unwrap();
+            }
+            assert_eq!(actual, std::fs::read_to_string(&path).unwrap(), "{name}");
+        };
+        golden("validate.txt", &result.table(50));
+        golden("validate.json", &result.json());
+        golden("validate.xml", &result.junit(&config()));
+    }
+}
