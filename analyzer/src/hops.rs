@@ -120,12 +120,6 @@ pub fn attribute_keys(config: &Config) -> Vec<String> {
             }
         }
     }
-    let validation = &config.validation;
-    keys.extend(validation.correlation_key.clone());
-    for lifecycle in &validation.lifecycles {
-        keys.extend(lifecycle.group_by.clone());
-        keys_of(&lifecycle.root, &mut keys);
-    }
     let mut seen = std::collections::HashSet::new();
     keys.retain(|k| seen.insert(k.clone()));
     keys

@@ -24,18 +24,17 @@ pub use config::Config;
 pub use hops::Filters;
 pub use report::Report;
 
-/// Reads the spans of `range` from the store at `dir`, keeping the attributes `config` reads.
-pub fn load(dir: &Path, range: TimeRange, config: &Config) -> anyhow::Result<spans::SpanTable> {
-    let keys = hops::attribute_keys(config);
+/// Reads the spans of `range` from the store at `dir`, keeping the attributes named in `keys`.
+pub fn load(dir: &Path, range: TimeRange, keys: &[String]) -> anyhow::Result<spans::SpanTable> {
     let columns: Vec<Expr> = spans::SpanTable::columns().into_iter().map(col).collect();
     let segments = hoptrace_store::scan_segments(dir, range)?;
     let frames = segments.into_iter().map(|segment| segment.select(columns.clone()).collect());
-    Ok(spans::SpanTable::from_frames(frames, &keys)?)
+    Ok(spans::SpanTable::from_frames(frames, keys)?)
 }
 
 /// Reads the spans of `range` from the store at `dir` and reports on them.
 pub fn analyze(dir: &Path, range: TimeRange, config: &Config, filters: &Filters) -> anyhow::Result<Report> {
-    let table = load(dir, range, config)?;
+    let table = load(dir, range, &hops::attribute_keys(config))?;
     let extraction = hops::extract(&table, config, filters);
     Ok(Report::build(config, extraction, dir.display().to_string(), describe(range), filters.run_id.clone()))
 }

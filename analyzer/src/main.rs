@@ -208,7 +208,7 @@ fn validate_command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let config = args.scope.config()?;
     let store = args.scope.store()?;
     let range = args.scope.range()?;
-    let table = load(&store, range, &config)?;
+    let table = load(&store, range, &hoptrace_analyzer::validate::attribute_keys(&config))?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
     let result = validate(&table, &config, now - args.settle.as_nanos() as i64, args.scope.run.as_deref());
     if let Some(path) = &args.junit {

@@ -56,6 +56,20 @@ pub struct Validation {
 
 pub const SCHEMA: &str = "hoptrace.validate/v1";
 
+/// The attribute keys validation reads: the run id, the correlation key, what lifecycles select on.
+pub fn attribute_keys(config: &Config) -> Vec<String> {
+    let v = &config.validation;
+    let mut keys = vec![crate::hops::RUN_ID_KEY.to_owned()];
+    keys.extend(v.correlation_key.clone());
+    for lifecycle in &v.lifecycles {
+        keys.extend(lifecycle.group_by.clone());
+        crate::select::keys_of(&lifecycle.root, &mut keys);
+    }
+    let mut seen = std::collections::HashSet::new();
+    keys.retain(|k| seen.insert(k.clone()));
+    keys
+}
+
 /// Checks every trace of `table` (of run `run` only, when given: its traces and any trace sharing a
 /// correlation key with them, as a trace split off by lost context carries no run id). Traces whose
 /// newest span ended after `settled_before` (unix ns) are pending.
