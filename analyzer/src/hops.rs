@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use crate::config::{Config, Edge, Measure, Selector};
 use crate::select::{keys_of, Selectors};
 use crate::skew::{self, ClockOffsets};
-use crate::spans::{FxMap, SpanTable, NONE};
+use crate::spans::{FxMap, SpanTable, TraceIndex, NONE};
 
 /// What to analyse.
 #[derive(Debug, Clone, Default)]
@@ -165,7 +165,7 @@ impl Plan {
 /// Reusable per-thread buffers, so a trace costs no allocation.
 #[derive(Default)]
 struct Scratch {
-    ids: Vec<(u64, u32)>,
+    index: TraceIndex,
     parent: Vec<u32>,
     matches: Vec<Vec<bool>>,
     offsets: ClockOffsets,
@@ -227,13 +227,9 @@ fn analyse_trace(
             return false;
         }
     }
-    s.ids.clear();
-    s.ids.extend(rows.clone().map(|r| (t.span_id[r], (r - base) as u32)));
-    s.ids.sort_unstable();
-    let ids = &s.ids;
-    let find = |id: u64| -> u32 {
-        ids.binary_search_by_key(&id, |&(span, _)| span).map_or(NONE, |at| ids[at].1)
-    };
+    s.index.build(t, rows.clone());
+    let index = &s.index;
+    let find = |id: u64| -> u32 { index.local(id) };
     s.parent.clear();
     s.parent.extend(rows.clone().map(|r| if t.parent_id[r] == 0 { NONE } else { find(t.parent_id[r]) }));
 

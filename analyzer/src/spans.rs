@@ -185,6 +185,39 @@ impl SpanTable {
     }
 }
 
+/// One trace's span ids, sorted, to resolve parent and link ids to the trace's spans. Reused trace after
+/// trace, so looking up a trace costs no allocation.
+#[derive(Default)]
+pub struct TraceIndex {
+    ids: Vec<(u64, u32)>,
+    base: usize,
+}
+
+impl TraceIndex {
+    /// Indexes the spans of `rows`.
+    pub fn build(&mut self, t: &SpanTable, rows: Range<usize>) {
+        self.base = rows.start;
+        self.ids.clear();
+        self.ids.extend(rows.map(|r| (t.span_id[r], r as u32)));
+        self.ids.sort_unstable();
+    }
+
+    /// The row of the span with id `id` in this trace.
+    pub fn row(&self, id: u64) -> Option<usize> {
+        self.ids.binary_search_by_key(&id, |&(span, _)| span).ok().map(|at| self.ids[at].1 as usize)
+    }
+
+    /// The position of that span within the trace (row minus the trace's first row), or [`NONE`].
+    pub fn local(&self, id: u64) -> u32 {
+        self.row(id).map_or(NONE, |row| (row - self.base) as u32)
+    }
+
+    /// Rows that share their span id with the row before them (in id order).
+    pub fn duplicates(&self) -> impl Iterator<Item = usize> + '_ {
+        self.ids.windows(2).filter(|w| w[0].0 == w[1].0).map(|w| w[1].1 as usize)
+    }
+}
+
 /// Spans in frame order, before grouping by trace.
 struct RowColumns {
     table: SpanTable,

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::select::Selectors;
-use crate::spans::{FxMap, SpanTable, NONE};
+use crate::spans::{FxMap, SpanTable, TraceIndex, NONE};
 
 /// The rules, by their stable names.
 pub const RULES: &[(&str, &str)] = &[
@@ -90,7 +90,7 @@ pub fn validate(table: &SpanTable, config: &Config, settled_before: i64, run: Op
     let mut lifecycle_of = vec![None; table.traces.len()];
     // Correlation key value → the traces it occurs in.
     let mut key_traces: FxMap<u32, Vec<u32>> = FxMap::default();
-    let mut ids: Vec<(u64, usize)> = Vec::new();
+    let mut index = TraceIndex::default();
     for (trace_no, rows) in table.traces.iter().enumerate() {
         if !selected[trace_no] {
             continue;
@@ -104,16 +104,14 @@ pub fn validate(table: &SpanTable, config: &Config, settled_before: i64, run: Op
         let mut fail = |rule: &'static str, span: Option<usize>, detail: String| {
             failures.push(Failure { trace_id: trace_hex.clone(), rule, lifecycle: None, span: span.map(span_label), detail });
         };
-        ids.clear();
-        ids.extend(rows.clone().map(|r| (table.span_id[r], r)));
-        ids.sort_unstable();
-        let find = |id: u64| ids.binary_search_by_key(&id, |&(s, _)| s).ok().map(|at| ids[at].1);
+        index.build(table, rows.clone());
+        let find = |id: u64| index.row(id);
 
         if table.trace_ids[trace_no] == [0; 16] {
             fail("valid_ids", None, "the trace id is all zeros".into());
         }
-        for w in ids.windows(2).filter(|w| w[0].0 == w[1].0) {
-            fail("unique_span_ids", Some(w[1].1), "this span id occurs twice".into());
+        for row in index.duplicates() {
+            fail("unique_span_ids", Some(row), "this span id occurs twice".into());
         }
         let root_rows: Vec<usize> = rows.clone().filter(|&r| table.parent_id[r] == 0).collect();
         if root_rows.len() != 1 {
