@@ -128,41 +128,43 @@ pub async fn listen(
 ) {
     let mut ready = Some(ready);
     loop {
-        let listening = async {
-            let ready = &mut ready;
-            let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(queue.channel).await?;
-            if let Some(ready) = ready.take() {
-                let _ = ready.send(());
-            }
-            // Work announced while we were not listening is found by the claim loops' polling.
-            wake.notify_waiters();
-            loop {
-                let event = listener.recv().await?;
-                let received_at = SystemTime::now();
-                let payload: Value = serde_json::from_str(event.payload()).unwrap_or(Value::Null);
-                let publisher = propagation::extract(&payload);
-                let reception = Hop::notify_receive(&publisher, queue.channel, received_at);
-                if let Some(id) = payload.get("msg_id").and_then(Value::as_i64) {
-                    reception.set_attribute(KeyValue::new("messaging.message.id", id.to_string()));
-                }
-                if let Some(task) = payload.get("task_uuid").and_then(Value::as_str) {
-                    reception.set_attribute(KeyValue::new("task.uuid", task.to_owned()));
-                }
-                wake.notify_one();
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), sqlx::Error>(())
-        };
+        let listening = relay_events(&pool, queue, &wake, &mut ready);
         tokio::select! {
-            result = listening => {
-                if let Err(err) = result {
-                    tracing::warn!("listening on {}: {err}; reconnecting", queue.channel);
-                }
-            }
+            Err(err) = listening => tracing::warn!("listening on {}: {err}; reconnecting", queue.channel),
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// LISTENs on `queue`'s channel and turns events into reception spans and wake-ups until the connection
+/// fails.
+async fn relay_events(
+    pool: &PgPool,
+    queue: Queue,
+    wake: &Notify,
+    ready: &mut Option<oneshot::Sender<()>>,
+) -> Result<std::convert::Infallible, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(queue.channel).await?;
+    if let Some(ready) = ready.take() {
+        let _ = ready.send(());
+    }
+    // Work announced while we were not listening is found by the claim loops' polling.
+    wake.notify_waiters();
+    loop {
+        let event = listener.recv().await?;
+        let received_at = SystemTime::now();
+        let payload: Value = serde_json::from_str(event.payload()).unwrap_or(Value::Null);
+        let publisher = propagation::extract(&payload);
+        let reception = Hop::notify_receive(&publisher, queue.channel, received_at);
+        if let Some(id) = payload.get("msg_id").and_then(Value::as_i64) {
+            reception.set_attribute(KeyValue::new("messaging.message.id", id.to_string()));
+        }
+        if let Some(task) = payload.get("task_uuid").and_then(Value::as_str) {
+            reception.set_attribute(KeyValue::new("task.uuid", task.to_owned()));
+        }
+        wake.notify_one();
     }
 }
 
