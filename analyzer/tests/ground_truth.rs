@@ -88,6 +88,26 @@ fn a_run_filter_selects_only_that_run() {
 }
 
 #[test]
+fn a_service_filter_keeps_the_hops_measured_on_that_service() {
+    let scenario = Scenario { tasks: 50, ..Scenario::default() };
+    let (dir, truth) = generated(&scenario);
+    let filters = Filters { service: Some("worker".into()), ..Filters::default() };
+    let report = analyze(dir.path(), TimeRange::all(), &Config::built_in(), &filters).unwrap();
+    let got = report_rows(&report);
+    // The worker's hops (claim, execute, submit, overhead, framework, its receptions) and nothing else.
+    let hops: std::collections::BTreeSet<&str> = got.keys().map(|k| k.2.as_str()).collect();
+    assert_eq!(
+        hops.into_iter().collect::<Vec<_>>(),
+        ["claim", "execute", "framework", "handler", "overhead", "publish to reception", "queue wait", "submit"]
+    );
+    let want = truth_rows(&truth);
+    assert_eq!(got[&("worker_execution".into(), "noop".into(), "claim".into())], want[&("worker_execution".into(), "noop".into(), "claim".into())]);
+    let steps = &("event_propagation".to_owned(), "step_ready".to_owned(), "publish to reception".to_owned());
+    assert_eq!(got[steps], want[steps], "step_ready is received by workers");
+    assert!(!got.keys().any(|k| k.1 == "result_ready"), "result_ready is received by the orchestrator");
+}
+
+#[test]
 fn skewed_worker_clocks_leave_durations_exact_and_gaps_corrected_into_causal_bounds() {
     // worker-2 runs 5 ms behind the orchestrator: its spans seem to start before the messages they handle.
     let scenario =

@@ -1,0 +1,27 @@
+//! Shared by the export tests (each its own test binary, as they set process-wide OTEL_* variables).
+#![allow(dead_code)]
+
+use hoptrace_collector::{Collector, Config};
+use hoptrace_store::{SpanRecord, TimeRange};
+
+pub struct Sink {
+    pub collector: Collector,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn sink() -> Sink {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.data_dir = dir.path().to_owned();
+    config.listen.grpc = "127.0.0.1:0".parse().unwrap();
+    config.listen.http = "127.0.0.1:0".parse().unwrap();
+    Sink { collector: Collector::start(config).await.unwrap(), dir }
+}
+
+impl Sink {
+    pub async fn spans(self) -> Vec<SpanRecord> {
+        self.collector.stop().await.unwrap();
+        let frame = hoptrace_store::scan(self.dir.path(), TimeRange::all()).unwrap().collect().unwrap();
+        hoptrace_store::records(&frame).unwrap()
+    }
+}
