@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{Config, Edge, Measure, Selector};
-use crate::select::{keys_of, Selectors};
+use crate::select::{keys_of, Matches, Selectors};
 use crate::skew::{self, ClockOffsets};
 use crate::spans::{FxMap, SpanTable, TraceIndex, NONE};
 
@@ -158,6 +158,7 @@ impl Plan {
                 plan.rules.push(CompiledRule { category: c, hop: h, group_slot, measure });
             }
         }
+        plan.selectors.finish(table);
         plan
     }
 }
@@ -167,7 +168,7 @@ impl Plan {
 struct Scratch {
     index: TraceIndex,
     parent: Vec<u32>,
-    matches: Vec<Vec<bool>>,
+    matches: Matches,
     offsets: ClockOffsets,
     children: Vec<(i64, i64)>,
 }
@@ -234,19 +235,7 @@ fn analyse_trace(
     s.parent.extend(rows.clone().map(|r| if t.parent_id[r] == 0 { NONE } else { find(t.parent_id[r]) }));
 
     // One pass per selector, parents' selectors first, so `parent = {…}` reads a finished answer.
-    s.matches.resize_with(plan.selectors.len(), Vec::new);
-    for k in 0..plan.selectors.len() {
-        let (done, rest) = s.matches.split_at_mut(k);
-        let this = &mut rest[0];
-        this.clear();
-        this.extend((0..n).map(|i| {
-            plan.selectors.matches_own(k, t, base + i)
-                && plan.selectors.parent(k).is_none_or(|p| {
-                    let parent = s.parent[i];
-                    parent != NONE && done[p][parent as usize]
-                })
-        }));
-    }
+    plan.selectors.evaluate(t, base, n, &s.parent, &mut s.matches);
     skew::estimate(t, base, n, &s.parent, &find, &mut s.offsets);
 
     let Scratch { parent, matches, offsets, children, .. } = s;
@@ -271,12 +260,12 @@ fn analyse_trace(
         };
         match rule.measure {
             CompiledMeasure::Duration(sel) => {
-                for i in (0..n).filter(|&i| matches[sel][i] && service_ok(i)) {
+                for i in (0..n).filter(|&i| matches.get(i, sel) && service_ok(i)) {
                     record(i, duration(i), None);
                 }
             }
             CompiledMeasure::SelfTime(sel) => {
-                for i in (0..n).filter(|&i| matches[sel][i] && service_ok(i)) {
+                for i in (0..n).filter(|&i| matches.get(i, sel) && service_ok(i)) {
                     children.clear();
                     for c in (0..n).filter(|&c| parent[c] == i as u32) {
                         let shift = offsets.between(base, i, c, t).shift;
@@ -287,14 +276,14 @@ fn analyse_trace(
                 }
             }
             CompiledMeasure::Gap { from, to, from_edge } => {
-                for b in (0..n).filter(|&b| matches[to][b] && service_ok(b)) {
+                for b in (0..n).filter(|&b| matches.get(b, to) && service_ok(b)) {
                     let mut sources: [u32; 2] = [NONE; 2];
-                    if parent[b] != NONE && matches[from][parent[b] as usize] {
+                    if parent[b] != NONE && matches.get(parent[b] as usize, from) {
                         sources[0] = parent[b];
                     }
                     for &link in t.links(base + b) {
                         let a = find(link);
-                        if a != NONE && a != sources[0] && matches[from][a as usize] {
+                        if a != NONE && a != sources[0] && matches.get(a as usize, from) {
                             sources[1] = a;
                             break;
                         }
@@ -313,13 +302,13 @@ fn analyse_trace(
             }
             CompiledMeasure::Interval { from, to } => {
                 // On the clock of the earliest `from` span's process.
-                let first = (0..n).filter(|&i| matches[from][i]).min_by_key(|&i| t.start[base + i]);
+                let first = (0..n).filter(|&i| matches.get(i, from)).min_by_key(|&i| t.start[base + i]);
                 let Some(a) = first else { continue };
                 if !service_ok(a) {
                     continue;
                 }
                 let mut last: Option<(i64, Correction, bool)> = None;
-                for b in (0..n).filter(|&b| matches[to][b]) {
+                for b in (0..n).filter(|&b| matches.get(b, to)) {
                     let correction = offsets.between(base, a, b, t);
                     let end = t.end[base + b] - correction.shift;
                     if last.is_none_or(|(e, _, _)| end > e) {
@@ -331,9 +320,9 @@ fn analyse_trace(
                 }
             }
             CompiledMeasure::Difference { outer, inner } => {
-                for i in (0..n).filter(|&i| matches[outer][i] && service_ok(i)) {
+                for i in (0..n).filter(|&i| matches.get(i, outer) && service_ok(i)) {
                     let inner_total: Option<i64> = (0..n)
-                        .filter(|&c| parent[c] == i as u32 && matches[inner][c])
+                        .filter(|&c| parent[c] == i as u32 && matches.get(c, inner))
                         .map(duration)
                         .reduce(|a, b| a + b);
                     if let Some(inner_total) = inner_total {

@@ -8,6 +8,30 @@ use crate::spans::{SpanTable, NONE};
 #[derive(Default)]
 pub struct Selectors {
     list: Vec<CompiledSelector>,
+    /// Per name id, the selectors whose name condition it meets, as bit words (built by `finish`).
+    name_masks: Vec<u64>,
+}
+
+/// Which spans of a trace match which selectors: one bit per (span, selector).
+#[derive(Default)]
+pub struct Matches {
+    words: usize,
+    bits: Vec<u64>,
+}
+
+impl Matches {
+    pub fn get(&self, span: usize, selector: usize) -> bool {
+        self.bits[span * self.words + selector / 64] & (1 << (selector % 64)) != 0
+    }
+
+    fn set(&mut self, span: usize, selector: usize, on: bool) {
+        let word = &mut self.bits[span * self.words + selector / 64];
+        if on {
+            *word |= 1 << (selector % 64);
+        } else {
+            *word &= !(1 << (selector % 64));
+        }
+    }
 }
 
 struct CompiledSelector {
@@ -44,6 +68,54 @@ impl Selectors {
         self.list.len()
     }
 
+    fn words(&self) -> usize {
+        self.list.len().div_ceil(64).max(1)
+    }
+
+    /// Precomputes, for every name in the table, which selectors it can match: call after the last `add`.
+    pub fn finish(&mut self, table: &SpanTable) {
+        let words = self.words();
+        self.name_masks = vec![0; table.strings.len() * words];
+        for (k, selector) in self.list.iter().enumerate() {
+            for name in 0..table.strings.len() {
+                if selector.names.as_ref().is_none_or(|names| names[name]) {
+                    self.name_masks[name * words + k / 64] |= 1 << (k % 64);
+                }
+            }
+        }
+    }
+
+    /// Tests the spans `base..base + n` (whose parents, as positions in the trace, are `parent`) against
+    /// every selector. Only selectors whose name condition a span meets are tried on it.
+    pub fn evaluate(&self, t: &SpanTable, base: usize, n: usize, parent: &[u32], out: &mut Matches) {
+        let words = self.words();
+        out.words = words;
+        out.bits.clear();
+        out.bits.resize(n * words, 0);
+        for i in 0..n {
+            let name = t.name[base + i] as usize;
+            for w in 0..words {
+                let mut candidates = self.name_masks[name * words + w];
+                while candidates != 0 {
+                    let k = w * 64 + candidates.trailing_zeros() as usize;
+                    candidates &= candidates - 1;
+                    if self.matches_rest(k, t, base + i) {
+                        out.set(i, k, true);
+                    }
+                }
+            }
+        }
+        // Parent conditions, in selector order: a parent condition's own selector is finished first.
+        for (k, selector) in self.list.iter().enumerate() {
+            let Some(p) = selector.parent else { continue };
+            for i in 0..n {
+                if out.get(i, k) && (parent[i] == NONE || !out.get(parent[i] as usize, p)) {
+                    out.set(i, k, false);
+                }
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
@@ -55,9 +127,12 @@ impl Selectors {
 
     /// Whether `row` matches selector `k` on its own fields (the parent condition is the caller's).
     pub fn matches_own(&self, k: usize, t: &SpanTable, row: usize) -> bool {
+        self.list[k].names.as_ref().is_none_or(|names| names[t.name[row] as usize]) && self.matches_rest(k, t, row)
+    }
+
+    fn matches_rest(&self, k: usize, t: &SpanTable, row: usize) -> bool {
         let s = &self.list[k];
-        s.names.as_ref().is_none_or(|names| names[t.name[row] as usize])
-            && s.kind.is_none_or(|kind| kind == t.kind[row])
+        s.kind.is_none_or(|kind| kind == t.kind[row])
             && s.service.is_none_or(|service| service == t.service[row])
             && s.attributes.iter().all(|&(slot, value)| t.attributes[slot][row] == value)
     }

@@ -67,6 +67,10 @@ impl Hasher for FxHasher {
     fn write_u64(&mut self, i: u64) {
         self.add(i)
     }
+    fn write_u128(&mut self, i: u128) {
+        self.add(i as u64);
+        self.add((i >> 64) as u64);
+    }
     fn write_usize(&mut self, i: usize) {
         self.add(i as u64)
     }
@@ -222,7 +226,7 @@ impl TraceIndex {
 struct RowColumns {
     table: SpanTable,
     trace_of_row: Vec<u32>,
-    trace_index: FxMap<[u8; 16], u32>,
+    trace_index: FxMap<u128, u32>,
     instance_keys: [&'static str; 2],
 }
 
@@ -286,12 +290,28 @@ impl RowColumns {
             .ok_or_else(|| polars_err!(SchemaMismatch: "link span ids are not binary"))?;
 
         let t = &mut self.table;
+        let rows = trace_ids.len();
+        self.trace_of_row.reserve(rows);
+        for column in [&mut t.span_id, &mut t.parent_id] {
+            column.reserve(rows);
+        }
+        for column in [&mut t.name, &mut t.service, &mut t.process] {
+            column.reserve(rows);
+        }
+        for column in [&mut t.start, &mut t.end] {
+            column.reserve(rows);
+        }
+        t.kind.reserve(rows);
+        t.link_offsets.reserve(rows);
+        for column in t.attributes.iter_mut() {
+            column.reserve(rows);
+        }
         let mut last_name: Option<(&str, u32)> = None;
         let mut last_process: Option<((&str, Option<&str>), (u32, u32))> = None;
         for row in 0..trace_ids.len() {
             let trace: [u8; 16] = trace_ids.value(row).try_into().unwrap_or([0; 16]);
             let next = self.trace_index.len() as u32;
-            let trace_no = *self.trace_index.entry(trace).or_insert(next);
+            let trace_no = *self.trace_index.entry(u128::from_ne_bytes(trace)).or_insert(next);
             if trace_no == next {
                 t.trace_ids.push(trace);
             }
@@ -359,7 +379,7 @@ impl RowColumns {
             .iter()
             .map(|id| {
                 let next = self.trace_index.len() as u32;
-                let number = *self.trace_index.entry(*id).or_insert(next);
+                let number = *self.trace_index.entry(u128::from_ne_bytes(*id)).or_insert(next);
                 if number == next {
                     t.trace_ids.push(*id);
                 }
