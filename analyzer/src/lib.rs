@@ -5,6 +5,8 @@
 //! corrected by [`skew`]) and summarises them against the targets ([`report`]). Categories, hop rules
 //! and targets are data ([`config`]): the analyzer knows nothing of any particular service.
 
+pub mod baseline;
+pub mod compare;
 pub mod config;
 pub mod hops;
 pub mod report;

@@ -35,6 +35,8 @@ pub struct Scenario {
     pub segment_spans: usize,
     /// Segments are numbered from here, so several scenarios can share one store.
     pub first_segment: u64,
+    /// The worker's claim (`receive step_queue`) takes this many times as long: a known regression.
+    pub claim_factor: f64,
 }
 
 impl Default for Scenario {
@@ -50,6 +52,7 @@ impl Default for Scenario {
             run_id: "synthetic".into(),
             segment_spans: 100_000,
             first_segment: 0,
+            claim_factor: 1.0,
         }
     }
 }
@@ -320,7 +323,7 @@ fn task_trace(
         truth.add("event_propagation", "step_ready", "publish to reception", notify);
         // Queue wait, claim, processing.
         let queue_wait = b.rng.latency(400.0 * US, 0.5);
-        let claim = b.rng.latency(500.0 * US, 0.3);
+        let claim = (b.rng.latency(500.0 * US, 0.3) as f64 * scenario.claim_factor).round() as i64;
         let claim_start = send.0.end + queue_wait;
         b.span("receive step_queue", CLIENT, Some(send.0), claim_start, claim_start + claim, &worker, skew, step_attrs, None);
         let gap = b.rng.latency(20.0 * US, 0.3);

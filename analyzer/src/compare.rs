@@ -1,0 +1,371 @@
+//! Comparing a run with a baseline: every hop's p50/p95/p99 before and after, and a regression flagged
+//! only when the slowdown exceeds the threshold **and** is statistically real.
+//!
+//! "Real" is judged by a bootstrap: both sample sets are resampled (with replacement), and the spread of
+//! the log of the percentile ratio (after / before) over the resamples is its standard error. A
+//! comparison makes many tests at once (every hop, up to three percentiles), so the interval is widened
+//! for their number (Bonferroni, at 0.1 % for the whole comparison): pure noise is flagged well under
+//! 1 % of the time. A percentile regressed when its ratio exceeds `1 + threshold` and the lower end of that interval
+//! is above 1; an improvement is the mirror image. The resampling is seeded: the same inputs give the same
+//! verdicts.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::baseline::Baseline;
+use crate::config::Percentile;
+use crate::report::human;
+use crate::stats::nearest_rank;
+
+pub const SCHEMA: &str = "hoptrace.compare/v1";
+/// The chance that pure noise flags anything in a whole comparison: well under the 1 % a CI gate can
+/// live with, as the bootstrap's spread of a percentile is itself an estimate.
+const FAMILY_FALSE_ALARM: f64 = 0.001;
+const PERCENTILES: [(Percentile, f64); 3] = [(Percentile::P50, 0.50), (Percentile::P95, 0.95), (Percentile::P99, 0.99)];
+/// Samples per side used by the bootstrap (a uniform subset beyond it): enough for stable intervals.
+const BOOTSTRAP_SAMPLES: usize = 2_000;
+
+/// Samples each side needs before a percentile is compared: twenty beyond it (p99: 2,000). Fewer, and
+/// the percentile is one of the last few samples, whose bootstrap spread understates its real one.
+pub fn samples_to_compare(p: Percentile) -> usize {
+    match p {
+        Percentile::P50 => 40,
+        Percentile::P95 => 400,
+        Percentile::P99 => 2_000,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Regression,
+    Improvement,
+    Unchanged,
+    /// In the run but not the baseline, or the other way round.
+    OnlyBefore,
+    OnlyAfter,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PercentileChange {
+    pub percentile: &'static str,
+    pub before_ns: i64,
+    pub after_ns: i64,
+    pub change_pct: f64,
+    /// The interval of the change, in percent, at the comparison's family-wise confidence.
+    pub interval_pct: (f64, f64),
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HopChange {
+    pub category: String,
+    pub variant: Option<String>,
+    pub hop: String,
+    pub before_count: usize,
+    pub after_count: usize,
+    /// Only the percentiles both sides have enough samples to compare ([`samples_to_compare`]).
+    pub percentiles: Vec<PercentileChange>,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Comparison {
+    pub schema: &'static str,
+    pub baseline: String,
+    pub threshold_pct: f64,
+    pub regressions: usize,
+    pub improvements: usize,
+    pub hops: Vec<HopChange>,
+}
+
+type Key = (String, Option<String>, String);
+
+/// Compares `after` with `before`; `threshold` is a fraction (0.10 for 10 %).
+pub fn compare(before: &Baseline, after: &Baseline, threshold: f64, resamples: usize) -> Comparison {
+    let index = |b: &Baseline| -> BTreeMap<Key, (usize, Vec<i64>)> {
+        b.hops
+            .iter()
+            .map(|h| ((h.category.clone(), h.variant.clone(), h.hop.clone()), (h.count, h.samples.clone())))
+            .collect()
+    };
+    let (old, new) = (index(before), index(after));
+    let mut keys: Vec<&Key> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    // Measure everything first: the interval's width depends on how many percentiles are compared.
+    let measured: Vec<(&Key, Option<Vec<Measured>>)> = keys
+        .iter()
+        .map(|key| match (old.get(*key), new.get(*key)) {
+            (Some((_, a)), Some((_, b))) => (*key, Some(measure(a, b, resamples, seed_of(key)))),
+            _ => (*key, None),
+        })
+        .collect();
+    let tests = measured.iter().map(|(_, m)| m.as_ref().map_or(0, Vec::len)).sum::<usize>().max(1);
+    let z = normal_quantile(1.0 - FAMILY_FALSE_ALARM / 2.0 / tests as f64);
+    let mut hops = Vec::new();
+    for (key, measured) in measured {
+        let (category, variant, hop) = key.clone();
+        let (before_count, after_count) = (old.get(key).map_or(0, |o| o.0), new.get(key).map_or(0, |n| n.0));
+        let (percentiles, verdict) = match measured {
+            Some(measured) => {
+                let percentiles: Vec<PercentileChange> = measured.iter().map(|m| judge(m, threshold, z)).collect();
+                let verdict = if percentiles.iter().any(|p| p.verdict == Verdict::Regression) {
+                    Verdict::Regression
+                } else if percentiles.iter().any(|p| p.verdict == Verdict::Improvement) {
+                    Verdict::Improvement
+                } else {
+                    Verdict::Unchanged
+                };
+                (percentiles, verdict)
+            }
+            None if before_count > 0 => (Vec::new(), Verdict::OnlyBefore),
+            None => (Vec::new(), Verdict::OnlyAfter),
+        };
+        hops.push(HopChange { category, variant, hop, before_count, after_count, percentiles, verdict });
+    }
+    Comparison {
+        schema: SCHEMA,
+        baseline: before.name.clone(),
+        threshold_pct: threshold * 100.0,
+        regressions: hops.iter().filter(|h| h.verdict == Verdict::Regression).count(),
+        improvements: hops.iter().filter(|h| h.verdict == Verdict::Improvement).count(),
+        hops,
+    }
+}
+
+fn seed_of(key: &Key) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = crate::spans::FxHasher::default();
+    key.hash(&mut h);
+    h.finish() | 1
+}
+
+/// One percentile measured on both sides, before judging.
+struct Measured {
+    percentile: Percentile,
+    before_ns: i64,
+    after_ns: i64,
+    /// Standard error of ln(after / before), from the bootstrap.
+    log_se: f64,
+}
+
+fn measure(before: &[i64], after: &[i64], resamples: usize, seed: u64) -> Vec<Measured> {
+    let mut rng = Rng(seed);
+    let sorted = |v: &[i64]| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        v
+    };
+    let (a_all, b_all) = (sorted(before), sorted(after));
+    let usable: Vec<(Percentile, f64)> = PERCENTILES
+        .into_iter()
+        .filter(|(p, _)| a_all.len() >= samples_to_compare(*p) && b_all.len() >= samples_to_compare(*p))
+        .collect();
+    let (a, b) = (subset(&a_all), subset(&b_all));
+    let mut logs: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); usable.len()];
+    let (mut ra, mut rb) = (vec![0i64; a.len()], vec![0i64; b.len()]);
+    for _ in 0..resamples {
+        for x in ra.iter_mut() {
+            *x = a[rng.below(a.len())];
+        }
+        for x in rb.iter_mut() {
+            *x = b[rng.below(b.len())];
+        }
+        ra.sort_unstable();
+        rb.sort_unstable();
+        for (k, &(_, f)) in usable.iter().enumerate() {
+            let (pa, pb) = (nearest_rank(&ra, f).max(1), nearest_rank(&rb, f).max(1));
+            logs[k].push((pb as f64 / pa as f64).ln());
+        }
+    }
+    usable
+        .iter()
+        .zip(&logs)
+        .map(|(&(percentile, f), logs)| {
+            let mean = logs.iter().sum::<f64>() / logs.len().max(1) as f64;
+            let var = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (logs.len().max(2) - 1) as f64;
+            Measured { percentile, before_ns: nearest_rank(&a_all, f), after_ns: nearest_rank(&b_all, f), log_se: var.sqrt() }
+        })
+        .collect()
+}
+
+fn judge(m: &Measured, threshold: f64, z: f64) -> PercentileChange {
+    let ratio = m.after_ns.max(1) as f64 / m.before_ns.max(1) as f64;
+    let (low, high) = ((ratio.ln() - z * m.log_se).exp(), (ratio.ln() + z * m.log_se).exp());
+    let verdict = if ratio > 1.0 + threshold && low > 1.0 {
+        Verdict::Regression
+    } else if ratio < 1.0 / (1.0 + threshold) && high < 1.0 {
+        Verdict::Improvement
+    } else {
+        Verdict::Unchanged
+    };
+    PercentileChange {
+        percentile: m.percentile.label(),
+        before_ns: m.before_ns,
+        after_ns: m.after_ns,
+        change_pct: (ratio - 1.0) * 100.0,
+        interval_pct: ((low - 1.0) * 100.0, (high - 1.0) * 100.0),
+        verdict,
+    }
+}
+
+/// The standard normal quantile (Acklam's rational approximation, relative error below 1.2e-9).
+fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
+    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+/// At most [`BOOTSTRAP_SAMPLES`] of `sorted`, evenly spaced: the same distribution, fewer points.
+fn subset(sorted: &[i64]) -> Vec<i64> {
+    if sorted.len() <= BOOTSTRAP_SAMPLES {
+        return sorted.to_vec();
+    }
+    (0..BOOTSTRAP_SAMPLES).map(|i| sorted[i * sorted.len() / BOOTSTRAP_SAMPLES]).collect()
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 11) as u128 * n as u128 >> 53) as usize
+    }
+}
+
+fn mark(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Regression => "REGRESSION",
+        Verdict::Improvement => "improvement",
+        Verdict::Unchanged => "",
+        Verdict::OnlyBefore => "only in baseline",
+        Verdict::OnlyAfter => "new",
+    }
+}
+
+fn cell(p: &PercentileChange) -> String {
+    format!("{} → {} ({:+.1}%)", human(p.before_ns), human(p.after_ns), p.change_pct)
+}
+
+fn cells(h: &HopChange) -> [String; 3] {
+    let find = |label: &str| h.percentiles.iter().find(|p| p.percentile == label).map(cell).unwrap_or_else(|| "—".into());
+    [find("p50"), find("p95"), find("p99")]
+}
+
+impl Comparison {
+    pub fn table(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = format!(
+            "hoptrace compare against baseline {:?} (threshold {:.0}%): {} regression(s), {} improvement(s)\n",
+            self.baseline, self.threshold_pct, self.regressions, self.improvements
+        );
+        let mut rows = vec![["category", "variant", "hop", "p50", "p95", "p99", ""].map(str::to_owned).to_vec()];
+        for h in &self.hops {
+            let [p50, p95, p99] = cells(h);
+            rows.push(vec![
+                h.category.clone(),
+                h.variant.clone().unwrap_or_else(|| "(all)".into()),
+                h.hop.clone(),
+                p50,
+                p95,
+                p99,
+                mark(h.verdict).into(),
+            ]);
+        }
+        let widths: Vec<usize> = (0..7).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+        for row in rows {
+            let line: Vec<String> =
+                row.iter().enumerate().map(|(i, t)| format!("{t}{}", " ".repeat(widths[i] - t.chars().count()))).collect();
+            let _ = writeln!(out, "  {}", line.join("  ").trim_end());
+        }
+        for h in self.hops.iter().filter(|h| h.verdict == Verdict::Regression) {
+            for p in h.percentiles.iter().filter(|p| p.verdict == Verdict::Regression) {
+                let _ = writeln!(
+                    out,
+                    "regression: {}/{}/{} {} {:+.1}% (interval {:+.1}% … {:+.1}%)",
+                    h.category,
+                    h.variant.as_deref().unwrap_or("(all)"),
+                    h.hop,
+                    p.percentile,
+                    p.change_pct,
+                    p.interval_pct.0,
+                    p.interval_pct.1
+                );
+            }
+        }
+        out
+    }
+
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a comparison serialises") + "\n"
+    }
+
+    /// For a pull-request comment: the verdict first, then the hops that changed, then all of them.
+    pub fn markdown(&self) -> String {
+        use std::fmt::Write as _;
+        let headline = if self.regressions > 0 { "❌" } else { "✅" };
+        let mut out = format!(
+            "## {headline} hoptrace: {} regression(s), {} improvement(s) against `{}`\n\nThreshold {:.0}%; a change counts when its bootstrap interval, widened for the number of hops compared, excludes no change.\n\n| category | variant | hop | p50 | p95 | p99 | |\n|---|---|---|---|---|---|---|\n",
+            self.regressions, self.improvements, self.baseline, self.threshold_pct
+        );
+        for h in &self.hops {
+            let [p50, p95, p99] = cells(h);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {p50} | {p95} | {p99} | {} |",
+                h.category,
+                h.variant.as_deref().unwrap_or("(all)"),
+                h.hop,
+                match h.verdict {
+                    Verdict::Regression => "❌ regression",
+                    Verdict::Improvement => "✅ improvement",
+                    other => mark(other),
+                }
+            );
+        }
+        out
+    }
+}
+
+/// `10%` or `0.1` → 0.1.
+pub fn parse_threshold(text: &str) -> Result<f64, String> {
+    let bad = || format!("{text:?} is not a threshold such as \"10%\"");
+    let value = match text.trim().strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map_err(|_| bad())? / 100.0,
+        None => text.trim().parse::<f64>().map_err(|_| bad())?,
+    };
+    if !(0.0..10.0).contains(&value) {
+        return Err(bad());
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normal_quantile;
+
+    #[test]
+    fn normal_quantiles() {
+        for (p, z) in [(0.5, 0.0), (0.975, 1.959964), (0.995, 2.575829), (0.999875, 3.662260), (0.025, -1.959964)] {
+            assert!((normal_quantile(p) - z).abs() < 1e-5, "{p}: {}", normal_quantile(p));
+        }
+    }
+}
