@@ -75,6 +75,7 @@ pub struct Comparison {
     pub schema: &'static str,
     pub baseline: String,
     pub threshold_pct: f64,
+    pub min_shift_ns: i64,
     pub regressions: usize,
     pub improvements: usize,
     pub hops: Vec<HopChange>,
@@ -82,8 +83,27 @@ pub struct Comparison {
 
 type Key = (String, Option<String>, String);
 
-/// Compares `after` with `before`; `threshold` is a fraction (0.10 for 10 %).
-pub fn compare(before: &Baseline, after: &Baseline, threshold: f64, resamples: usize) -> Comparison {
+/// How a change must look to count.
+#[derive(Debug, Clone, Copy)]
+pub struct Gate {
+    /// The relative change a percentile must exceed (0.10 for 10 %).
+    pub threshold: f64,
+    /// The absolute change it must also exceed, in ns: a floor under which a shift is not worth a
+    /// failed build, however certain (0 by default).
+    pub min_shift_ns: i64,
+    /// Bootstrap resamples per hop.
+    pub resamples: usize,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate { threshold: 0.10, min_shift_ns: 0, resamples: 400 }
+    }
+}
+
+/// Compares `after` with `before`.
+pub fn compare(before: &Baseline, after: &Baseline, gate: Gate) -> Comparison {
+    let Gate { threshold, resamples, .. } = gate;
     let index = |b: &Baseline| -> BTreeMap<Key, (usize, Vec<i64>)> {
         b.hops
             .iter()
@@ -110,7 +130,7 @@ pub fn compare(before: &Baseline, after: &Baseline, threshold: f64, resamples: u
         let (before_count, after_count) = (old.get(key).map_or(0, |o| o.0), new.get(key).map_or(0, |n| n.0));
         let (percentiles, verdict) = match measured {
             Some(measured) => {
-                let percentiles: Vec<PercentileChange> = measured.iter().map(|m| judge(m, threshold, z)).collect();
+                let percentiles: Vec<PercentileChange> = measured.iter().map(|m| judge(m, gate, z)).collect();
                 let verdict = if percentiles.iter().any(|p| p.verdict == Verdict::Regression) {
                     Verdict::Regression
                 } else if percentiles.iter().any(|p| p.verdict == Verdict::Improvement) {
@@ -129,6 +149,7 @@ pub fn compare(before: &Baseline, after: &Baseline, threshold: f64, resamples: u
         schema: SCHEMA,
         baseline: before.name.clone(),
         threshold_pct: threshold * 100.0,
+        min_shift_ns: gate.min_shift_ns,
         regressions: hops.iter().filter(|h| h.verdict == Verdict::Regression).count(),
         improvements: hops.iter().filter(|h| h.verdict == Verdict::Improvement).count(),
         hops,
@@ -191,12 +212,14 @@ fn measure(before: &[i64], after: &[i64], resamples: usize, seed: u64) -> Vec<Me
         .collect()
 }
 
-fn judge(m: &Measured, threshold: f64, z: f64) -> PercentileChange {
+fn judge(m: &Measured, gate: Gate, z: f64) -> PercentileChange {
+    let threshold = gate.threshold;
     let ratio = m.after_ns.max(1) as f64 / m.before_ns.max(1) as f64;
     let (low, high) = ((ratio.ln() - z * m.log_se).exp(), (ratio.ln() + z * m.log_se).exp());
-    let verdict = if ratio > 1.0 + threshold && low > 1.0 {
+    let large = (m.after_ns - m.before_ns).abs() > gate.min_shift_ns;
+    let verdict = if ratio > 1.0 + threshold && low > 1.0 && large {
         Verdict::Regression
-    } else if ratio < 1.0 / (1.0 + threshold) && high < 1.0 {
+    } else if ratio < 1.0 / (1.0 + threshold) && high < 1.0 && large {
         Verdict::Improvement
     } else {
         Verdict::Unchanged

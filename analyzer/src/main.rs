@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
+use hoptrace_analyzer::baseline::{Baseline, Baselines};
+use hoptrace_analyzer::compare::Gate;
 use hoptrace_analyzer::validate::{validate, MaxBroken};
 use hoptrace_analyzer::{analyze, load, report, Config, Filters};
 use hoptrace_store::TimeRange;
@@ -28,9 +30,73 @@ enum Command {
     /// consumers paired, one trace per correlation key, the expected structure. Exits 0 when intact,
     /// 2 when more traces are broken than --max-broken allows, 1 on a usage or I/O error.
     Validate(ValidateArgs),
+    /// Saves, lists and deletes baselines: the per-hop samples of a run, kept under a name.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
+    /// Compares a run with a baseline, hop by hop; exits 2 when a hop got slower beyond --threshold and
+    /// the slowdown is statistically real, 0 otherwise, 1 on a usage or I/O error.
+    Compare(CompareArgs),
     /// Writes synthetic traces shaped like the reference workflow system into a store, to try the
     /// report without running anything (and to benchmark it).
     Generate(GenerateArgs),
+}
+
+#[derive(Subcommand)]
+enum BaselineCommand {
+    /// Measures a run (or a time range) and saves its per-hop samples as baseline NAME (replacing it).
+    Save {
+        name: String,
+        #[command(flatten)]
+        scope: Scope,
+        /// Where baselines are kept (default: <store>/baselines).
+        #[arg(long)]
+        baselines: Option<PathBuf>,
+    },
+    /// Lists the saved baselines.
+    List {
+        #[arg(long)]
+        store: Option<PathBuf>,
+        #[arg(long)]
+        baselines: Option<PathBuf>,
+    },
+    /// Deletes baseline NAME.
+    Delete {
+        name: String,
+        #[arg(long)]
+        store: Option<PathBuf>,
+        #[arg(long)]
+        baselines: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// The baseline to compare with.
+    #[arg(long)]
+    baseline: String,
+    #[command(flatten)]
+    scope: Scope,
+    /// Where baselines are kept (default: <store>/baselines).
+    #[arg(long)]
+    baselines: Option<PathBuf>,
+    /// A slowdown counts only beyond this (and only when statistically real).
+    #[arg(long, default_value = "10%", value_parser = hoptrace_analyzer::compare::parse_threshold)]
+    threshold: f64,
+    /// And only beyond this absolute change (e.g. 1ms), however certain.
+    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+    min_shift: Duration,
+    /// Bootstrap resamples per hop.
+    #[arg(long, default_value_t = 400)]
+    resamples: usize,
+    #[arg(long, value_enum, default_value_t = CompareFormat::Table)]
+    format: CompareFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompareFormat {
+    Table,
+    Json,
+    Markdown,
 }
 
 #[derive(clap::Args)]
@@ -139,6 +205,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report_command(args),
         Command::Validate(args) => validate_command(args),
         Command::Generate(args) => generate_command(args),
+        Command::Baseline(command) => baseline_command(command),
+        Command::Compare(args) => compare_command(args),
     }
 }
 
@@ -220,6 +288,77 @@ fn validate_command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     }
     args.scope.say_if_empty(result.traces_checked + result.pending, &store);
     Ok(if result.acceptable(args.max_broken) { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// The baselines directory: `--baselines`, else `<store>/baselines`.
+fn baselines_dir(baselines: Option<PathBuf>, store: &std::path::Path) -> Baselines {
+    Baselines { dir: baselines.unwrap_or_else(|| store.join("baselines")) }
+}
+
+/// The per-hop samples of the scope, as a baseline named `name`.
+fn measure(scope: &Scope, name: &str) -> anyhow::Result<(Baseline, PathBuf)> {
+    let config = scope.config()?;
+    let store = scope.store()?;
+    let range = scope.range()?;
+    let table = load(&store, range, &hoptrace_analyzer::hops::attribute_keys(&config))?;
+    let filters = Filters { run_id: scope.run.clone(), ..Filters::default() };
+    let extraction = hoptrace_analyzer::hops::extract(&table, &config, &filters);
+    scope.say_if_empty(extraction.traces, &store);
+    let source = match (&scope.run, scope.since) {
+        (Some(run), _) => format!("run {run}"),
+        (None, Some(since)) => format!("the {} before {}", humantime::format_duration(since), humantime::format_rfc3339_seconds(SystemTime::now())),
+        (None, None) => "a time range".to_owned(),
+    };
+    Ok((Baseline::from_extraction(name, source, &config, &extraction), store))
+}
+
+fn baseline_command(command: BaselineCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BaselineCommand::Save { name, scope, baselines } => {
+            let (baseline, store) = measure(&scope, &name)?;
+            if baseline.hops.is_empty() {
+                bail!("nothing to save: no hop of any category has a sample in this range");
+            }
+            let path = baselines_dir(baselines, &store).save(&baseline)?;
+            let samples: usize = baseline.hops.iter().map(|h| h.count).sum();
+            println!("saved baseline {name:?}: {} hops, {samples} samples, from {} ({})", baseline.hops.len(), baseline.source, path.display());
+        }
+        BaselineCommand::List { store, baselines } => {
+            let scope = Scope { since: None, from: None, to: None, run: None, store, config: None };
+            let store = scope.store()?;
+            let all = baselines_dir(baselines, &store).list()?;
+            if all.is_empty() {
+                println!("no baselines yet (analyzer baseline save NAME --run ID)");
+            }
+            for b in all {
+                let samples: usize = b.hops.iter().map(|h| h.count).sum();
+                println!("{:<24} {}  {:>3} hops  {:>9} samples  {}", b.name, b.created, b.hops.len(), samples, b.source);
+            }
+        }
+        BaselineCommand::Delete { name, store, baselines } => {
+            let scope = Scope { since: None, from: None, to: None, run: None, store, config: None };
+            baselines_dir(baselines, &scope.store()?).delete(&name)?;
+            println!("deleted baseline {name:?}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compare_command(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    let store = args.scope.store()?;
+    let before = baselines_dir(args.baselines.clone(), &store).load(&args.baseline)?;
+    let (after, _) = measure(&args.scope, "current")?;
+    let gate = Gate { threshold: args.threshold, min_shift_ns: args.min_shift.as_nanos() as i64, resamples: args.resamples.max(20) };
+    let result = hoptrace_analyzer::compare::compare(&before, &after, gate);
+    print!(
+        "{}",
+        match args.format {
+            CompareFormat::Table => result.table(),
+            CompareFormat::Json => result.json(),
+            CompareFormat::Markdown => result.markdown(),
+        }
+    );
+    Ok(if result.regressions > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }
 
 fn generate_command(args: GenerateArgs) -> anyhow::Result<ExitCode> {

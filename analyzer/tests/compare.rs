@@ -2,7 +2,7 @@
 //! hop only; the same distribution drawn with different seeds is not flagged, over a hundred seeds.
 
 use hoptrace_analyzer::baseline::{Baseline, Baselines};
-use hoptrace_analyzer::compare::{compare, parse_threshold, Verdict};
+use hoptrace_analyzer::compare::{compare, parse_threshold, Gate, Verdict};
 use hoptrace_analyzer::hops::{self, Filters};
 use hoptrace_analyzer::spans::SpanTable;
 use hoptrace_analyzer::synthetic::{self, Scenario};
@@ -25,7 +25,7 @@ fn scenario(seed: u64, tasks: usize) -> Scenario {
 fn a_fifteen_percent_slower_claim_is_flagged_on_the_claim_only() {
     let before = measured(&scenario(1, 400));
     let after = measured(&Scenario { claim_factor: 1.15, ..scenario(2, 400) });
-    let result = compare(&before, &after, 0.10, 400);
+    let result = compare(&before, &after, Gate::default());
     let flagged: Vec<(String, Option<String>, String)> = result
         .hops
         .iter()
@@ -38,6 +38,9 @@ fn a_fifteen_percent_slower_claim_is_flagged_on_the_claim_only() {
     let p50 = &result.hops.iter().find(|h| h.verdict == Verdict::Regression).unwrap().percentiles[0];
     assert!((10.0..20.0).contains(&p50.change_pct), "{p50:?}");
     assert!(p50.interval_pct.0 > 0.0);
+    // An absolute floor above the claim's shift (about 75 µs) leaves it unflagged.
+    let floored = compare(&before, &after, Gate { min_shift_ns: 200_000, ..Gate::default() });
+    assert_eq!(floored.regressions, 0);
 }
 
 #[test]
@@ -46,7 +49,7 @@ fn the_same_distribution_with_other_seeds_is_not_a_regression_in_a_hundred_runs(
     for seed in 0..100u64 {
         let before = measured(&scenario(1_000 + seed, 150));
         let after = measured(&scenario(5_000 + seed, 150));
-        let result = compare(&before, &after, 0.10, 200);
+        let result = compare(&before, &after, Gate { resamples: 200, ..Gate::default() });
         if result.regressions > 0 {
             flagged_runs.push((seed, result.table()));
         }
@@ -59,7 +62,7 @@ fn improvements_are_shown_and_hops_on_one_side_only_are_listed() {
     let before = measured(&Scenario { claim_factor: 1.3, ..scenario(3, 300) });
     let mut after = measured(&scenario(4, 300));
     after.hops.retain(|h| h.category != "e2e_latency");
-    let result = compare(&before, &after, 0.10, 300);
+    let result = compare(&before, &after, Gate { resamples: 300, ..Gate::default() });
     let verdict = |category: &str, hop: &str| {
         result.hops.iter().filter(|h| h.category == category && h.hop == hop).map(|h| h.verdict).collect::<Vec<_>>()
     };

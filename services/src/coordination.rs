@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::faults::{self, Delayed};
 use crate::queue::{self, Claimed, RESULT_QUEUE, STEP_QUEUE};
 use crate::templates::StepSpec;
 
@@ -137,6 +138,9 @@ pub async fn process_result(pool: &PgPool, claimed: Claimed) -> Result<ResultOut
     let outcome = match StepResult::from_message(&claimed.message) {
         None => ResultOutcome::Malformed,
         Some(result) => {
+            if let Some(delay) = faults::delay(Delayed::ResultProcessing) {
+                tokio::time::sleep(delay).await;
+            }
             span.set_attribute(KeyValue::new("task.uuid", result.task_uuid.to_string()));
             span.set_attribute(KeyValue::new("step.name", result.step_name.clone()));
             let recorded = record_result(pool, &cx, &result).await;

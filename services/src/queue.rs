@@ -16,7 +16,7 @@ use sqlx::postgres::{PgListener, PgPool};
 use sqlx::PgConnection;
 use tokio::sync::{oneshot, watch, Notify};
 
-use crate::faults::{self, Fault};
+use crate::faults::{self, Delayed, Fault};
 
 /// A PGMQ queue and the channel its sends are announced on.
 #[derive(Clone, Copy, Debug)]
@@ -92,6 +92,11 @@ pub async fn claim(pool: &PgPool, queue: Queue, visibility_timeout: Duration) ->
     .bind(visibility_timeout.as_secs().max(1) as i32)
     .fetch_optional(pool)
     .await?;
+    if row.is_some() && queue.name == STEP_QUEUE.name {
+        if let Some(delay) = faults::delay(Delayed::Claim) {
+            tokio::time::sleep(delay).await;
+        }
+    }
     let read_ended = SystemTime::now();
     Ok(row.map(|(message_id, read_count, message, headers)| {
         let producer = propagation::extract(&headers.unwrap_or(Value::Null));

@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
-use crate::faults::{self, Fault};
+use crate::faults::{self, Delayed, Fault};
 use crate::handlers::Handler;
 use crate::queue::{self, Claimed, RESULT_QUEUE, STEP_QUEUE};
 
@@ -120,7 +120,13 @@ async fn execute_step(pool: &PgPool, claimed: Claimed) -> Result<(), sqlx::Error
     let execute = Hop::internal(&execute_parent, format!("execute {}", handler.name()));
     execute.set_attribute(KeyValue::new("step.handler", handler.name()));
     execute.set_attribute(KeyValue::new("step.name", step_name.to_owned()));
-    let outcome = execute.run(handler.run(pool, task_uuid, &message["input"])).await;
+    let run = async {
+        if let Some(delay) = faults::delay(Delayed::Handler) {
+            tokio::time::sleep(delay).await;
+        }
+        handler.run(pool, task_uuid, &message["input"]).await
+    };
+    let outcome = execute.run(run).await;
     let result = match outcome {
         Ok(output) => json!({ "task_uuid": task_uuid, "step_name": step_name, "result": output }),
         Err(error) => json!({ "task_uuid": task_uuid, "step_name": step_name, "error": error }),
