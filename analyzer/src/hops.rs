@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{Config, Edge, Measure, Selector};
+use crate::critical_path::{self, Segment};
 use crate::select::{keys_of, Matches, Selectors};
 use crate::skew::{self, ClockOffsets};
 use crate::spans::{FxMap, SpanTable, TraceIndex, NONE};
@@ -36,6 +37,61 @@ pub struct HopSamples {
     pub correction_max_ns: i64,
     /// Cross-process samples whose clock offset the trace's bounds could not settle (kept uncorrected).
     pub uncorrectable: usize,
+    /// For an `interval` hop: each trace's critical path over the interval.
+    pub paths: Paths,
+}
+
+/// Critical paths, one per sample: trace `k`'s pieces are `pieces[starts[k]..starts[k + 1]]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Paths {
+    pub starts: Vec<u32>,
+    pub pieces: Vec<(Segment, i64)>,
+}
+
+impl Paths {
+    fn push(&mut self, pieces: &mut Vec<(Segment, i64)>) {
+        if self.starts.is_empty() {
+            self.starts.push(0);
+        }
+        // One piece per segment: a path passes the same kind of span once per step.
+        pieces.sort_unstable_by_key(|p| p.0);
+        let mut merged: Vec<(Segment, i64)> = Vec::with_capacity(pieces.len());
+        for &(segment, ns) in pieces.iter() {
+            match merged.last_mut() {
+                Some(last) if last.0 == segment => last.1 += ns,
+                _ => merged.push((segment, ns)),
+            }
+        }
+        self.pieces.extend(merged);
+        self.starts.push(self.pieces.len() as u32);
+        pieces.clear();
+    }
+
+    fn merge(&mut self, other: Paths) {
+        if other.starts.is_empty() {
+            return;
+        }
+        if self.starts.is_empty() {
+            self.starts.push(0);
+        }
+        let shift = self.pieces.len() as u32;
+        self.pieces.extend(other.pieces);
+        self.starts.extend(other.starts[1..].iter().map(|s| s + shift));
+    }
+
+    fn of(&self, k: usize) -> &[(Segment, i64)] {
+        &self.pieces[self.starts[k] as usize..self.starts[k + 1] as usize]
+    }
+}
+
+/// Where the time of an interval hop goes, at its median and in its tail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CriticalPath {
+    /// Traces in the median band (40th to 60th percentile of the interval) and the tail (99th and up).
+    pub median_traces: usize,
+    pub tail_traces: usize,
+    /// (segment, share of the interval in the median band, share in the tail), largest tail share first.
+    pub segments: Vec<(String, f64, f64)>,
 }
 
 impl HopSamples {
@@ -54,6 +110,7 @@ impl HopSamples {
     }
 
     fn merge(&mut self, other: HopSamples) {
+        self.paths.merge(other.paths);
         self.values.extend(other.values);
         self.cross_process += other.cross_process;
         self.corrected += other.corrected;
@@ -74,6 +131,8 @@ struct Correction {
 #[derive(Debug, Default)]
 pub struct Extraction {
     pub samples: BTreeMap<(usize, Option<String>, usize), HopSamples>,
+    /// Per interval hop: its critical path at the median and in the tail.
+    pub critical_paths: BTreeMap<(usize, Option<String>, usize), CriticalPath>,
     pub traces: usize,
     pub spans: usize,
 }
@@ -171,6 +230,7 @@ struct Scratch {
     matches: Matches,
     offsets: ClockOffsets,
     children: Vec<(i64, i64)>,
+    pieces: Vec<(Segment, i64)>,
 }
 
 /// Applies every rule of `config` to every trace in `table`.
@@ -209,7 +269,49 @@ pub fn extract(table: &SpanTable, config: &Config, filters: &Filters) -> Extract
             extraction.samples.entry((category, variant, hop)).or_default().merge(samples);
         }
     }
+    for (key, samples) in extraction.samples.iter_mut() {
+        if !samples.paths.starts.is_empty() {
+            let paths = std::mem::take(&mut samples.paths);
+            extraction.critical_paths.insert(key.clone(), critical_path(table, &samples.values, &paths));
+        }
+    }
     extraction
+}
+
+/// Shares of each segment in the median band and the tail of the interval's samples.
+fn critical_path(table: &SpanTable, totals: &[i64], paths: &Paths) -> CriticalPath {
+    let mut order: Vec<usize> = (0..totals.len()).collect();
+    order.sort_unstable_by_key(|&k| totals[k]);
+    let n = order.len();
+    let median = &order[n * 2 / 5..(n * 3 / 5).max(n * 2 / 5 + 1).min(n)];
+    let tail = &order[(n * 99 / 100).min(n - 1)..];
+    let shares = |band: &[usize]| {
+        let total: i64 = band.iter().map(|&k| totals[k]).sum::<i64>().max(1);
+        let mut by_segment: FxMap<Segment, i64> = FxMap::default();
+        for &k in band {
+            for &(segment, ns) in paths.of(k) {
+                *by_segment.entry(segment).or_default() += ns;
+            }
+        }
+        (by_segment, total)
+    };
+    let ((mid, mid_total), (end, end_total)) = (shares(median), shares(tail));
+    let mut segments: Vec<(String, f64, f64)> = mid
+        .keys()
+        .chain(end.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|segment| {
+            let label = match *segment {
+                Segment::Span(name) => table.strings.resolve(name).to_owned(),
+                Segment::Gap(from, to) => format!("{} ⇢ {}", table.strings.resolve(from), table.strings.resolve(to)),
+            };
+            let share = |map: &FxMap<Segment, i64>, total: i64| *map.get(segment).unwrap_or(&0) as f64 / total as f64;
+            (label, share(&mid, mid_total), share(&end, end_total))
+        })
+        .collect();
+    segments.sort_by(|a, b| b.2.total_cmp(&a.2).then(b.1.total_cmp(&a.1)).then(a.0.cmp(&b.0)));
+    CriticalPath { median_traces: median.len(), tail_traces: tail.len(), segments }
 }
 
 /// Returns whether the trace was analysed (it passed the run filter).
@@ -238,7 +340,7 @@ fn analyse_trace(
     plan.selectors.evaluate(t, base, n, &s.parent, &mut s.matches);
     skew::estimate(t, base, n, &s.parent, &find, &mut s.offsets);
 
-    let Scratch { parent, matches, offsets, children, .. } = s;
+    let Scratch { parent, matches, offsets, children, pieces, .. } = s;
     let variant = |slot: Option<usize>, mut i: u32| -> u32 {
         let Some(slot) = slot else { return NONE };
         while i != NONE {
@@ -316,7 +418,17 @@ fn analyse_trace(
                     }
                 }
                 if let Some((end, correction, cross)) = last {
-                    record(a, end - t.start[base + a], cross.then_some(correction));
+                    let b_last = (0..n)
+                        .filter(|&b| matches.get(b, to))
+                        .max_by_key(|&b| t.end[base + b] - offsets.between(base, a, b, t).shift)
+                        .expect("a `to` span was found above");
+                    let start = |i: usize| t.start[base + i] - offsets.between(base, a, i, t).shift;
+                    let stop = |i: usize| t.end[base + i] - offsets.between(base, a, i, t).shift;
+                    critical_path::walk(t, base, n, parent, &start, &stop, a, b_last, pieces);
+                    let key = (rule.category, variant(rule.group_slot, a as u32), rule.hop);
+                    let samples = out.entry(key).or_default();
+                    samples.push(end - t.start[base + a], cross.then_some(correction));
+                    samples.paths.push(pieces);
                 }
             }
             CompiledMeasure::Difference { outer, inner } => {

@@ -8,6 +8,7 @@
 pub mod baseline;
 pub mod compare;
 pub mod config;
+pub mod critical_path;
 pub mod hops;
 pub mod report;
 pub mod select;

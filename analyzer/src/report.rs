@@ -55,6 +55,27 @@ pub struct VariantReport {
     /// The `group_by` value; null when the category has none or a span lacked it.
     pub variant: Option<String>,
     pub hops: Vec<HopReport>,
+    /// For a category with an `interval` hop: where its time goes along the critical path.
+    pub critical_path: Option<CriticalPathReport>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CriticalPathReport {
+    /// The interval hop the path covers.
+    pub hop: String,
+    /// Traces in the median band (40th–60th percentile of the interval) and in the tail (99th and up).
+    pub median_traces: usize,
+    pub tail_traces: usize,
+    /// Largest share in the tail first.
+    pub segments: Vec<PathShare>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PathShare {
+    /// A span name (its own time on the path) or `from ⇢ to` (the wait between two spans).
+    pub segment: String,
+    pub share_median: f64,
+    pub share_tail: f64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -81,8 +102,9 @@ pub struct TooFew {
 }
 
 impl Report {
-    pub fn build(config: &Config, extraction: Extraction, store: String, range: Range, run_id: Option<String>) -> Report {
+    pub fn build(config: &Config, mut extraction: Extraction, store: String, range: Range, run_id: Option<String>) -> Report {
         let mut total = SkewTotals::default();
+        let mut paths = std::mem::take(&mut extraction.critical_paths);
         let mut categories: Vec<CategoryReport> = Vec::new();
         for ((c, variant, h), mut samples) in extraction.samples {
             let category = &config.categories[c];
@@ -124,9 +146,26 @@ impl Report {
             }
             let report = categories.last_mut().expect("pushed above");
             if report.variants.last().is_none_or(|last| last.variant != variant) {
-                report.variants.push(VariantReport { variant, hops: Vec::new() });
+                report.variants.push(VariantReport { variant: variant.clone(), hops: Vec::new(), critical_path: None });
             }
-            report.variants.last_mut().expect("pushed above").hops.push(hop);
+            let variant_report = report.variants.last_mut().expect("pushed above");
+            if let Some(path) = paths.remove(&(c, variant, h)) {
+                variant_report.critical_path = Some(CriticalPathReport {
+                    hop: rule.name.clone(),
+                    median_traces: path.median_traces,
+                    tail_traces: path.tail_traces,
+                    segments: path
+                        .segments
+                        .into_iter()
+                        .map(|(segment, share_median, share_tail)| PathShare {
+                            segment,
+                            share_median: (share_median * 1e4).round() / 1e4,
+                            share_tail: (share_tail * 1e4).round() / 1e4,
+                        })
+                        .collect(),
+                });
+            }
+            variant_report.hops.push(hop);
         }
         Report {
             schema: SCHEMA,
@@ -288,10 +327,41 @@ pub fn table(report: &Report, colour: bool) -> String {
                 out.push_str(line.trim_end());
                 out.push('\n');
             }
+            if let Some(path) = &variant.critical_path {
+                out.push_str(&critical_path_lines(path));
+            }
         }
     }
     if report.hops().any(|(_, _, h)| !h.too_few_samples.is_empty()) {
         out.push_str("\nn<K: too few samples for that percentile (it needs at least K)\n");
+    }
+    out
+}
+
+/// Segments shown in the table: those with at least this share at the median or in the tail.
+const SHOWN_SHARE: f64 = 0.02;
+
+fn critical_path_lines(path: &CriticalPathReport) -> String {
+    let shown = |s: &&PathShare| s.share_median >= SHOWN_SHARE || s.share_tail >= SHOWN_SHARE;
+    let rows: Vec<&PathShare> = path.segments.iter().filter(shown).collect();
+    let width = rows.iter().map(|s| s.segment.chars().count()).max().unwrap_or(0).max("segment".len());
+    let mut out = format!(
+        "    critical path of {}: share at the median ({} traces) and in the tail ({} traces)\n      {:<width$}  {:>7}  {:>7}\n",
+        path.hop, path.median_traces, path.tail_traces, "segment", "median", "tail"
+    );
+    for s in &rows {
+        let pad = width - s.segment.chars().count();
+        out.push_str(&format!(
+            "      {}{}  {:>6.1}%  {:>6.1}%\n",
+            s.segment,
+            " ".repeat(pad),
+            s.share_median * 100.0,
+            s.share_tail * 100.0
+        ));
+    }
+    let rest = path.segments.len() - rows.len();
+    if rest > 0 {
+        out.push_str(&format!("      ({rest} more segments under 2% each; all in --format json)\n"));
     }
     out
 }

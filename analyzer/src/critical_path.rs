@@ -1,0 +1,211 @@
+//! The critical path of a trace, queue and notify hops included: the chain of work and waiting that
+//! decided when the trace's last span ended.
+//!
+//! Walking back from the end: inside a span, the time after its latest-ending synchronous child is the
+//! span's own; that child is entered next; before the first child, the span's own time again. Consumers
+//! (a `process`, a notify reception) and pulls under a producer (a queue read) are asynchronous: they are
+//! not entered from their parent, but when the walk reaches one, it leaves it for what happened before it
+//! — the latest sibling in the same process that ended before it started (the read that claimed the
+//! message), else its producer — and the wait in between is a gap of its own (queue wait). Tracing UIs
+//! drop that producer/consumer work from their critical paths; here it is usually most of it.
+
+use crate::spans::{SpanTable, NONE};
+
+const CLIENT: u8 = 3;
+const PRODUCER: u8 = 4;
+const CONSUMER: u8 = 5;
+
+/// A piece of the critical path: a span's own time, or the gap from one span to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Segment {
+    /// Own time of spans with this name id.
+    Span(u32),
+    /// The wait between the end of a span named `.0` and the start of one named `.1`.
+    Gap(u32, u32),
+}
+
+/// Whether the span at row `child` runs apart from its parent at row `parent` (it is a consumer, or a read
+/// under a producer).
+fn asynchronous(t: &SpanTable, parent: usize, child: usize) -> bool {
+    t.kind[child] == CONSUMER || (t.kind[child] == CLIENT && t.kind[parent] == PRODUCER)
+}
+
+/// The critical path of the trace in rows `base..base + n` that ends at `last`'s end, clipped to start no
+/// earlier than `from`'s start. `start`/`end` give times on one clock (skew-corrected), `parent` the
+/// parents' positions. Appends (segment, ns) pieces to `out`, latest first.
+#[allow(clippy::too_many_arguments)]
+pub fn walk(
+    t: &SpanTable,
+    base: usize,
+    n: usize,
+    parent: &[u32],
+    start: &dyn Fn(usize) -> i64,
+    end: &dyn Fn(usize) -> i64,
+    from: usize,
+    last: usize,
+    out: &mut Vec<(Segment, i64)>,
+) {
+    let floor = start(from);
+    let name = |i: usize| t.name[base + i];
+    let mut push = |segment: Segment, from: i64, to: i64| {
+        let (from, to) = (from.max(floor), to);
+        if to > from {
+            out.push((segment, to - from));
+        }
+    };
+    let (mut s, mut cursor) = (last, end(last));
+    // Each step either moves the cursor back or leaves a span for one that began earlier: bounded.
+    for _ in 0..4 * n + 4 {
+        if cursor <= floor {
+            return;
+        }
+        // The latest synchronous child of `s` that ended by the cursor.
+        let child = (0..n)
+            .filter(|&c| parent[c] == s as u32 && !asynchronous(t, base + s, base + c) && end(c) <= cursor && end(c) > start(s))
+            .max_by_key(|&c| (end(c), c));
+        if let Some(c) = child {
+            push(Segment::Span(name(s)), end(c), cursor);
+            s = c;
+            cursor = end(c);
+            continue;
+        }
+        push(Segment::Span(name(s)), start(s), cursor);
+        let p = parent[s];
+        if p == NONE {
+            return;
+        }
+        let p = p as usize;
+        if !asynchronous(t, base + p, base + s) {
+            // Back in the parent, before this child began.
+            cursor = start(s);
+            s = p;
+            continue;
+        }
+        // An asynchronous span: what came before it in its own process, else its producer.
+        let before = (0..n)
+            .filter(|&x| x != s && parent[x] == p as u32 && t.process[base + x] == t.process[base + s] && end(x) <= start(s))
+            .max_by_key(|&x| (end(x), x));
+        let predecessor = before.unwrap_or(p);
+        push(Segment::Gap(name(predecessor), name(s)), end(predecessor).min(start(s)), start(s));
+        cursor = end(predecessor).min(start(s));
+        s = predecessor;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (name, kind, parent position or NONE, start, end, process)
+    type S = (&'static str, u8, u32, i64, i64, &'static str);
+
+    /// The spans as the second trace of a table (the first is another trace's consumer), so positions
+    /// within the trace and rows of the table differ, as they do in real tables.
+    fn table(spans: &[S]) -> SpanTable {
+        let mut t = SpanTable::default();
+        let other: S = ("elsewhere", CONSUMER, NONE, 0, 1, "x");
+        for (i, &(name, kind, parent, start, end, process)) in std::iter::once(&other).chain(spans).enumerate() {
+            t.span_id.push(i as u64 + 1);
+            t.parent_id.push(if parent == NONE { 0 } else { parent as u64 + 1 });
+            let name = t.strings.intern(name);
+            t.name.push(name);
+            t.kind.push(kind);
+            let process = t.strings.intern(process);
+            t.service.push(process);
+            t.process.push(process);
+            t.start.push(start);
+            t.end.push(end);
+        }
+        t.traces = vec![0..1, 1..spans.len() + 1];
+        t
+    }
+
+    /// The path from the start of span `from` to the end of span `last`, as (label, ns), summed by label.
+    fn path(spans: &[S], from: usize, last: usize) -> Vec<(String, i64)> {
+        let t = table(spans);
+        let parent: Vec<u32> = spans.iter().map(|s| s.2).collect();
+        let mut pieces = Vec::new();
+        walk(&t, 1, spans.len(), &parent, &|i| t.start[1 + i], &|i| t.end[1 + i], from, last, &mut pieces);
+        let mut by_label: std::collections::BTreeMap<String, i64> = Default::default();
+        for (segment, ns) in pieces {
+            let label = match segment {
+                Segment::Span(n) => t.strings.resolve(n).to_owned(),
+                Segment::Gap(a, b) => format!("{} ⇢ {}", t.strings.resolve(a), t.strings.resolve(b)),
+            };
+            *by_label.entry(label).or_default() += ns;
+        }
+        let total: i64 = by_label.values().sum();
+        assert_eq!(total, spans[last].4 - spans[from].3, "the path covers the interval exactly");
+        by_label.into_iter().collect()
+    }
+
+    fn owned(expected: &[(&str, i64)]) -> Vec<(String, i64)> {
+        let mut v: Vec<(String, i64)> = expected.iter().map(|(l, n)| (l.to_string(), *n)).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn sequential_children_share_the_parent_with_its_own_time() {
+        let spans = [("root", 2, NONE, 0, 100, "a"), ("A", 3, 0, 10, 40, "a"), ("B", 3, 0, 50, 90, "a")];
+        assert_eq!(path(&spans, 0, 0), owned(&[("root", 30), ("A", 30), ("B", 40)]));
+    }
+
+    #[test]
+    fn in_a_diamond_only_the_branch_that_finished_last_is_on_the_path() {
+        let spans = [
+            ("root", 2, NONE, 0, 100, "a"),
+            ("left", 1, 0, 10, 60, "a"),
+            ("right", 1, 0, 10, 80, "a"),
+            ("join", 1, 0, 85, 95, "a"),
+        ];
+        assert_eq!(path(&spans, 0, 0), owned(&[("root", 20), ("right", 70), ("join", 10)]));
+    }
+
+    #[test]
+    fn queue_waits_are_gaps_on_the_path_through_the_claim() {
+        // The orchestrator sends at 2..4; a worker claims the message at 6..7 and processes it at 7.5..20.
+        let spans = [
+            ("POST", 2, NONE, 0, 10, "orch"),
+            ("send", 4, 0, 2, 4, "orch"),
+            ("claim", 3, 1, 6, 7, "worker"),
+            ("process", 5, 1, 8, 20, "worker"),
+            ("execute", 1, 3, 9, 18, "worker"),
+        ];
+        assert_eq!(
+            path(&spans, 0, 3),
+            owned(&[
+                ("process", 3),
+                ("execute", 9),
+                ("claim ⇢ process", 1),
+                ("claim", 1),
+                ("send ⇢ claim", 2),
+                ("send", 2),
+                ("POST", 2),
+            ])
+        );
+    }
+
+    #[test]
+    fn two_step_cycles_chain_through_both_queues() {
+        // Step one's result is processed by the orchestrator, which enqueues step two, which completes.
+        let spans = [
+            ("POST", 2, NONE, 0, 5, "orch"),               // 0
+            ("send step", 4, 0, 1, 2, "orch"),            // 1
+            ("process step", 5, 1, 4, 10, "worker"),      // 2
+            ("send result", 4, 2, 6, 8, "worker"),        // 3
+            ("process result", 5, 3, 12, 30, "orch"),     // 4
+            ("send step", 4, 4, 13, 14, "orch"),          // 5
+            ("process step", 5, 5, 16, 25, "worker"),     // 6
+            ("send result", 4, 6, 20, 22, "worker"),      // 7
+            ("process result", 5, 7, 26, 35, "orch"),     // 8
+            ("complete", 1, 8, 30, 34, "orch"),           // 9
+        ];
+        let p = path(&spans, 0, 9);
+        let get = |label: &str| p.iter().find(|(l, _)| l == label).map_or(0, |(_, n)| *n);
+        assert_eq!(get("complete"), 4);
+        assert_eq!(get("send result ⇢ process result"), (26 - 22) + (12 - 8));
+        assert_eq!(get("send step ⇢ process step"), (16 - 14) + (4 - 2));
+        assert_eq!(get("POST"), 1, "only the request's time before the first send is on the path");
+    }
+}
