@@ -26,7 +26,7 @@ pub enum Segment {
 
 /// Whether the span at row `child` runs apart from its parent at row `parent` (it is a consumer, or a read
 /// under a producer).
-fn asynchronous(t: &SpanTable, parent: usize, child: usize) -> bool {
+pub fn asynchronous(t: &SpanTable, parent: usize, child: usize) -> bool {
     t.kind[child] == CONSUMER || (t.kind[child] == CLIENT && t.kind[parent] == PRODUCER)
 }
 

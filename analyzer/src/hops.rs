@@ -46,13 +46,16 @@ pub struct HopSamples {
 pub struct Paths {
     pub starts: Vec<u32>,
     pub pieces: Vec<(Segment, i64)>,
+    /// The trace (its number in the table) of each path.
+    pub traces: Vec<u32>,
 }
 
 impl Paths {
-    fn push(&mut self, pieces: &mut Vec<(Segment, i64)>) {
+    fn push(&mut self, trace: u32, pieces: &mut Vec<(Segment, i64)>) {
         if self.starts.is_empty() {
             self.starts.push(0);
         }
+        self.traces.push(trace);
         // One piece per segment: a path passes the same kind of span once per step.
         pieces.sort_unstable_by_key(|p| p.0);
         let mut merged: Vec<(Segment, i64)> = Vec::with_capacity(pieces.len());
@@ -75,6 +78,7 @@ impl Paths {
             self.starts.push(0);
         }
         let shift = self.pieces.len() as u32;
+        self.traces.extend(other.traces);
         self.pieces.extend(other.pieces);
         self.starts.extend(other.starts[1..].iter().map(|s| s + shift));
     }
@@ -92,6 +96,33 @@ pub struct CriticalPath {
     pub tail_traces: usize,
     /// (segment, share of the interval in the median band, share in the tail), largest tail share first.
     pub segments: Vec<(String, f64, f64)>,
+    /// The traces at the median and at the 99th percentile of the interval, span by span.
+    pub exemplars: Vec<Exemplar>,
+}
+
+/// One trace, for a waterfall.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Exemplar {
+    /// `p50` or `p99`.
+    pub at: &'static str,
+    pub trace_id: String,
+    pub interval_ns: i64,
+    /// In start order.
+    pub spans: Vec<ExemplarSpan>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ExemplarSpan {
+    pub name: String,
+    pub service: String,
+    /// Nanoseconds from the trace's first start, as recorded.
+    pub start_ns: i64,
+    pub end_ns: i64,
+    /// Depth in the tree (0 for the root); the parent's position in `spans`, when any.
+    pub depth: u32,
+    pub parent: Option<u32>,
+    /// Whether the span is a consumer or a read under a producer: drawn after a gap from its parent.
+    pub asynchronous: bool,
 }
 
 impl HopSamples {
@@ -242,14 +273,16 @@ pub fn extract(table: &SpanTable, config: &Config, filters: &Filters) -> Extract
         let handles: Vec<_> = table
             .traces
             .chunks(per_thread)
-            .map(|traces| {
+            .enumerate()
+            .map(|(chunk, traces)| {
                 let plan = &plan;
                 scope.spawn(move || {
                     let mut out = FxMap::default();
                     let (mut n_traces, mut n_spans) = (0, 0);
                     let mut scratch = Scratch::default();
-                    for trace in traces {
-                        if analyse_trace(table, plan, trace.clone(), &mut scratch, &mut out) {
+                    for (k, trace) in traces.iter().enumerate() {
+                        let trace_no = (chunk * per_thread + k) as u32;
+                        if analyse_trace(table, plan, trace_no, trace.clone(), &mut scratch, &mut out) {
                             n_traces += 1;
                             n_spans += trace.len();
                         }
@@ -311,13 +344,52 @@ fn critical_path(table: &SpanTable, totals: &[i64], paths: &Paths) -> CriticalPa
         })
         .collect();
     segments.sort_by(|a, b| b.2.total_cmp(&a.2).then(b.1.total_cmp(&a.1)).then(a.0.cmp(&b.0)));
-    CriticalPath { median_traces: median.len(), tail_traces: tail.len(), segments }
+    let exemplar = |at: &'static str, k: usize| exemplar(table, paths.traces[k] as usize, at, totals[k]);
+    let exemplars = vec![exemplar("p50", order[(n - 1) / 2]), exemplar("p99", order[((n * 99).div_ceil(100)).clamp(1, n) - 1])];
+    CriticalPath { median_traces: median.len(), tail_traces: tail.len(), segments, exemplars }
+}
+
+fn exemplar(t: &SpanTable, trace: usize, at: &'static str, interval_ns: i64) -> Exemplar {
+    let rows = t.traces[trace].clone();
+    let mut order: Vec<usize> = rows.clone().collect();
+    order.sort_by_key(|&r| (t.start[r], r));
+    let origin = order.first().map_or(0, |&r| t.start[r]);
+    let position = |id: u64| order.iter().position(|&r| t.span_id[r] == id);
+    let parents: Vec<Option<usize>> =
+        order.iter().map(|&r| if t.parent_id[r] == 0 { None } else { position(t.parent_id[r]) }).collect();
+    let depth = |mut i: usize| {
+        let mut d = 0;
+        while let Some(p) = parents[i] {
+            d += 1;
+            i = p;
+            if d > order.len() {
+                break;
+            }
+        }
+        d
+    };
+    let spans = order
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| ExemplarSpan {
+            name: t.strings.resolve(t.name[r]).to_owned(),
+            service: t.strings.resolve(t.process[r]).to_owned(),
+            start_ns: t.start[r] - origin,
+            end_ns: t.end[r] - origin,
+            depth: depth(i) as u32,
+            parent: parents[i].map(|p| p as u32),
+            asynchronous: parents[i].is_some_and(|p| crate::critical_path::asynchronous(t, order[p], r)),
+        })
+        .collect();
+    let trace_id = t.trace_ids[trace].iter().map(|b| format!("{b:02x}")).collect();
+    Exemplar { at, trace_id, interval_ns, spans }
 }
 
 /// Returns whether the trace was analysed (it passed the run filter).
 fn analyse_trace(
     t: &SpanTable,
     plan: &Plan,
+    trace_no: u32,
     rows: std::ops::Range<usize>,
     s: &mut Scratch,
     out: &mut FxMap<(usize, u32, usize), HopSamples>,
@@ -428,7 +500,7 @@ fn analyse_trace(
                     let key = (rule.category, variant(rule.group_slot, a as u32), rule.hop);
                     let samples = out.entry(key).or_default();
                     samples.push(end - t.start[base + a], cross.then_some(correction));
-                    samples.paths.push(pieces);
+                    samples.paths.push(trace_no, pieces);
                 }
             }
             CompiledMeasure::Difference { outer, inner } => {

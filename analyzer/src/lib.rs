@@ -10,6 +10,7 @@ pub mod compare;
 pub mod config;
 pub mod critical_path;
 pub mod hops;
+pub mod html;
 pub mod report;
 pub mod select;
 pub mod skew;
@@ -37,9 +38,15 @@ pub fn load(dir: &Path, range: TimeRange, keys: &[String]) -> anyhow::Result<spa
 
 /// Reads the spans of `range` from the store at `dir` and reports on them.
 pub fn analyze(dir: &Path, range: TimeRange, config: &Config, filters: &Filters) -> anyhow::Result<Report> {
+    analyze_with(dir, range, config, filters, false)
+}
+
+/// [`analyze`], and with `details` the distributions and exemplar traces the HTML report draws.
+pub fn analyze_with(dir: &Path, range: TimeRange, config: &Config, filters: &Filters, details: bool) -> anyhow::Result<Report> {
     let table = load(dir, range, &hops::attribute_keys(config))?;
     let extraction = hops::extract(&table, config, filters);
-    Ok(Report::build(config, extraction, dir.display().to_string(), describe(range), filters.run_id.clone()))
+    let (store, run) = (dir.display().to_string(), filters.run_id.clone());
+    Ok(Report::build(config, extraction, store, describe(range), run, details))
 }
 
 fn describe(range: TimeRange) -> report::Range {

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hoptrace_analyzer::baseline::{Baseline, Baselines};
 use hoptrace_analyzer::compare::Gate;
 use hoptrace_analyzer::validate::{validate, MaxBroken};
-use hoptrace_analyzer::{analyze, load, report, Config, Filters};
+use hoptrace_analyzer::{analyze_with, load, report, Config, Filters};
 use hoptrace_store::TimeRange;
 
 
@@ -153,6 +153,9 @@ struct ReportArgs {
     service: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Write the report to this file instead of standard output (the HTML report needs one).
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -187,6 +190,8 @@ enum Format {
     Json,
     Csv,
     Markdown,
+    /// One self-contained page with charts (no network needed to open it).
+    Html,
 }
 
 fn main() -> ExitCode {
@@ -260,16 +265,38 @@ fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let store = args.scope.store()?;
     let range = args.scope.range()?;
     let filters = Filters { run_id: args.scope.run.clone(), categories: args.category, service: args.service };
-    let report = analyze(&store, range, &config, &filters)?;
+    let html = matches!(args.format, Format::Html);
+    if html && args.output.is_none() {
+        bail!("--format html writes a page: give it a file with -o report.html");
+    }
+    let report = analyze_with(&store, range, &config, &filters, html)?;
     let text = match args.format {
-        Format::Table => report::table(&report, std::io::stdout().is_terminal()),
+        Format::Table => report::table(&report, args.output.is_none() && std::io::stdout().is_terminal()),
         Format::Json => report::json(&report),
         Format::Csv => report::csv(&report),
         Format::Markdown => report::markdown(&report),
+        Format::Html => hoptrace_analyzer::html::render(&report, &|category, variant, hop| targets(&config, category, variant, hop)),
     };
-    print!("{text}");
+    match &args.output {
+        None => print!("{text}"),
+        Some(path) => std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?,
+    }
     args.scope.say_if_empty(report.traces, &store);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The target limits of a hop for a variant, drawn on its distribution in the HTML report.
+fn targets(config: &Config, category: &str, variant: &str, hop: &str) -> Vec<(hoptrace_analyzer::config::Percentile, i64)> {
+    config
+        .categories
+        .iter()
+        .find(|c| c.name == category)
+        .into_iter()
+        .flat_map(|c| c.hops.iter())
+        .filter(|h| h.name == hop)
+        .filter_map(|h| h.target_for(variant))
+        .flat_map(|t| t.limits.iter().map(|(p, d)| (*p, d.as_nanos() as i64)))
+        .collect()
 }
 
 fn validate_command(args: ValidateArgs) -> anyhow::Result<ExitCode> {

@@ -68,6 +68,9 @@ pub struct CriticalPathReport {
     pub tail_traces: usize,
     /// Largest share in the tail first.
     pub segments: Vec<PathShare>,
+    /// The traces at the median and at the 99th percentile, span by span (with details only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exemplars: Vec<crate::hops::Exemplar>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -93,6 +96,9 @@ pub struct HopReport {
     pub target: Option<String>,
     pub verdict: Option<Verdict>,
     pub clock_skew: Skew,
+    /// The cumulative distribution as (ns, fraction of samples at or below) points (with details only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<Vec<(i64, f64)>>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -102,7 +108,16 @@ pub struct TooFew {
 }
 
 impl Report {
-    pub fn build(config: &Config, mut extraction: Extraction, store: String, range: Range, run_id: Option<String>) -> Report {
+    /// Summarises an extraction; with `details`, each hop also gets its cumulative distribution and each
+    /// critical path its exemplar traces (what the HTML report draws).
+    pub fn build(
+        config: &Config,
+        mut extraction: Extraction,
+        store: String,
+        range: Range,
+        run_id: Option<String>,
+        details: bool,
+    ) -> Report {
         let mut total = SkewTotals::default();
         let mut paths = std::mem::take(&mut extraction.critical_paths);
         let mut categories: Vec<CategoryReport> = Vec::new();
@@ -110,6 +125,7 @@ impl Report {
             let category = &config.categories[c];
             let rule = &category.hops[h];
             let Some(summary) = Summary::of(&mut samples.values) else { continue };
+            let distribution = details.then(|| cumulative(&mut samples.values));
             total.add(&samples);
             let target = rule.target_for(variant.as_deref().unwrap_or(""));
             let hop = HopReport {
@@ -135,6 +151,7 @@ impl Report {
                 target: target.map(|t| t.text.clone()),
                 verdict: target.map(|t| Verdict::judge(t, &summary)),
                 clock_skew: SkewTotals::of(&samples).skew(),
+                distribution,
             };
             if categories.last().is_none_or(|last| last.name != category.name) {
                 categories.push(CategoryReport {
@@ -163,6 +180,7 @@ impl Report {
                             share_tail: (share_tail * 1e4).round() / 1e4,
                         })
                         .collect(),
+                    exemplars: if details { path.exemplars } else { Vec::new() },
                 });
             }
             variant_report.hops.push(hop);
@@ -189,6 +207,19 @@ impl Report {
             .iter()
             .flat_map(|c| c.variants.iter().flat_map(move |v| v.hops.iter().map(move |h| (c, v, h))))
     }
+}
+
+/// Points of the cumulative distribution: at most 64, evenly spaced in rank, the maximum included.
+fn cumulative(values: &mut [i64]) -> Vec<(i64, f64)> {
+    values.sort_unstable();
+    let n = values.len();
+    let points = n.min(64);
+    (1..=points)
+        .map(|k| {
+            let rank = (k * n).div_ceil(points);
+            (values[rank - 1], rank as f64 / n as f64)
+        })
+        .collect()
 }
 
 #[derive(Default)]

@@ -1,0 +1,247 @@
+//! The report as one self-contained HTML page: no script, no network, charts drawn as inline SVG.
+//!
+//! Per category and variant: a stacked bar of where the interval's time goes along the critical path
+//! (median and tail), each hop's cumulative latency distribution with its target as a vertical line, and a
+//! waterfall of the median and the 99th-percentile exemplar traces, asynchronous spans drawn after the
+//! gap that separates them from their producer. The report's JSON is embedded as
+//! `<script type="application/json" id="hoptrace-report">`, so the page's data can be checked against it.
+
+use std::fmt::Write as _;
+
+use crate::config::Percentile;
+use crate::hops::Exemplar;
+use crate::report::{human, CriticalPathReport, HopReport, Report};
+use crate::stats::Verdict;
+
+const PALETTE: [&str; 10] =
+    ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
+
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The page.
+/// `targets(category, variant, hop)` gives the limits drawn on a hop's distribution.
+pub fn render(report: &Report, targets: &dyn Fn(&str, &str, &str) -> Vec<(Percentile, i64)>) -> String {
+    let mut body = String::new();
+    let _ = write!(
+        body,
+        "<h1>hoptrace report</h1><p class=meta>{} · {} traces, {} spans · clock skew: {} cross-process samples, {} corrected, {} could not be corrected</p>",
+        esc(&range_text(report)),
+        report.traces,
+        report.spans,
+        report.clock_skew.cross_process_samples,
+        report.clock_skew.corrected,
+        report.clock_skew.uncorrectable
+    );
+    if report.categories.is_empty() {
+        body.push_str("<p>No hop of any category matched a span in this range.</p>");
+    }
+    for category in &report.categories {
+        let _ = write!(body, "<section><h2>{}</h2><p class=meta>{}</p>", esc(&category.name), esc(&category.description));
+        for variant in &category.variants {
+            let label = variant.variant.as_deref().unwrap_or("(all)");
+            let _ = write!(body, "<h3>{}</h3>", esc(label));
+            body.push_str(&hop_table(&variant.hops));
+            if let Some(path) = &variant.critical_path {
+                body.push_str(&stacked_bars(path));
+                for exemplar in &path.exemplars {
+                    body.push_str(&waterfall(exemplar));
+                }
+            }
+            body.push_str("<div class=charts>");
+            for hop in &variant.hops {
+                body.push_str(&cdf(hop, &targets(&category.name, label, &hop.hop)));
+            }
+            body.push_str("</div>");
+        }
+        body.push_str("</section>");
+    }
+    let data = serde_json::to_string(report).expect("a report serialises").replace("</", "<\\/");
+    format!(
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8><title>hoptrace report</title><style>{STYLE}</style></head>\n<body>{body}\n<script type=\"application/json\" id=\"hoptrace-report\">{data}</script>\n</body></html>\n"
+    )
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}h2{margin-top:32px;border-bottom:1px solid #ddd}\
+.meta{color:#666}table{border-collapse:collapse;margin:8px 0}td,th{padding:2px 10px;text-align:right}td:first-child,th:first-child{text-align:left}\
+.pass{color:#2a7}.fail{color:#c33;font-weight:bold}.few{color:#b80}.charts{display:flex;flex-wrap:wrap;gap:12px}svg{background:#fafafa;border:1px solid #eee}\
+svg text{font:11px system-ui,sans-serif}";
+
+fn range_text(report: &Report) -> String {
+    let run = report.run_id.as_ref().map(|r| format!(", run {r}")).unwrap_or_default();
+    match (&report.range.from, &report.range.to) {
+        (None, None) => format!("all time{run}"),
+        (from, to) => format!("{} … {}{run}", from.as_deref().unwrap_or("start"), to.as_deref().unwrap_or("now")),
+    }
+}
+
+fn hop_table(hops: &[HopReport]) -> String {
+    let mut out = String::from("<table><tr><th>hop</th><th>count</th><th>p50</th><th>p95</th><th>p99</th><th>max</th><th>mean</th><th>target</th><th></th></tr>");
+    let cell = |v: Option<i64>| v.map(human).unwrap_or_else(|| "too few".into());
+    for h in hops {
+        let (class, verdict) = match h.verdict {
+            Some(Verdict::Pass) => ("pass", "pass"),
+            Some(Verdict::Fail) => ("fail", "FAIL"),
+            Some(Verdict::FewSamples) => ("few", "few samples"),
+            None => ("", ""),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class={class}>{verdict}</td></tr>",
+            esc(&h.hop),
+            h.count,
+            cell(h.p50_ns),
+            cell(h.p95_ns),
+            cell(h.p99_ns),
+            human(h.max_ns),
+            human(h.mean_ns),
+            esc(h.target.as_deref().unwrap_or(""))
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// Two stacked bars, median and tail, of the critical path's segments (those over 1 %).
+fn stacked_bars(path: &CriticalPathReport) -> String {
+    let (w, bar) = (760.0, 22.0);
+    let shown: Vec<_> = path.segments.iter().filter(|s| s.share_median >= 0.01 || s.share_tail >= 0.01).collect();
+    let legend_rows = shown.len().div_ceil(3);
+    let h = 40.0 + 2.0 * (bar + 8.0) + legend_rows as f64 * 16.0;
+    let mut out = format!(
+        "<figure><figcaption>Critical path of {} — share of each segment at the median ({} traces) and in the tail ({} traces)</figcaption><svg class=stacked width={w} height={h} viewBox=\"0 0 {w} {h}\">",
+        esc(&path.hop), path.median_traces, path.tail_traces
+    );
+    for (row, (label, pick)) in [("median", true), ("tail", false)].into_iter().enumerate() {
+        let y = 10.0 + row as f64 * (bar + 8.0);
+        let _ = write!(out, "<text x=4 y={}>{label}</text>", y + 15.0);
+        let mut x = 60.0;
+        for (i, s) in shown.iter().enumerate() {
+            let share = if pick { s.share_median } else { s.share_tail };
+            let width = share * (w - 70.0);
+            let _ = write!(
+                out,
+                "<rect x={x:.1} y={y} width={width:.1} height={bar} fill=\"{}\"><title>{}: {:.1}%</title></rect>",
+                PALETTE[i % PALETTE.len()],
+                esc(&s.segment),
+                share * 100.0
+            );
+            x += width;
+        }
+    }
+    for (i, s) in shown.iter().enumerate() {
+        let (col, row) = (i % 3, i / 3);
+        let (x, y) = (10.0 + col as f64 * 250.0, 10.0 + 2.0 * (bar + 8.0) + 14.0 + row as f64 * 16.0);
+        let _ = write!(
+            out,
+            "<rect x={x} y={} width=10 height=10 fill=\"{}\"/><text x={} y={y}>{}</text>",
+            y - 9.0,
+            PALETTE[i % PALETTE.len()],
+            x + 14.0,
+            esc(&s.segment)
+        );
+    }
+    out.push_str("</svg></figure>");
+    out
+}
+
+/// The exemplar trace as a waterfall: a bar per span, indented by depth; an asynchronous span's wait
+/// after its producer is drawn as a dashed line, a gap.
+fn waterfall(exemplar: &Exemplar) -> String {
+    let (w, row) = (760.0, 14.0);
+    let spans = &exemplar.spans;
+    let end = spans.iter().map(|s| s.end_ns).max().unwrap_or(1).max(1) as f64;
+    let label_w = 260.0;
+    let scale = (w - label_w - 10.0) / end;
+    let h = 24.0 + spans.len() as f64 * row;
+    let mut out = format!(
+        "<figure><figcaption>Waterfall of the {} trace {} ({})</figcaption><svg class=waterfall width={w} height={h} viewBox=\"0 0 {w} {h}\">",
+        exemplar.at,
+        &exemplar.trace_id,
+        human(exemplar.interval_ns)
+    );
+    for (i, s) in spans.iter().enumerate() {
+        let y = 16.0 + i as f64 * row;
+        let x = label_w + s.start_ns as f64 * scale;
+        let width = ((s.end_ns - s.start_ns) as f64 * scale).max(1.0);
+        let colour = PALETTE[(s.service.len() + s.service.bytes().map(usize::from).sum::<usize>()) % PALETTE.len()];
+        let _ = write!(
+            out,
+            "<text x={} y={}>{}</text>",
+            4.0 + s.depth.min(12) as f64 * 8.0,
+            y + 9.0,
+            esc(&truncate(&s.name, 34))
+        );
+        if let (true, Some(p)) = (s.asynchronous, s.parent) {
+            let producer_end = spans[p as usize].end_ns;
+            if producer_end < s.start_ns {
+                let _ = write!(
+                    out,
+                    "<line class=gap x1={:.1} x2={x:.1} y1={} y2={} stroke=\"#999\" stroke-dasharray=\"3 2\"/>",
+                    label_w + producer_end as f64 * scale,
+                    y + 5.0,
+                    y + 5.0
+                );
+            }
+        }
+        let _ = write!(
+            out,
+            "<rect class=span x={x:.1} y={y} width={width:.1} height={} fill=\"{colour}\"><title>{} ({}): {}</title></rect>",
+            row - 3.0,
+            esc(&s.name),
+            esc(&s.service),
+            human(s.end_ns - s.start_ns)
+        );
+    }
+    out.push_str("</svg></figure>");
+    out
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        text.chars().take(max - 1).collect::<String>() + "…"
+    }
+}
+
+/// The hop's cumulative distribution, with a vertical line at each target limit.
+fn cdf(hop: &HopReport, limits: &[(Percentile, i64)]) -> String {
+    let (w, h, pad) = (240.0, 150.0, 28.0);
+    let Some(points) = &hop.distribution else { return String::new() };
+    let max = points.last().map_or(1, |p| p.0).max(limits.iter().map(|l| l.1).max().unwrap_or(0)).max(1) as f64;
+    let x = |ns: i64| pad + ns as f64 / max * (w - pad - 8.0);
+    let y = |f: f64| h - pad + 8.0 - f * (h - pad - 8.0);
+    let mut out = format!(
+        "<figure><figcaption>{} (n={})</figcaption><svg class=cdf width={w} height={h} viewBox=\"0 0 {w} {h}\">",
+        esc(&hop.hop),
+        hop.count
+    );
+    let line: Vec<String> = std::iter::once((points[0].0, 0.0))
+        .chain(points.iter().copied())
+        .map(|(ns, f)| format!("{:.1},{:.1}", x(ns), y(f)))
+        .collect();
+    let _ = write!(out, "<polyline fill=none stroke=\"#4e79a7\" stroke-width=1.5 points=\"{}\"/>", line.join(" "));
+    for (p, limit) in limits {
+        let _ = write!(
+            out,
+            "<line class=target x1={0:.1} x2={0:.1} y1=8 y2={1} stroke=\"#e15759\" stroke-dasharray=\"4 2\"/><text x={2:.1} y=18 fill=\"#e15759\">{3} &lt; {4}</text>",
+            x(*limit),
+            h - pad + 8.0,
+            (x(*limit) - 70.0).max(pad),
+            p.label(),
+            human(*limit)
+        );
+    }
+    let _ = write!(
+        out,
+        "<text x={pad} y={}>0</text><text x={} y={} text-anchor=end>{}</text><text x=2 y=14>100%</text>",
+        h - 6.0,
+        w - 4.0,
+        h - 6.0,
+        human(max as i64)
+    );
+    out.push_str("</svg></figure>");
+    out
+}
