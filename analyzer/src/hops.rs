@@ -262,6 +262,7 @@ struct Scratch {
     offsets: ClockOffsets,
     children: Vec<(i64, i64)>,
     pieces: Vec<(Segment, i64)>,
+    shifted: Vec<(i64, i64)>,
 }
 
 /// Applies every rule of `config` to every trace in `table`.
@@ -412,7 +413,7 @@ fn analyse_trace(
     plan.selectors.evaluate(t, base, n, &s.parent, &mut s.matches);
     skew::estimate(t, base, n, &s.parent, &find, &mut s.offsets);
 
-    let Scratch { parent, matches, offsets, children, pieces, .. } = s;
+    let Scratch { parent, matches, offsets, children, pieces, shifted, .. } = s;
     let variant = |slot: Option<usize>, mut i: u32| -> u32 {
         let Some(slot) = slot else { return NONE };
         while i != NONE {
@@ -494,8 +495,14 @@ fn analyse_trace(
                         .filter(|&b| matches.get(b, to))
                         .max_by_key(|&b| t.end[base + b] - offsets.between(base, a, b, t).shift)
                         .expect("a `to` span was found above");
-                    let start = |i: usize| t.start[base + i] - offsets.between(base, a, i, t).shift;
-                    let stop = |i: usize| t.end[base + i] - offsets.between(base, a, i, t).shift;
+                    // Every span's time on `a`'s clock, computed once for the walk.
+                    shifted.clear();
+                    shifted.extend((0..n).map(|i| {
+                        let shift = offsets.between(base, a, i, t).shift;
+                        (t.start[base + i] - shift, t.end[base + i] - shift)
+                    }));
+                    let start = |i: usize| shifted[i].0;
+                    let stop = |i: usize| shifted[i].1;
                     critical_path::walk(t, base, n, parent, &start, &stop, a, b_last, pieces);
                     let key = (rule.category, variant(rule.group_slot, a as u32), rule.hop);
                     let samples = out.entry(key).or_default();
