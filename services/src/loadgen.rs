@@ -126,9 +126,14 @@ pub async fn run(scenario: &str, settings: &Settings) -> anyhow::Result<Vec<Outc
     Ok(vec![run_one(scenario, settings).await?])
 }
 
+/// Pings per second when no `--rate` is given: enough for stable percentiles, few enough that the
+/// spans they make do not crowd out the system's own.
+pub const DEFAULT_PING_RATE: f64 = 1_000.0;
+
 async fn run_one(scenario: &str, settings: &Settings) -> anyhow::Result<Outcome> {
     if scenario == "event_propagation" {
-        return ping_pong(settings).await;
+        let settings = Settings { rate: settings.rate.or(Some(DEFAULT_PING_RATE)), ..settings.clone() };
+        return ping_pong(&settings).await;
     }
     let Some(variants) = variants(scenario) else {
         bail!("unknown scenario {scenario:?}; scenarios: {}, all", SCENARIOS.join(", "));

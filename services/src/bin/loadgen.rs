@@ -46,6 +46,11 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     service::logging();
+    // The ping-pong makes spans faster than the SDK's default queue of 2,048 drains when the machine is
+    // busy; a dropped span would break its trace. A larger queue, unless the user chose one.
+    if std::env::var_os("OTEL_BSP_MAX_QUEUE_SIZE").is_none() {
+        std::env::set_var("OTEL_BSP_MAX_QUEUE_SIZE", "65536");
+    }
     let telemetry = match Telemetry::from_env("loadgen") {
         Ok(telemetry) => telemetry,
         Err(err) => {
