@@ -26,8 +26,8 @@ pub fn router(pipeline: Arc<Pipeline>, max_body_bytes: usize) -> Router {
         .route("/v1/traces", post(export))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        // The limit is enforced by `body::decompress` after decompression; axum's own is for the wire body.
-        .layer(DefaultBodyLimit::max(max_body_bytes + 1))
+        // The limit is enforced by `read_wire_body` on the wire and by `body::decompress` after it.
+        .layer(DefaultBodyLimit::disable())
         .with_state(HttpState { pipeline, max_body_bytes })
 }
 
@@ -39,14 +39,14 @@ async fn export(State(state): State<HttpState>, headers: HeaderMap, body: Body) 
         let msg = format!("unsupported Content-Type {content_type:?}; use application/x-protobuf or application/json");
         return error(Format::Protobuf, StatusCode::UNSUPPORTED_MEDIA_TYPE, &msg, &state);
     };
-    let wire = match axum::body::to_bytes(body, state.max_body_bytes + 1).await {
-        Ok(b) if b.len() <= state.max_body_bytes => b,
-        Ok(_) | Err(_) if too_large_or_read_error(&headers, &state) => {
+    let wire = match read_wire_body(body, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(WireError::TooLarge) => {
             Metrics::add(&state.pipeline.metrics.requests_too_large, t, 1);
             let msg = format!("request body exceeds {} bytes", state.max_body_bytes);
             return error(format, StatusCode::PAYLOAD_TOO_LARGE, &msg, &state);
         }
-        Ok(_) | Err(_) => {
+        Err(WireError::Broken) => {
             Metrics::add(&state.pipeline.metrics.requests_invalid, t, 1);
             return error(format, StatusCode::BAD_REQUEST, "request body could not be read", &state);
         }
@@ -88,10 +88,35 @@ async fn export(State(state): State<HttpState>, headers: HeaderMap, body: Body) 
     }
 }
 
-/// A body that failed to read because it was over the limit, rather than a broken connection.
-fn too_large_or_read_error(headers: &HeaderMap, state: &HttpState) -> bool {
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    declared.is_none_or(|len| len > state.max_body_bytes)
+enum WireError {
+    TooLarge,
+    Broken,
+}
+
+/// How much of an oversize body is read and thrown away before answering 413: a client still sending when
+/// the connection closed would see a broken pipe instead of the answer. Beyond it, the connection closes.
+const DRAIN_FACTOR: usize = 4;
+
+/// Reads a request body of at most `limit` bytes. An oversize body is read on (and discarded, so memory
+/// stays bounded) up to `DRAIN_FACTOR` times the limit, so the client hears 413 rather than a reset.
+async fn read_wire_body(body: Body, limit: usize) -> Result<Bytes, WireError> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| WireError::Broken)?;
+        total += chunk.len();
+        if total <= limit {
+            kept.extend_from_slice(&chunk);
+        } else if total > limit.saturating_mul(DRAIN_FACTOR) {
+            return Err(WireError::TooLarge);
+        }
+    }
+    if total > limit {
+        return Err(WireError::TooLarge);
+    }
+    Ok(Bytes::from(kept))
 }
 
 fn refusal(format: Format, refusal: Refusal, state: &HttpState) -> Response {

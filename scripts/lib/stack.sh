@@ -1,10 +1,13 @@
 # The whole reference stack on this machine: a collector (embedded store), the orchestrator and two
 # workers, exporting their spans to the collector over OTLP/gRPC. Sourced by the demo and the benchmarks.
 #   stack_start DATA_DIR LOG_DIR   # needs $DATABASE_URL and $bin (the built binaries)
-#   stack_stop                     # SIGTERM to all, waits; also run on EXIT / Ctrl-C by stack_start
+#   stack_stop                     # SIGTERM to all, waits
+#   stack_exit                     # stack_stop, then stops a throwaway PostgreSQL scripts/postgres
+#                                  # started; run on EXIT / Ctrl-C by stack_start
 # Ports: collector 4317/4318, orchestration 8080, workers 8081/8082 (overridable via HOPTRACE_*_PORT).
 
 stack_pids=()
+stack_scripts="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 stack_wait_http() { # URL
   for _ in $(seq 300); do
@@ -18,8 +21,8 @@ stack_wait_http() { # URL
 stack_start() { # DATA_DIR LOG_DIR
   local data=$1 logs=$2
   mkdir -p "$logs"
-  trap stack_stop EXIT
-  trap 'stack_stop; exit 130' INT TERM
+  trap stack_exit EXIT
+  trap 'stack_exit; exit 130' INT TERM
   local grpc=${HOPTRACE_GRPC_PORT:-4317} http=${HOPTRACE_HTTP_PORT:-4318}
   local api=${HOPTRACE_API_PORT:-8080}
   # The observer must not perturb what it observes: on a shared machine the collector yields the CPU.
@@ -53,6 +56,14 @@ stack_stop() {
     wait "${stack_pids[0]}" 2>/dev/null || true
   fi
   stack_pids=()
+}
+
+stack_exit() { # the services, then a throwaway PostgreSQL that scripts/postgres started for this run
+  stack_stop
+  if [[ -n "${HOPTRACE_PG_THROWAWAY_STARTED:-}" ]]; then
+    "$stack_scripts/postgres" stop || true
+    unset HOPTRACE_PG_THROWAWAY_STARTED
+  fi
 }
 
 stack_services_cpu_seconds() { # CPU time used so far by the orchestrator and the workers
