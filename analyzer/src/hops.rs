@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{Config, Edge, Measure, Selector};
-use crate::critical_path::{self, Segment};
+use crate::critical_path::{self, CriticalPath, Paths, Segment};
 use crate::select::{keys_of, Matches, Selectors};
 use crate::skew::{self, ClockOffsets};
 use crate::spans::{FxMap, SpanTable, TraceIndex, NONE};
@@ -39,90 +39,6 @@ pub struct HopSamples {
     pub uncorrectable: usize,
     /// For an `interval` hop: each trace's critical path over the interval.
     pub paths: Paths,
-}
-
-/// Critical paths, one per sample: trace `k`'s pieces are `pieces[starts[k]..starts[k + 1]]`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Paths {
-    pub starts: Vec<u32>,
-    pub pieces: Vec<(Segment, i64)>,
-    /// The trace (its number in the table) of each path.
-    pub traces: Vec<u32>,
-}
-
-impl Paths {
-    fn push(&mut self, trace: u32, pieces: &mut Vec<(Segment, i64)>) {
-        if self.starts.is_empty() {
-            self.starts.push(0);
-        }
-        self.traces.push(trace);
-        // One piece per segment: a path passes the same kind of span once per step.
-        pieces.sort_unstable_by_key(|p| p.0);
-        let mut merged: Vec<(Segment, i64)> = Vec::with_capacity(pieces.len());
-        for &(segment, ns) in pieces.iter() {
-            match merged.last_mut() {
-                Some(last) if last.0 == segment => last.1 += ns,
-                _ => merged.push((segment, ns)),
-            }
-        }
-        self.pieces.extend(merged);
-        self.starts.push(self.pieces.len() as u32);
-        pieces.clear();
-    }
-
-    fn merge(&mut self, other: Paths) {
-        if other.starts.is_empty() {
-            return;
-        }
-        if self.starts.is_empty() {
-            self.starts.push(0);
-        }
-        let shift = self.pieces.len() as u32;
-        self.traces.extend(other.traces);
-        self.pieces.extend(other.pieces);
-        self.starts.extend(other.starts[1..].iter().map(|s| s + shift));
-    }
-
-    fn of(&self, k: usize) -> &[(Segment, i64)] {
-        &self.pieces[self.starts[k] as usize..self.starts[k + 1] as usize]
-    }
-}
-
-/// Where the time of an interval hop goes, at its median and in its tail.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CriticalPath {
-    /// Traces in the median band (40th to 60th percentile of the interval) and the tail (99th and up).
-    pub median_traces: usize,
-    pub tail_traces: usize,
-    /// (segment, share of the interval in the median band, share in the tail), largest tail share first.
-    pub segments: Vec<(String, f64, f64)>,
-    /// The traces at the median and at the 99th percentile of the interval, span by span.
-    pub exemplars: Vec<Exemplar>,
-}
-
-/// One trace, for a waterfall.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Exemplar {
-    /// `p50` or `p99`.
-    pub at: &'static str,
-    pub trace_id: String,
-    pub interval_ns: i64,
-    /// In start order.
-    pub spans: Vec<ExemplarSpan>,
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct ExemplarSpan {
-    pub name: String,
-    pub service: String,
-    /// Nanoseconds from the trace's first start, as recorded.
-    pub start_ns: i64,
-    pub end_ns: i64,
-    /// Depth in the tree (0 for the root); the parent's position in `spans`, when any.
-    pub depth: u32,
-    pub parent: Option<u32>,
-    /// Whether the span is a consumer or a read under a producer: drawn after a gap from its parent.
-    pub asynchronous: bool,
 }
 
 impl HopSamples {
@@ -306,84 +222,10 @@ pub fn extract(table: &SpanTable, config: &Config, filters: &Filters) -> Extract
     for (key, samples) in extraction.samples.iter_mut() {
         if !samples.paths.starts.is_empty() {
             let paths = std::mem::take(&mut samples.paths);
-            extraction.critical_paths.insert(key.clone(), critical_path(table, &samples.values, &paths));
+            extraction.critical_paths.insert(key.clone(), critical_path::summarise(table, &samples.values, &paths));
         }
     }
     extraction
-}
-
-/// Shares of each segment in the median band and the tail of the interval's samples.
-fn critical_path(table: &SpanTable, totals: &[i64], paths: &Paths) -> CriticalPath {
-    let mut order: Vec<usize> = (0..totals.len()).collect();
-    order.sort_unstable_by_key(|&k| totals[k]);
-    let n = order.len();
-    let median = &order[n * 2 / 5..(n * 3 / 5).max(n * 2 / 5 + 1).min(n)];
-    let tail = &order[(n * 99 / 100).min(n - 1)..];
-    let shares = |band: &[usize]| {
-        let total: i64 = band.iter().map(|&k| totals[k]).sum::<i64>().max(1);
-        let mut by_segment: FxMap<Segment, i64> = FxMap::default();
-        for &k in band {
-            for &(segment, ns) in paths.of(k) {
-                *by_segment.entry(segment).or_default() += ns;
-            }
-        }
-        (by_segment, total)
-    };
-    let ((mid, mid_total), (end, end_total)) = (shares(median), shares(tail));
-    let mut segments: Vec<(String, f64, f64)> = mid
-        .keys()
-        .chain(end.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .map(|segment| {
-            let label = match *segment {
-                Segment::Span(name) => table.strings.resolve(name).to_owned(),
-                Segment::Gap(from, to) => format!("{} ⇢ {}", table.strings.resolve(from), table.strings.resolve(to)),
-            };
-            let share = |map: &FxMap<Segment, i64>, total: i64| *map.get(segment).unwrap_or(&0) as f64 / total as f64;
-            (label, share(&mid, mid_total), share(&end, end_total))
-        })
-        .collect();
-    segments.sort_by(|a, b| b.2.total_cmp(&a.2).then(b.1.total_cmp(&a.1)).then(a.0.cmp(&b.0)));
-    let exemplar = |at: &'static str, k: usize| exemplar(table, paths.traces[k] as usize, at, totals[k]);
-    let exemplars = vec![exemplar("p50", order[(n - 1) / 2]), exemplar("p99", order[((n * 99).div_ceil(100)).clamp(1, n) - 1])];
-    CriticalPath { median_traces: median.len(), tail_traces: tail.len(), segments, exemplars }
-}
-
-fn exemplar(t: &SpanTable, trace: usize, at: &'static str, interval_ns: i64) -> Exemplar {
-    let rows = t.traces[trace].clone();
-    let mut order: Vec<usize> = rows.clone().collect();
-    order.sort_by_key(|&r| (t.start[r], r));
-    let origin = order.first().map_or(0, |&r| t.start[r]);
-    let position = |id: u64| order.iter().position(|&r| t.span_id[r] == id);
-    let parents: Vec<Option<usize>> =
-        order.iter().map(|&r| if t.parent_id[r] == 0 { None } else { position(t.parent_id[r]) }).collect();
-    let depth = |mut i: usize| {
-        let mut d = 0;
-        while let Some(p) = parents[i] {
-            d += 1;
-            i = p;
-            if d > order.len() {
-                break;
-            }
-        }
-        d
-    };
-    let spans = order
-        .iter()
-        .enumerate()
-        .map(|(i, &r)| ExemplarSpan {
-            name: t.strings.resolve(t.name[r]).to_owned(),
-            service: t.strings.resolve(t.process[r]).to_owned(),
-            start_ns: t.start[r] - origin,
-            end_ns: t.end[r] - origin,
-            depth: depth(i) as u32,
-            parent: parents[i].map(|p| p as u32),
-            asynchronous: parents[i].is_some_and(|p| crate::critical_path::asynchronous(t, order[p], r)),
-        })
-        .collect();
-    let trace_id = t.trace_ids[trace].iter().map(|b| format!("{b:02x}")).collect();
-    Exemplar { at, trace_id, interval_ns, spans }
 }
 
 /// Returns whether the trace was analysed (it passed the run filter).

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use crate::config::Percentile;
-use crate::hops::Exemplar;
+use crate::critical_path::Exemplar;
 use crate::report::{human, CriticalPathReport, HopReport, Report};
 use crate::stats::Verdict;
 

@@ -70,7 +70,7 @@ pub struct CriticalPathReport {
     pub segments: Vec<PathShare>,
     /// The traces at the median and at the 99th percentile, span by span (with details only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub exemplars: Vec<crate::hops::Exemplar>,
+    pub exemplars: Vec<crate::critical_path::Exemplar>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
