@@ -19,7 +19,8 @@ use tokio::sync::{broadcast, watch, Notify};
 use uuid::Uuid;
 
 use crate::coordination::{self, ResultOutcome};
-use crate::queue::{self, RESULT_QUEUE};
+use crate::queue::{self, QueueTiming, RESULT_QUEUE};
+use crate::service;
 use crate::templates;
 
 #[derive(Clone, Debug)]
@@ -27,10 +28,7 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Result messages processed at once.
     pub result_processors: usize,
-    /// How long a claimed result stays invisible to other processors.
-    pub visibility_timeout: Duration,
-    /// The fallback when no event arrives: how often idle processors look at the queue anyway.
-    pub poll_interval: Duration,
+    pub timing: QueueTiming,
 }
 
 #[derive(Clone)]
@@ -44,30 +42,26 @@ struct Api {
 pub async fn run(pool: PgPool, settings: Settings, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let (finished, _) = broadcast::channel(4096);
     let wake = Arc::new(Notify::new());
-    let (listening, ready) = tokio::sync::oneshot::channel();
-    let listener = tokio::spawn(queue::listen(pool.clone(), RESULT_QUEUE, wake.clone(), stop.clone(), listening));
-    // Up means listening: an event sent from now on is not missed.
-    ready.await.map_err(|_| anyhow::anyhow!("listening on {} failed", RESULT_QUEUE.channel))?;
+    let listener = queue::start_listener(&pool, RESULT_QUEUE, wake.clone(), stop.clone()).await?;
     let processors: Vec<_> = (0..settings.result_processors.max(1))
         .map(|_| {
-            tokio::spawn(process_results(
-                pool.clone(),
-                wake.clone(),
-                settings.clone(),
-                finished.clone(),
-                stop.clone(),
-            ))
+            let (pool, finished) = (pool.clone(), finished.clone());
+            tokio::spawn(queue::consume(pool.clone(), RESULT_QUEUE, settings.timing, wake.clone(), stop.clone(), move |claimed| {
+                let (pool, finished) = (pool.clone(), finished.clone());
+                async move {
+                    match coordination::process_result(&pool, claimed).await {
+                        Ok(ResultOutcome::Finished { task_uuid, .. }) => {
+                            let _ = finished.send(task_uuid);
+                        }
+                        Ok(_) => {}
+                        // The message stays and is redelivered after its visibility timeout.
+                        Err(err) => tracing::warn!("processing a result: {err}"),
+                    }
+                }
+            }))
         })
         .collect();
-    let api = Api { pool, finished };
-    let socket = tokio::net::TcpListener::bind(settings.listen).await?;
-    tracing::info!("orchestration listening on http://{}", socket.local_addr()?);
-    let mut stopping = stop.clone();
-    axum::serve(socket, router(api))
-        .with_graceful_shutdown(async move {
-            let _ = stopping.wait_for(|s| *s).await;
-        })
-        .await?;
+    service::serve("orchestration", settings.listen, router(Api { pool, finished }), stop).await?;
     for processor in processors {
         let _ = processor.await;
     }
@@ -158,43 +152,5 @@ async fn task_status(State(api): State<Api>, Path(task_uuid): Path<String>, Quer
 }
 
 async fn health(State(api): State<Api>) -> Response {
-    match sqlx::query("SELECT 1").execute(&api.pool).await {
-        Ok(_) => Json(json!({ "status": "ok" })).into_response(),
-        Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, format!("database unreachable: {err}")),
-    }
-}
-
-async fn process_results(
-    pool: PgPool,
-    wake: Arc<Notify>,
-    settings: Settings,
-    finished: broadcast::Sender<Uuid>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        match queue::claim(&pool, RESULT_QUEUE, settings.visibility_timeout).await {
-            Ok(Some(claimed)) => match coordination::process_result(&pool, claimed).await {
-                Ok(ResultOutcome::Finished { task_uuid, .. }) => {
-                    let _ = finished.send(task_uuid);
-                }
-                Ok(_) => {}
-                // The message stays and is redelivered after its visibility timeout.
-                Err(err) => tracing::warn!("processing a result: {err}"),
-            },
-            Ok(None) => {
-                if !queue::idle(&wake, settings.poll_interval, &mut stop).await {
-                    return;
-                }
-            }
-            Err(err) => {
-                tracing::warn!("reading {}: {err}", RESULT_QUEUE.name);
-                if !queue::idle(&wake, settings.poll_interval, &mut stop).await {
-                    return;
-                }
-            }
-        }
-    }
+    service::database_health(&api.pool).await
 }

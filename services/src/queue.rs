@@ -30,6 +30,20 @@ pub const STEP_QUEUE: Queue = Queue { name: "step_queue", channel: "step_ready" 
 /// Step results: workers → orchestration.
 pub const RESULT_QUEUE: Queue = Queue { name: "result_queue", channel: "result_ready" };
 
+/// How the consumers of a queue claim: how long a claimed message stays invisible to other readers (one
+/// held by a process that dies is read again after it), and how often idle consumers look at the queue
+/// when no event arrives.
+#[derive(Clone, Copy, Debug, clap::Args)]
+pub struct QueueTiming {
+    /// How long a claimed message stays invisible to other readers; a message held by a process that
+    /// dies is delivered again after it (whole seconds).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub visibility_timeout: Duration,
+    /// How often idle consumers look at the queue when no event arrives.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+}
+
 /// A message claimed from a queue: invisible to other readers until `visible_again`, or settled.
 pub struct Claimed {
     pub message_id: i64,
@@ -124,7 +138,7 @@ pub async fn settle(pool: &PgPool, parent: &Context, queue: Queue, message_id: i
 /// Listens on `queue`'s channel until `stop`: each event becomes a reception span (a child of the
 /// publisher, linked to it) and wakes one claim loop. Reconnects after a lost connection. `ready` fires
 /// once the first LISTEN is in place, so a service can say it is up only when no event would be missed.
-pub async fn listen(
+async fn listen(
     pool: PgPool,
     queue: Queue,
     wake: Arc<Notify>,
@@ -173,12 +187,50 @@ async fn relay_events(
     }
 }
 
-/// Waits for a wake-up, a poll interval, or the stop flag; returns false once stopping.
-pub async fn idle(wake: &Notify, poll_interval: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+/// Starts listening on `queue`'s channel and returns once the LISTEN is in place: from then on no event is
+/// missed. The listener runs until `stop`.
+pub async fn start_listener(
+    pool: &PgPool,
+    queue: Queue,
+    wake: Arc<Notify>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (listening, ready) = oneshot::channel();
+    let listener = tokio::spawn(listen(pool.clone(), queue, wake, stop, listening));
+    ready.await.map_err(|_| anyhow::anyhow!("listening on {} failed", queue.channel))?;
+    Ok(listener)
+}
+
+/// Claims messages from `queue` one at a time and hands each to `handle`; when the queue is empty, waits
+/// for an event, the poll interval or `stop`. Returns once `stop` is set (after the message in hand).
+pub async fn consume<F, Fut>(
+    pool: PgPool,
+    queue: Queue,
+    timing: QueueTiming,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+    mut handle: F,
+) where
+    F: FnMut(Claimed) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    while !*stop.borrow() {
+        match claim(&pool, queue, timing.visibility_timeout).await {
+            Ok(Some(claimed)) => handle(claimed).await,
+            Ok(None) => idle(&wake, timing.poll_interval, &mut stop).await,
+            Err(err) => {
+                tracing::warn!("reading {}: {err}", queue.name);
+                idle(&wake, timing.poll_interval, &mut stop).await
+            }
+        }
+    }
+}
+
+/// Waits for a wake-up, a poll interval, or the stop flag.
+async fn idle(wake: &Notify, poll_interval: Duration, stop: &mut watch::Receiver<bool>) {
     tokio::select! {
         _ = wake.notified() => {}
         _ = tokio::time::sleep(poll_interval) => {}
         _ = stop.wait_for(|stopped| *stopped) => {}
     }
-    !*stop.borrow()
 }

@@ -1,7 +1,13 @@
 //! What every long-running service does first: logging, telemetry from `OTEL_*`, a prepared database,
 //! and a stop flag set by SIGTERM or Ctrl-C.
 
+use std::net::SocketAddr;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
 use hoptrace_instrumentation::Telemetry;
+use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
@@ -51,4 +57,26 @@ fn on_signal() -> watch::Receiver<bool> {
         let _ = tx.send(true);
     });
     rx
+}
+
+/// Serves `router` on `listen` until `stop` is set, logging `{what} listening on http://ADDR` once bound
+/// (the tests read the address from that line).
+pub async fn serve(what: &str, listen: SocketAddr, router: Router, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let socket = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!("{what} listening on http://{}", socket.local_addr()?);
+    axum::serve(socket, router)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// `GET /health`: 200 when the database answers, 503 with the reason otherwise.
+pub async fn database_health(pool: &PgPool) -> Response {
+    match sqlx::query("SELECT 1").execute(pool).await {
+        Ok(_) => Json(json!({ "status": "ok" })).into_response(),
+        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": format!("database unreachable: {err}") })))
+            .into_response(),
+    }
 }

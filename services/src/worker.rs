@@ -2,13 +2,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use hoptrace_instrumentation::hop::Messaging;
 use hoptrace_instrumentation::Hop;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceState};
@@ -20,37 +18,38 @@ use uuid::Uuid;
 
 use crate::faults::{self, Delayed, Fault};
 use crate::handlers::Handler;
-use crate::queue::{self, Claimed, RESULT_QUEUE, STEP_QUEUE};
+use crate::queue::{self, Claimed, QueueTiming, RESULT_QUEUE, STEP_QUEUE};
+use crate::service;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub listen: SocketAddr,
     /// Steps run at once.
     pub concurrency: usize,
-    /// How long a claimed step stays invisible; a worker that dies holding it loses it after this.
-    pub visibility_timeout: Duration,
-    pub poll_interval: Duration,
+    pub timing: QueueTiming,
 }
 
 /// Runs `concurrency` claim loops and the health endpoint until `stop` is set; steps in flight finish.
 pub async fn run(pool: PgPool, settings: Settings, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let wake = Arc::new(Notify::new());
-    let (listening, ready) = tokio::sync::oneshot::channel();
-    let listener = tokio::spawn(queue::listen(pool.clone(), STEP_QUEUE, wake.clone(), stop.clone(), listening));
-    // Up means listening: an event sent from now on is not missed.
-    ready.await.map_err(|_| anyhow::anyhow!("listening on {} failed", STEP_QUEUE.channel))?;
+    let listener = queue::start_listener(&pool, STEP_QUEUE, wake.clone(), stop.clone()).await?;
     let loops: Vec<_> = (0..settings.concurrency.max(1))
-        .map(|_| tokio::spawn(claim_loop(pool.clone(), wake.clone(), settings.clone(), stop.clone())))
-        .collect();
-    let socket = tokio::net::TcpListener::bind(settings.listen).await?;
-    tracing::info!("worker listening on http://{} with {} claim loops", socket.local_addr()?, loops.len());
-    let mut stopping = stop.clone();
-    let health = Router::new().route("/health", get(health)).with_state(pool);
-    axum::serve(socket, health)
-        .with_graceful_shutdown(async move {
-            let _ = stopping.wait_for(|s| *s).await;
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(queue::consume(pool.clone(), STEP_QUEUE, settings.timing, wake.clone(), stop.clone(), move |claimed| {
+                let pool = pool.clone();
+                async move {
+                    if let Err(err) = execute_step(&pool, claimed).await {
+                        // Unsettled, the step is redelivered after its visibility timeout.
+                        tracing::warn!("executing a step: {err}");
+                    }
+                }
+            }))
         })
-        .await?;
+        .collect();
+    let what = format!("worker with {} claim loops,", loops.len());
+    let health = Router::new().route("/health", get(health)).with_state(pool);
+    service::serve(&what, settings.listen, health, stop).await?;
     for claim_loop in loops {
         let _ = claim_loop.await;
     }
@@ -59,38 +58,7 @@ pub async fn run(pool: PgPool, settings: Settings, stop: watch::Receiver<bool>) 
 }
 
 async fn health(State(pool): State<PgPool>) -> Response {
-    match sqlx::query("SELECT 1").execute(&pool).await {
-        Ok(_) => Json(json!({ "status": "ok" })).into_response(),
-        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": format!("database unreachable: {err}") })))
-            .into_response(),
-    }
-}
-
-async fn claim_loop(pool: PgPool, wake: Arc<Notify>, settings: Settings, mut stop: watch::Receiver<bool>) {
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        match queue::claim(&pool, STEP_QUEUE, settings.visibility_timeout).await {
-            Ok(Some(claimed)) => {
-                if let Err(err) = execute_step(&pool, claimed).await {
-                    // Unsettled, the step is redelivered after its visibility timeout.
-                    tracing::warn!("executing a step: {err}");
-                }
-            }
-            Ok(None) => {
-                if !queue::idle(&wake, settings.poll_interval, &mut stop).await {
-                    return;
-                }
-            }
-            Err(err) => {
-                tracing::warn!("reading {}: {err}", STEP_QUEUE.name);
-                if !queue::idle(&wake, settings.poll_interval, &mut stop).await {
-                    return;
-                }
-            }
-        }
-    }
+    service::database_health(&pool).await
 }
 
 /// Runs one claimed step: handler, result sent to the result queue, step message deleted. A result is

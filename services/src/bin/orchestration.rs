@@ -1,9 +1,9 @@
 //! `orchestration`: the task API and result processing of the reference workflow system.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use clap::Parser;
+use hoptrace_services::queue::QueueTiming;
 use hoptrace_services::{orchestration, service};
 
 #[global_allocator]
@@ -19,12 +19,8 @@ struct Args {
     /// Step results processed at once.
     #[arg(long, default_value_t = 4)]
     result_processors: usize,
-    /// How long a claimed result stays invisible to other processors (whole seconds).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    visibility_timeout: Duration,
-    /// How often idle processors look at the queue when no event arrives.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    poll_interval: Duration,
+    #[command(flatten)]
+    timing: QueueTiming,
 }
 
 #[tokio::main]
@@ -34,8 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = orchestration::Settings {
         listen: args.listen,
         result_processors: args.result_processors,
-        visibility_timeout: args.visibility_timeout,
-        poll_interval: args.poll_interval,
+        timing: args.timing,
     };
     orchestration::run(service.pool, settings, service.stop).await?;
     service.telemetry.shutdown();

@@ -1,9 +1,9 @@
 //! `worker`: claims workflow steps from the step queue and runs their handlers.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use clap::Parser;
+use hoptrace_services::queue::QueueTiming;
 use hoptrace_services::{service, worker};
 
 #[global_allocator]
@@ -19,13 +19,8 @@ struct Args {
     /// Steps run at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
-    /// How long a claimed step stays invisible; a step held by a worker that died is redelivered after
-    /// it (whole seconds).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    visibility_timeout: Duration,
-    /// How often idle claim loops look at the queue when no event arrives.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    poll_interval: Duration,
+    #[command(flatten)]
+    timing: QueueTiming,
 }
 
 #[tokio::main]
@@ -35,8 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = worker::Settings {
         listen: args.listen,
         concurrency: args.concurrency,
-        visibility_timeout: args.visibility_timeout,
-        poll_interval: args.poll_interval,
+        timing: args.timing,
     };
     worker::run(service.pool, settings, service.stop).await?;
     service.telemetry.shutdown();
