@@ -94,6 +94,15 @@ impl Default for Limits {
 }
 
 impl Config {
+    /// The defaults, storing in `data_dir` and listening on free loopback ports (see `Collector`'s
+    /// addresses for which): a collector to embed in a test or a tool.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Config {
+        let mut config = Config { data_dir: data_dir.into(), ..Config::default() };
+        config.listen.grpc = "127.0.0.1:0".parse().expect("a literal address");
+        config.listen.http = "127.0.0.1:0".parse().expect("a literal address");
+        config
+    }
+
     /// Reads a config file. The error names the file, the key and the reason.
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config {}: {e}", path.display()))?;

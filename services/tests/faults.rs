@@ -20,27 +20,10 @@ async fn run_with(faults: &str) -> (i32, Value, Vec<String>) {
     let api = Service::start_with(ORCHESTRATION, &[], &db, &sink.grpc_endpoint, "orchestration-1", &env);
     let worker = Service::start_with(WORKER, &[], &db, &sink.grpc_endpoint, "worker-1", &env);
     let client = reqwest::Client::new();
+    // Faults break traces, not the work: every task still completes.
     for _ in 0..2 {
-        let created: Value = client
-            .post(api.url("/v1/tasks"))
-            .header("baggage", format!("benchmark.run_id={RUN}"))
-            .json(&json!({"template": "linear_3", "context": {"value": 3}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let task = created["task_uuid"].as_str().unwrap();
-        let view: Value = client
-            .get(api.url(&format!("/v1/tasks/{task}?wait_ms=20000")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(view["status"], "complete", "faults break traces, not the work: {view}");
+        let task = create_task(&client, &api, RUN, "linear_3", json!({"value": 3})).await;
+        wait_finished(&client, &api, &task).await;
     }
     worker.stop();
     api.stop();

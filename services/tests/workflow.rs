@@ -15,33 +15,6 @@ const SERVER: u8 = 2;
 const PRODUCER: u8 = 4;
 const CONSUMER: u8 = 5;
 
-async fn create(client: &reqwest::Client, api: &Service, template: &str, context: Value) -> String {
-    let response = client
-        .post(api.url("/v1/tasks"))
-        .header("baggage", "benchmark.run_id=e2e-test")
-        .json(&json!({"template": template, "context": context}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], "in_progress");
-    body["task_uuid"].as_str().unwrap().to_owned()
-}
-
-async fn wait_finished(client: &reqwest::Client, api: &Service, task: &str) -> Value {
-    let view: Value = client
-        .get(api.url(&format!("/v1/tasks/{task}?wait_ms=30000")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(view["status"], "complete", "task {task}: {view}");
-    view
-}
-
 /// The spans of one task: every span whose trace holds a span tagged with its uuid.
 fn trace_of<'a>(spans: &'a [SpanRecord], task: &str) -> Vec<&'a SpanRecord> {
     let traces: HashSet<&str> = spans
@@ -121,7 +94,7 @@ async fn every_template_completes_as_one_trace_and_two_workers_share_the_steps()
     let mut tasks = Vec::new();
     for template in ["linear_3", "diamond_4", "tree_7", "linear_10"] {
         for handler in ["simple_calculation", "noop", "database_query"] {
-            let task = create(&client, &api, template, json!({"value": 6, "handler": handler})).await;
+            let task = create_task(&client, &api, "e2e-test", template, json!({"value": 6, "handler": handler})).await;
             tasks.push((template, handler, task));
         }
     }
@@ -167,7 +140,7 @@ async fn a_step_held_by_a_killed_worker_is_redelivered_and_completes_once() {
         "doomed",
     );
     let client = reqwest::Client::new();
-    let task = create(&client, &api, "linear_3", json!({"handler": "noop", "handler_delay_ms": 1500})).await;
+    let task = create_task(&client, &api, "e2e-test", "linear_3", json!({"handler": "noop", "handler_delay_ms": 1500})).await;
 
     // Wait until the doomed worker has claimed step_1, give its claim span time to be exported, then kill it.
     let mut conn = db.connect().await;

@@ -17,11 +17,7 @@ pub struct Running {
 }
 
 pub fn test_config(dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.to_owned();
-    config.listen.grpc = "127.0.0.1:0".parse().unwrap();
-    config.listen.http = "127.0.0.1:0".parse().unwrap();
-    config
+    Config::ephemeral(dir)
 }
 
 pub async fn start() -> Running {

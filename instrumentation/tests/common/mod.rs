@@ -11,11 +11,7 @@ pub struct Sink {
 
 pub async fn sink() -> Sink {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.data_dir = dir.path().to_owned();
-    config.listen.grpc = "127.0.0.1:0".parse().unwrap();
-    config.listen.http = "127.0.0.1:0".parse().unwrap();
-    Sink { collector: Collector::start(config).await.unwrap(), dir }
+    Sink { collector: Collector::start(Config::ephemeral(dir.path())).await.unwrap(), dir }
 }
 
 impl Sink {

@@ -152,11 +152,7 @@ pub struct SpanSink {
 impl SpanSink {
     pub async fn start() -> SpanSink {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.data_dir = dir.path().to_owned();
-        config.listen.grpc = "127.0.0.1:0".parse().unwrap();
-        config.listen.http = "127.0.0.1:0".parse().unwrap();
-        let collector = Collector::start(config).await.unwrap();
+        let collector = Collector::start(Config::ephemeral(dir.path())).await.unwrap();
         let grpc_endpoint = format!("http://{}", collector.grpc_addr);
         SpanSink { collector, dir, grpc_endpoint }
     }
@@ -191,4 +187,33 @@ pub fn analyzer_binary() -> std::path::PathBuf {
     let analyzer = dir.join("analyzer");
     assert!(analyzer.exists(), "{} is missing: build it with cargo build --bins", analyzer.display());
     analyzer
+}
+
+/// Creates a task through the API, tagged with run `run`; returns its uuid.
+pub async fn create_task(client: &reqwest::Client, api: &Service, run: &str, template: &str, context: serde_json::Value) -> String {
+    let response = client
+        .post(api.url("/v1/tasks"))
+        .header("baggage", format!("benchmark.run_id={run}"))
+        .json(&serde_json::json!({"template": template, "context": context}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "in_progress");
+    body["task_uuid"].as_str().unwrap().to_owned()
+}
+
+/// Waits (up to 30 s) for the task to finish, checks that it completed, and returns its view.
+pub async fn wait_finished(client: &reqwest::Client, api: &Service, task: &str) -> serde_json::Value {
+    let view: serde_json::Value = client
+        .get(api.url(&format!("/v1/tasks/{task}?wait_ms=30000")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["status"], "complete", "task {task}: {view}");
+    view
 }
