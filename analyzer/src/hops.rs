@@ -324,19 +324,16 @@ fn analyse_trace(
                 if !service_ok(a) {
                     continue;
                 }
-                let mut last: Option<(i64, Correction, bool)> = None;
+                let mut last: Option<(i64, usize, Correction)> = None;
                 for b in (0..n).filter(|&b| matches.get(b, to)) {
                     let correction = offsets.between(base, a, b, t);
                     let end = t.end[base + b] - correction.shift;
                     if last.is_none_or(|(e, _, _)| end > e) {
-                        last = Some((end, correction, t.process[base + a] != t.process[base + b]));
+                        last = Some((end, b, correction));
                     }
                 }
-                if let Some((end, correction, cross)) = last {
-                    let b_last = (0..n)
-                        .filter(|&b| matches.get(b, to))
-                        .max_by_key(|&b| t.end[base + b] - offsets.between(base, a, b, t).shift)
-                        .expect("a `to` span was found above");
+                if let Some((end, b_last, correction)) = last {
+                    let cross = t.process[base + a] != t.process[base + b_last];
                     // Every span's time on `a`'s clock, computed once for the walk.
                     shifted.clear();
                     shifted.extend((0..n).map(|i| {

@@ -85,7 +85,8 @@ pub fn validate(table: &SpanTable, config: &Config, settled_before: i64, run: Op
     let bound = v.clock_skew_bound.as_nanos() as i64;
     let key_slot = v.correlation_key.as_ref().and_then(|k| table.key_slot(k));
 
-    let mut failures: Vec<Failure> = Vec::new();
+    // Each failure with the number of its trace, which names its lifecycle at the end.
+    let mut found: Vec<(usize, Failure)> = Vec::new();
     let mut pending = vec![false; table.traces.len()];
     let mut lifecycle_of = vec![None; table.traces.len()];
     // Correlation key value → the traces it occurs in.
@@ -95,14 +96,14 @@ pub fn validate(table: &SpanTable, config: &Config, settled_before: i64, run: Op
         if !selected[trace_no] {
             continue;
         }
-        let trace_hex = hex(&table.trace_ids[trace_no]);
         if rows.clone().map(|r| table.end[r]).max().unwrap_or(0) > settled_before {
             pending[trace_no] = true;
             continue;
         }
         let span_label = |r: usize| format!("{} ({:016x})", table.strings.resolve(table.name[r]), table.span_id[r]);
         let mut fail = |rule: &'static str, span: Option<usize>, detail: String| {
-            failures.push(Failure { trace_id: trace_hex.clone(), rule, lifecycle: None, span: span.map(span_label), detail });
+            let trace_id = hex(&table.trace_ids[trace_no]);
+            found.push((trace_no, Failure { trace_id, rule, lifecycle: None, span: span.map(span_label), detail }));
         };
         index.build(table, rows.clone());
         let find = |id: u64| index.row(id);
@@ -191,27 +192,25 @@ pub fn validate(table: &SpanTable, config: &Config, settled_before: i64, run: Op
             for &trace_no in traces {
                 let others: Vec<String> =
                     traces.iter().filter(|&&t| t != trace_no).map(|&t| hex(&table.trace_ids[t as usize])).collect();
-                failures.push(Failure {
+                found.push((trace_no as usize, Failure {
                     trace_id: hex(&table.trace_ids[trace_no as usize]),
                     rule: "one_trace_per_key",
                     lifecycle: None,
                     span: None,
                     detail: format!("{key_name}={} is also in {}", table.strings.resolve(key), others.join(", ")),
-                });
+                }));
             }
         }
     }
     // Name each failure's lifecycle, count broken traces per rule.
-    let trace_index: FxMap<String, usize> =
-        table.trace_ids.iter().enumerate().map(|(i, id)| (hex(id), i)).collect();
     let mut broken_traces = std::collections::BTreeSet::new();
-    let mut by_rule_traces: BTreeMap<&'static str, std::collections::BTreeSet<String>> = BTreeMap::new();
-    for failure in &mut failures {
-        if let Some(&i) = trace_index.get(&failure.trace_id) {
-            failure.lifecycle = lifecycle_of[i].map(|(l, _)| v.lifecycles[l].name.clone());
-        }
-        broken_traces.insert(failure.trace_id.clone());
-        by_rule_traces.entry(failure.rule).or_default().insert(failure.trace_id.clone());
+    let mut by_rule_traces: BTreeMap<&'static str, std::collections::BTreeSet<usize>> = BTreeMap::new();
+    let mut failures: Vec<Failure> = Vec::with_capacity(found.len());
+    for (trace_no, mut failure) in found {
+        failure.lifecycle = lifecycle_of[trace_no].map(|(l, _)| v.lifecycles[l].name.clone());
+        broken_traces.insert(trace_no);
+        by_rule_traces.entry(failure.rule).or_default().insert(trace_no);
+        failures.push(failure);
     }
     failures.sort_by(|a, b| (a.rule, &a.trace_id, &a.span).cmp(&(b.rule, &b.trace_id, &b.span)));
     let pending = pending.iter().filter(|&&p| p).count();
