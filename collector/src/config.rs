@@ -24,6 +24,8 @@ pub struct Listen {
     pub grpc: SocketAddr,
     /// OTLP/HTTP, `/health` and `/metrics`.
     pub http: SocketAddr,
+    /// The Jaeger query API (`/api/services`, `/api/traces`, …) for Grafana and the Jaeger UI.
+    pub query: SocketAddr,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -65,7 +67,11 @@ impl Default for Config {
 
 impl Default for Listen {
     fn default() -> Self {
-        Listen { grpc: ([127, 0, 0, 1], 4317).into(), http: ([127, 0, 0, 1], 4318).into() }
+        Listen {
+            grpc: ([127, 0, 0, 1], 4317).into(),
+            http: ([127, 0, 0, 1], 4318).into(),
+            query: ([127, 0, 0, 1], 16686).into(),
+        }
     }
 }
 
@@ -100,6 +106,7 @@ impl Config {
         let mut config = Config { data_dir: data_dir.into(), ..Config::default() };
         config.listen.grpc = "127.0.0.1:0".parse().expect("a literal address");
         config.listen.http = "127.0.0.1:0".parse().expect("a literal address");
+        config.listen.query = "127.0.0.1:0".parse().expect("a literal address");
         config
     }
 

@@ -3,7 +3,7 @@
 //! Both receivers share one [`pipeline::Pipeline`]: admission under a memory budget, validation into
 //! accepted and rejected spans, and the hand-off to the store, which answers once the spans are in its
 //! write-ahead log. [`Collector::start`] binds the listeners first (so `/health` can say "starting"),
-//! replays the store, then takes traffic; [`Collector::stop`] stops accepting, drains, and flushes.
+//! replays the store, then takes traffic; the Jaeger query API ([`query`]) reads the store's segments; [`Collector::stop`] stops accepting, drains, and flushes.
 
 pub mod config;
 pub mod grpc;
@@ -11,6 +11,7 @@ pub mod http;
 pub mod metrics;
 pub mod otlp;
 pub mod pipeline;
+pub mod query;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use pipeline::Pipeline;
 pub struct Collector {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    pub query_addr: SocketAddr,
     pub pipeline: Arc<Pipeline>,
     stop_tx: watch::Sender<bool>,
     servers: Vec<JoinHandle<anyhow::Result<()>>>,
@@ -42,7 +44,11 @@ impl Collector {
         let http_listener = TcpListener::bind(config.listen.http)
             .await
             .with_context(|| format!("cannot listen for OTLP/HTTP on {}", config.listen.http))?;
+        let query_listener = TcpListener::bind(config.listen.query)
+            .await
+            .with_context(|| format!("cannot listen for the Jaeger query API on {}", config.listen.query))?;
         let grpc_addr = grpc_listener.local_addr()?;
+        let query_addr = query_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
         let pipeline = Arc::new(Pipeline::new(config.limits.max_inflight_bytes, config.limits.retry_after));
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -74,7 +80,7 @@ impl Collector {
 
         let grpc = {
             let service = grpc::service(Arc::clone(&pipeline), config.limits.max_grpc_message_bytes);
-            let stop = stopped(stop_rx);
+            let stop = stopped(stop_rx.clone());
             let metrics = Arc::clone(&pipeline.metrics);
             let otlp_status = move |response| grpc::otlp_status(&metrics, response);
             tokio::spawn(async move {
@@ -87,7 +93,16 @@ impl Collector {
             })
         };
         tracing::info!(%grpc_addr, "OTLP/gRPC listening");
-        Ok(Collector { grpc_addr, http_addr, pipeline, stop_tx, servers: vec![http, grpc] })
+
+        let query = {
+            let app = query::router(config.data_dir.clone());
+            let stop = stopped(stop_rx);
+            tokio::spawn(async move {
+                axum::serve(query_listener, app).with_graceful_shutdown(stop).await.context("Jaeger query API failed")
+            })
+        };
+        tracing::info!(%query_addr, "Jaeger query API listening (/api/services, /api/traces, /api/dependencies)");
+        Ok(Collector { grpc_addr, http_addr, query_addr, pipeline, stop_tx, servers: vec![http, grpc, query] })
     }
 
     /// Stops accepting, lets in-flight requests finish, then flushes the store to segments.

@@ -27,6 +27,9 @@ struct Args {
     /// OTLP/HTTP, /health and /metrics listen address [default: 127.0.0.1:4318]
     #[arg(long)]
     http_listen: Option<SocketAddr>,
+    /// Jaeger query API listen address, for Grafana and the Jaeger UI [default: 127.0.0.1:16686]
+    #[arg(long)]
+    query_listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -59,6 +62,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(addr) = args.http_listen {
         config.listen.http = addr;
+    }
+    if let Some(addr) = args.query_listen {
+        config.listen.query = addr;
     }
     let collector = Collector::start(config).await?;
     shutdown_signal().await;

@@ -56,7 +56,8 @@ fn check_lifecycle<'a>(spans: &'a [SpanRecord], task: &str, steps: usize) -> Vec
             assert_eq!((process.kind, process.service_name.as_str()), (CONSUMER, processor));
             let producer = by_id[process.parent_span_id.as_deref().unwrap()];
             assert_eq!((producer.name.as_str(), producer.kind), (format!("send {queue}").as_str(), PRODUCER));
-            assert_eq!(process.links, vec![(producer.trace_id.clone(), producer.span_id.clone())]);
+            let links: Vec<_> = process.links.iter().map(|l| (&l.trace_id, &l.span_id)).collect();
+            assert_eq!(links, vec![(&producer.trace_id, &producer.span_id)]);
             assert!(process.start_time_unix_nano >= producer.start_time_unix_nano);
         }
     }
@@ -120,7 +121,7 @@ async fn every_template_completes_as_one_trace_and_two_workers_share_the_steps()
         let count: usize = template.rsplit('_').next().unwrap().parse().unwrap();
         let trace = check_lifecycle(&spans, task, count);
         for process in named(&trace, "process step_queue") {
-            *steps_by_worker.entry(process.resource_attributes["service.instance.id"].clone()).or_default() += 1;
+            *steps_by_worker.entry(process.resource_attribute("service.instance.id").unwrap().to_owned()).or_default() += 1;
         }
     }
     assert_eq!(steps_by_worker.len(), 2, "both workers ran steps: {steps_by_worker:?}");
@@ -183,7 +184,7 @@ async fn a_step_held_by_a_killed_worker_is_redelivered_and_completes_once() {
     let mut claims: Vec<_> = named(&trace, "receive step_queue")
         .into_iter()
         .filter(|s| s.attribute("messaging.message.id") == Some(message))
-        .map(|s| (s.resource_attributes["service.instance.id"].as_str(), s.attribute("messaging.pgmq.read_count")))
+        .map(|s| (s.resource_attribute("service.instance.id").unwrap(), s.attribute("messaging.pgmq.read_count")))
         .collect();
     claims.sort_by_key(|(_, read_count)| *read_count);
     assert_eq!(claims, vec![("doomed", Some("1")), ("rescuer", Some("2"))]);

@@ -60,6 +60,22 @@ pub enum AttrType {
     KvList = 7,
 }
 
+impl AttrType {
+    /// The type stored in an `*_types` list; an unknown code (a newer writer) reads as a string.
+    pub fn from_code(code: u8) -> AttrType {
+        match code {
+            0 => AttrType::Empty,
+            2 => AttrType::Bool,
+            3 => AttrType::Int,
+            4 => AttrType::Double,
+            5 => AttrType::Bytes,
+            6 => AttrType::Array,
+            7 => AttrType::KvList,
+            _ => AttrType::String,
+        }
+    }
+}
+
 /// The OTLP/JSON encoding of a value (int64 as a decimal string; bytes nested in arrays, which are rare,
 /// as an array of numbers).
 pub fn any_value_to_json(value: &AnyValue) -> serde_json::Value {
