@@ -147,6 +147,8 @@ pub struct SpanSink {
     collector: Collector,
     dir: tempfile::TempDir,
     pub grpc_endpoint: String,
+    /// The collector's Jaeger query API.
+    pub query_url: String,
 }
 
 impl SpanSink {
@@ -154,12 +156,18 @@ impl SpanSink {
         let dir = tempfile::tempdir().unwrap();
         let collector = Collector::start(Config::ephemeral(dir.path())).await.unwrap();
         let grpc_endpoint = format!("http://{}", collector.grpc_addr);
-        SpanSink { collector, dir, grpc_endpoint }
+        let query_url = format!("http://{}", collector.query_addr);
+        SpanSink { collector, dir, grpc_endpoint, query_url }
     }
 
     /// Stops the collector, flushing everything, and returns every stored span.
     pub async fn stop_and_read(self) -> Vec<SpanRecord> {
         read(self.stop().await.path())
+    }
+
+    /// The store's directory (segments appear there as the collector flushes).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// Stops the collector, flushing everything, and hands over its store.
@@ -172,9 +180,6 @@ impl SpanSink {
 pub fn read(store: &std::path::Path) -> Vec<SpanRecord> {
     let frame = hoptrace_store::scan(store, TimeRange::all()).unwrap().collect().unwrap();
     hoptrace_store::records(&frame).unwrap()
-}
-
-impl SpanSink {
 }
 
 pub const ORCHESTRATION: &str = env!("CARGO_BIN_EXE_orchestration");
