@@ -15,6 +15,7 @@ pub struct Config {
     pub listen: Listen,
     pub storage: Storage,
     pub limits: Limits,
+    pub forward: Forward,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -42,6 +43,47 @@ pub struct Storage {
     pub compaction_min_segments: usize,
 }
 
+/// Forwarding of everything accepted to another OTLP endpoint (off unless `endpoint` is set).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Forward {
+    /// OTLP/HTTP URL, e.g. "http://jaeger:4318" (`/v1/traces` is added when there is no path).
+    pub endpoint: Option<String>,
+    /// Accepted request bytes waiting to be forwarded; beyond it requests are dropped (and counted).
+    pub max_queue_bytes: usize,
+    /// How long one send may take, e.g. "10s".
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// On shutdown, how long to keep sending what is queued.
+    #[serde(deserialize_with = "duration")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for Forward {
+    fn default() -> Self {
+        Forward {
+            endpoint: None,
+            max_queue_bytes: 64 << 20,
+            timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Forward {
+    /// The URL requests are posted to.
+    pub fn url(&self) -> Result<String, String> {
+        let endpoint = self.endpoint.as_deref().ok_or("forward.endpoint is not set")?.trim_end_matches('/');
+        let rest = endpoint
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("forward.endpoint {endpoint:?} must be an http:// URL"))?;
+        if rest.is_empty() {
+            return Err(format!("forward.endpoint {endpoint:?} names no host"));
+        }
+        Ok(if rest.contains('/') { endpoint.to_owned() } else { format!("{endpoint}/v1/traces") })
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -61,7 +103,13 @@ pub struct Limits {
 impl Default for Config {
     fn default() -> Self {
         let data_dir = std::env::var_os("HOPTRACE_DATA").map(PathBuf::from).unwrap_or_else(|| "hoptrace-data".into());
-        Config { data_dir, listen: Listen::default(), storage: Storage::default(), limits: Limits::default() }
+        Config {
+            data_dir,
+            listen: Listen::default(),
+            storage: Storage::default(),
+            limits: Limits::default(),
+            forward: Forward::default(),
+        }
     }
 }
 
@@ -131,6 +179,7 @@ impl Config {
             ("limits.max_http_body_bytes", self.limits.max_http_body_bytes),
             ("limits.max_inflight_bytes", self.limits.max_inflight_bytes),
             ("limits.queue_capacity", self.limits.queue_capacity),
+            ("forward.max_queue_bytes", self.forward.max_queue_bytes),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -139,6 +188,9 @@ impl Config {
         }
         if self.storage.flush_interval.is_zero() {
             return Err("storage.flush_interval must be greater than zero".into());
+        }
+        if self.forward.endpoint.is_some() {
+            self.forward.url()?;
         }
         if self.limits.max_inflight_bytes < self.limits.max_http_body_bytes {
             return Err("limits.max_inflight_bytes must be at least limits.max_http_body_bytes, or no large request could ever be accepted".into());
@@ -201,9 +253,14 @@ mod tests {
             flush_interval = "500ms"
             [limits]
             retry_after = "3s"
+            [forward]
+            endpoint = "http://jaeger:4318"
+            drain_timeout = "1s"
             "#,
         )
         .unwrap();
+        assert_eq!(c.forward.url().unwrap(), "http://jaeger:4318/v1/traces");
+        assert_eq!(c.forward.drain_timeout, Duration::from_secs(1));
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/hoptrace"));
         assert_eq!(c.listen.grpc.port(), 14317);
         assert_eq!(c.storage.flush_interval, Duration::from_millis(500));
@@ -220,5 +277,7 @@ mod tests {
         assert_eq!(zero, "limits.queue_capacity must be greater than zero");
         let addr = Config::parse("[listen]\nhttp = \"nowhere\"\n").unwrap_err();
         assert!(addr.contains("http"), "{addr}");
+        let tls = Config::parse("[forward]\nendpoint = \"https://tempo:4318\"\n").unwrap_err();
+        assert!(tls.contains("forward.endpoint") && tls.contains("http://"), "{tls}");
     }
 }

@@ -164,7 +164,7 @@ async fn health(State(state): State<HttpState>) -> Response {
 
 async fn metrics(State(state): State<HttpState>) -> Response {
     let store = state.pipeline.store().map(|s| s.stats().as_ref());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.pipeline.metrics.render(store)).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.pipeline.metrics.render(store, state.pipeline.forwarder().map(|f| f.stats.as_ref()))).into_response()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! replays the store, then takes traffic; the Jaeger query API ([`query`]) reads the store's segments; [`Collector::stop`] stops accepting, drains, and flushes.
 
 pub mod config;
+pub mod forward;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
@@ -76,6 +77,11 @@ impl Collector {
             replayed_spans = recovery.replayed_spans,
             "span store open"
         );
+        if config.forward.endpoint.is_some() {
+            let forwarder = forward::Forwarder::start(&config.forward)?;
+            tracing::info!(endpoint = config.forward.url().unwrap_or_default(), "forwarding accepted spans");
+            pipeline.set_forwarder(forwarder);
+        }
         pipeline.set_ready(Arc::new(store));
 
         let grpc = {
@@ -113,6 +119,9 @@ impl Collector {
         }
         if let Some(store) = self.pipeline.store().cloned() {
             tokio::task::spawn_blocking(move || store.shutdown()).await?.context("final flush failed")?;
+        }
+        if let Some(forwarder) = self.pipeline.forwarder() {
+            forwarder.stop().await;
         }
         tracing::info!("collector stopped; every acknowledged span is in a segment");
         Ok(())

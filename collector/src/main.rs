@@ -30,6 +30,9 @@ struct Args {
     /// Jaeger query API listen address, for Grafana and the Jaeger UI [default: 127.0.0.1:16686]
     #[arg(long)]
     query_listen: Option<SocketAddr>,
+    /// Also export everything accepted to this OTLP/HTTP endpoint, e.g. http://127.0.0.1:14318
+    #[arg(long)]
+    forward_endpoint: Option<String>,
 }
 
 #[tokio::main]
@@ -65,6 +68,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(addr) = args.query_listen {
         config.listen.query = addr;
+    }
+    if let Some(endpoint) = args.forward_endpoint {
+        config.forward.endpoint = Some(endpoint);
+        config.forward.url().map_err(anyhow::Error::msg)?;
     }
     let collector = Collector::start(config).await?;
     shutdown_signal().await;

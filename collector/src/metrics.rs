@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use hoptrace_store::StoreStats;
 
+use crate::forward::ForwardStats;
+
 #[derive(Debug, Clone, Copy)]
 pub enum Transport {
     Grpc = 0,
@@ -31,7 +33,7 @@ impl Metrics {
         counter[transport as usize].fetch_add(n, Relaxed);
     }
 
-    pub fn render(&self, store: Option<&StoreStats>) -> String {
+    pub fn render(&self, store: Option<&StoreStats>, forward: Option<&ForwardStats>) -> String {
         let mut out = String::new();
         let per_transport = [
             ("spans_received_total", "Spans in requests that decoded.", &self.spans_received),
@@ -64,6 +66,14 @@ impl Metrics {
             single("store_flush_errors_total", "counter", "Flushes that failed (their spans stay in the WAL).", v(&s.flush_errors));
             single("store_queue_depth", "gauge", "Batches waiting for the write-ahead log.", v(&s.queue_depth));
             single("store_memtable_spans", "gauge", "Acknowledged spans not yet in a segment.", v(&s.memtable_spans));
+        }
+        if let Some(f) = forward {
+            let v = |a: &AtomicU64| a.load(Relaxed);
+            single("forward_spans_forwarded_total", "counter", "Accepted spans the forward endpoint acknowledged.", v(&f.spans_forwarded));
+            single("forward_spans_dropped_total", "counter", "Accepted spans not forwarded because the queue was full.", v(&f.spans_dropped));
+            single("forward_spans_failed_total", "counter", "Spans the forward endpoint refused for good, or left queued at shutdown.", v(&f.spans_failed));
+            single("forward_retries_total", "counter", "Sends retried after a retryable answer or a transport error.", v(&f.retries));
+            single("forward_queue_bytes", "gauge", "Request bytes waiting to be forwarded.", v(&f.queue_bytes));
         }
         out
     }

@@ -11,6 +11,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::forward::Forwarder;
 use crate::metrics::{Metrics, Transport};
 
 /// Why a request was not accepted; each maps to the status the OTLP specification prescribes.
@@ -46,6 +47,7 @@ pub struct Pipeline {
     budget_kib: usize,
     pub metrics: Arc<Metrics>,
     pub retry_after: Duration,
+    forwarder: OnceLock<Forwarder>,
 }
 
 /// Decoded OTLP objects take about this many times their wire size in memory.
@@ -60,6 +62,7 @@ impl Pipeline {
             budget_kib,
             metrics: Arc::new(Metrics::default()),
             retry_after,
+            forwarder: OnceLock::new(),
         }
     }
 
@@ -70,6 +73,15 @@ impl Pipeline {
 
     pub fn store(&self) -> Option<&Arc<SpanStore>> {
         self.store.get()
+    }
+
+    /// From now on every accepted request is also forwarded.
+    pub fn set_forwarder(&self, forwarder: Forwarder) {
+        let _ = self.forwarder.set(forwarder);
+    }
+
+    pub fn forwarder(&self) -> Option<&Forwarder> {
+        self.forwarder.get()
     }
 
     /// Reserves memory for a request of `wire_bytes`, or refuses at once: never an unbounded queue.
@@ -110,6 +122,8 @@ impl Pipeline {
             error_message,
         });
         if accepted > 0 {
+            // The forward endpoint validates as this collector does, so it keeps the same spans.
+            let forward = self.forwarder.get().map(|f| (f, bytes::Bytes::from(protobuf.clone())));
             let done = match store.submit(Batch { rows: conversion.rows, request: protobuf }) {
                 Ok(done) => done,
                 Err(e) => {
@@ -128,6 +142,9 @@ impl Pipeline {
                     return Err(Refusal::Unavailable(format!("spans could not be made durable: {e}")));
                 }
                 Err(_) => return Err(Refusal::Unavailable("the collector is shutting down".into())),
+            }
+            if let Some((forwarder, body)) = forward {
+                forwarder.offer(body, accepted);
             }
         }
         Metrics::add(&m.spans_accepted, transport, accepted);

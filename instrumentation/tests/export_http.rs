@@ -37,14 +37,15 @@ async fn spans_reach_an_otlp_http_collector_with_the_resource_from_the_environme
     let (send, process, db) = (by_name("send orders"), by_name("process orders"), by_name("UPDATE orders"));
     for span in [send, process, db] {
         assert_eq!(span.service_name, "checkout");
-        assert_eq!(span.resource_attributes["service.instance.id"], "checkout-7");
-        assert_eq!(span.resource_attributes["deployment.environment"], "test");
+        assert_eq!(span.resource_attribute("service.instance.id"), Some("checkout-7"));
+        assert_eq!(span.resource_attribute("deployment.environment"), Some("test"));
         assert_eq!(span.attribute("benchmark.run_id"), Some("r-42"), "{}", span.name);
         assert_eq!(span.trace_id, send.trace_id);
     }
     assert_eq!((send.kind, process.kind, db.kind), (4, 5, 3));
     assert_eq!(process.parent_span_id.as_deref(), Some(send.span_id.as_str()));
-    assert_eq!(process.links, vec![(send.trace_id.clone(), send.span_id.clone())]);
+    let links: Vec<_> = process.links.iter().map(|l| (&l.trace_id, &l.span_id)).collect();
+    assert_eq!(links, vec![(&send.trace_id, &send.span_id)]);
     assert_eq!(process.attribute("messaging.message.id"), Some("7"));
     assert_eq!(db.parent_span_id.as_deref(), Some(process.span_id.as_str()));
     assert_eq!(db.attribute("db.system.name"), Some("postgresql"));
