@@ -30,6 +30,9 @@ pub const RUN_ID_KEY: &str = "benchmark.run_id";
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HopSamples {
     pub values: Vec<i64>,
+    /// For each value, the trace it came from (its number in the span table) and when the measured span
+    /// started (Unix ns): what a dashboard plots over time and links back to the trace by.
+    pub origins: Vec<(u32, i64)>,
     /// Samples that crossed processes (gaps, intervals), where clocks can disagree.
     pub cross_process: usize,
     pub corrected: usize,
@@ -42,8 +45,9 @@ pub struct HopSamples {
 }
 
 impl HopSamples {
-    fn push(&mut self, value: i64, correction: Option<Correction>) {
+    fn push(&mut self, value: i64, origin: (u32, i64), correction: Option<Correction>) {
         self.values.push(value);
+        self.origins.push(origin);
         if let Some(c) = correction {
             self.cross_process += 1;
             if !c.consistent {
@@ -59,6 +63,7 @@ impl HopSamples {
     fn merge(&mut self, other: HopSamples) {
         self.paths.merge(other.paths);
         self.values.extend(other.values);
+        self.origins.extend(other.origins);
         self.cross_process += other.cross_process;
         self.corrected += other.corrected;
         self.correction_total_ns += other.correction_total_ns;
@@ -273,7 +278,7 @@ fn analyse_trace(
         let mut record = |i: usize, value: i64, correction: Option<Correction>| {
             out.entry((rule.category, variant(rule.group_slot, i as u32), rule.hop))
                 .or_default()
-                .push(value, correction);
+                .push(value, (trace_no, t.start[base + i]), correction);
         };
         match rule.measure {
             CompiledMeasure::Duration(sel) => {
@@ -345,7 +350,7 @@ fn analyse_trace(
                     critical_path::walk(t, base, n, parent, &start, &stop, a, b_last, pieces);
                     let key = (rule.category, variant(rule.group_slot, a as u32), rule.hop);
                     let samples = out.entry(key).or_default();
-                    samples.push(end - t.start[base + a], cross.then_some(correction));
+                    samples.push(end - t.start[base + a], (trace_no, t.start[base + a]), cross.then_some(correction));
                     samples.paths.push(trace_no, pieces);
                 }
             }

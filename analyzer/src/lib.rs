@@ -9,6 +9,7 @@ pub mod baseline;
 pub mod compare;
 pub mod config;
 pub mod critical_path;
+pub mod export;
 pub mod hops;
 pub mod html;
 pub mod report;

@@ -36,6 +36,10 @@ enum Command {
     /// Compares a run with a baseline, hop by hop; exits 2 when a hop got slower beyond --threshold and
     /// the slowdown is statistically real, 0 otherwise, 1 on a usage or I/O error.
     Compare(CompareArgs),
+    /// Writes the per-hop samples of a run (or a time range) and the targets into PostgreSQL tables for
+    /// dashboards (hoptrace_hop_samples, hoptrace_hop_targets; created when absent). Exits 0, or 1 on a
+    /// usage, I/O or database error.
+    Export(ExportArgs),
     /// Writes synthetic traces shaped like the reference workflow system into a store, to try the
     /// report without running anything (and to benchmark it).
     Generate(GenerateArgs),
@@ -142,6 +146,15 @@ struct Scope {
 }
 
 #[derive(clap::Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    scope: Scope,
+    /// The PostgreSQL database to write to, e.g. postgres://postgres@127.0.0.1:5432/hoptrace.
+    #[arg(long)]
+    to: String,
+}
+
+#[derive(clap::Args)]
 struct ReportArgs {
     #[command(flatten)]
     scope: Scope,
@@ -209,6 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Report(args) => report_command(args),
         Command::Validate(args) => validate_command(args),
+        Command::Export(args) => export_command(args),
         Command::Generate(args) => generate_command(args),
         Command::Baseline(command) => baseline_command(command),
         Command::Compare(args) => compare_command(args),
@@ -386,6 +400,41 @@ fn compare_command(args: CompareArgs) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(if result.regressions > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+fn export_command(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let config = args.scope.config()?;
+    let store = args.scope.store()?;
+    let table = load(&store, args.scope.range()?, &hoptrace_analyzer::hops::attribute_keys(&config))?;
+    let filters = Filters { run_id: args.scope.run.clone(), ..Filters::default() };
+    let extraction = hoptrace_analyzer::hops::extract(&table, &config, &filters);
+    args.scope.say_if_empty(extraction.traces, &store);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let export = hoptrace_analyzer::export::export(&args.to, &table, &config, &extraction, args.scope.run.as_deref());
+    let written = runtime.block_on(export).with_context(|| format!("exporting to {}", redact(&args.to)))?;
+    let total: usize = extraction.samples.values().map(|s| s.values.len()).sum();
+    println!(
+        "exported {} new samples ({total} in range, of {} traces) and {} targets to {}",
+        written.samples,
+        extraction.traces,
+        written.targets,
+        redact(&args.to)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 fn generate_command(args: GenerateArgs) -> anyhow::Result<ExitCode> {

@@ -2,10 +2,11 @@
 //! injected into the worker's handler. `analyzer compare` flags the handler hop and the end-to-end
 //! latency, nothing else, exits 2, and the shift it recovers is 20 ms ± 2 ms.
 //!
-//! The comparison uses `--min-shift 1ms`. Without it, it also (rightly) flags sub-millisecond hops that
+//! The comparison uses `--min-shift 2ms`. Without it, it also (rightly) flags hops after the handler that
 //! became a few tenths of a millisecond slower: with 20 ms of quiet before each result is sent, the
 //! database backend and the orchestrator have gone idle, and on a virtual machine waking them costs that
-//! much. Those shifts are real, but they are the machine's, not a regression of the code.
+//! much — over 1 ms for the worker's overhead hop when the machine is busy with other work. Those shifts
+//! are real, but they are the machine's, not a regression of the code.
 
 mod harness;
 
@@ -60,7 +61,7 @@ async fn twenty_ms_in_the_handler_is_flagged_there_and_end_to_end_only() {
     assert_eq!(status, 0);
     assert!(listed.starts_with("clean "), "{listed}");
 
-    let (status, json) = analyzer(store.path(), &["compare", "--baseline", "clean", "--run", "slow", "--min-shift", "1ms", "--format", "json"]);
+    let (status, json) = analyzer(store.path(), &["compare", "--baseline", "clean", "--run", "slow", "--min-shift", "2ms", "--format", "json"]);
     let result: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(status, 2, "a regression exits 2");
     let flagged: Vec<String> = result["hops"]
@@ -78,7 +79,7 @@ async fn twenty_ms_in_the_handler_is_flagged_there_and_end_to_end_only() {
     expected.sort();
     let mut flagged_sorted = flagged.clone();
     flagged_sorted.sort();
-    let (_, table) = analyzer(store.path(), &["compare", "--baseline", "clean", "--run", "slow", "--min-shift", "1ms"]);
+    let (_, table) = analyzer(store.path(), &["compare", "--baseline", "clean", "--run", "slow", "--min-shift", "2ms"]);
     assert_eq!(flagged_sorted, expected, "{table}");
 
     // The recovered shift of the handler: 20 ms ± 2 ms at the median.
@@ -88,7 +89,7 @@ async fn twenty_ms_in_the_handler_is_flagged_there_and_end_to_end_only() {
         assert!((18_000_000..=22_000_000).contains(&shift), "{}: shift {shift} ns", hop["variant"]);
     }
     // The same run against its own baseline: nothing to flag.
-    let (status, _) = analyzer(store.path(), &["compare", "--baseline", "clean", "--run", "clean", "--min-shift", "1ms"]);
+    let (status, _) = analyzer(store.path(), &["compare", "--baseline", "clean", "--run", "clean", "--min-shift", "2ms"]);
     assert_eq!(status, 0);
     let (status, _) = analyzer(store.path(), &["baseline", "delete", "clean"]);
     assert_eq!(status, 0);

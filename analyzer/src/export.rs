@@ -1,0 +1,112 @@
+//! Per-hop samples into PostgreSQL, for dashboards: one row per sample (when its span started, its value,
+//! the trace it came from, so a panel can link to the trace) and one row per target limit. Re-exporting the
+//! same spans adds nothing twice. The tables are created when absent; their shape is in `docs/dashboards.md`.
+
+use sqlx::{Connection, PgConnection};
+
+use crate::config::Config;
+use crate::hops::Extraction;
+use crate::spans::SpanTable;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS hoptrace_hop_samples (
+    time      timestamptz      NOT NULL,
+    run_id    text             NOT NULL DEFAULT '',
+    category  text             NOT NULL,
+    variant   text             NOT NULL DEFAULT '',
+    hop       text             NOT NULL,
+    value_ms  double precision NOT NULL,
+    trace_id  text             NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS hoptrace_hop_samples_key
+    ON hoptrace_hop_samples (trace_id, category, variant, hop, time, value_ms);
+CREATE INDEX IF NOT EXISTS hoptrace_hop_samples_time ON hoptrace_hop_samples (category, time);
+CREATE TABLE IF NOT EXISTS hoptrace_hop_targets (
+    category   text             NOT NULL,
+    variant    text             NOT NULL DEFAULT '',
+    hop        text             NOT NULL,
+    percentile text             NOT NULL,
+    target_ms  double precision NOT NULL,
+    PRIMARY KEY (category, variant, hop, percentile)
+);";
+
+/// Rows per INSERT: binds stay well under PostgreSQL's limit, and a batch is a few MB.
+const BATCH: usize = 10_000;
+
+/// What an export wrote.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Exported {
+    /// Samples newly written (re-exported ones are skipped).
+    pub samples: u64,
+    pub targets: u64,
+}
+
+/// Writes the samples of `extraction` (taken from `table`) and the targets of `config`, tagging each sample
+/// with `run_id` (empty when none).
+pub async fn export(
+    url: &str,
+    table: &SpanTable,
+    config: &Config,
+    extraction: &Extraction,
+    run_id: Option<&str>,
+) -> anyhow::Result<Exported> {
+    let mut conn = PgConnection::connect(url).await?;
+    let mut tx = conn.begin().await?;
+    sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
+    let mut written = Exported { samples: 0, targets: 0 };
+    for ((c, variant, h), samples) in &extraction.samples {
+        let category = &config.categories[*c];
+        let hop = &category.hops[*h].name;
+        let variant = variant.as_deref().unwrap_or("");
+        for (values, origins) in samples.values.chunks(BATCH).zip(samples.origins.chunks(BATCH)) {
+            let value_ms: Vec<f64> = values.iter().map(|&v| v as f64 / 1e6).collect();
+            let start_us: Vec<i64> = origins.iter().map(|&(_, at)| at / 1_000).collect();
+            let trace_ids: Vec<String> =
+                origins.iter().map(|&(trace, _)| hex(&table.trace_ids[trace as usize])).collect();
+            let result = sqlx::query(
+                "INSERT INTO hoptrace_hop_samples (time, run_id, category, variant, hop, value_ms, trace_id) \
+                 SELECT timestamptz 'epoch' + s.us * interval '1 microsecond', $1, $2, $3, $4, s.v, s.t \
+                 FROM unnest($5::bigint[], $6::float8[], $7::text[]) AS s(us, v, t) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(run_id.unwrap_or(""))
+            .bind(&category.name)
+            .bind(variant)
+            .bind(hop)
+            .bind(&start_us)
+            .bind(&value_ms)
+            .bind(&trace_ids)
+            .execute(&mut *tx)
+            .await?;
+            written.samples += result.rows_affected();
+        }
+    }
+    for category in &config.categories {
+        for hop in &category.hops {
+            let defaults = hop.target.iter().map(|t| ("", t));
+            for (variant, target) in defaults.chain(hop.targets.iter().map(|(v, t)| (v.as_str(), t))) {
+                for (percentile, limit) in &target.limits {
+                    let result = sqlx::query(
+                        "INSERT INTO hoptrace_hop_targets (category, variant, hop, percentile, target_ms) \
+                         VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (category, variant, hop, percentile) DO UPDATE SET target_ms = EXCLUDED.target_ms",
+                    )
+                    .bind(&category.name)
+                    .bind(variant)
+                    .bind(&hop.name)
+                    .bind(percentile.label())
+                    .bind(limit.as_secs_f64() * 1e3)
+                    .execute(&mut *tx)
+                    .await?;
+                    written.targets += result.rows_affected();
+                }
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(written)
+}
+
+fn hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
