@@ -1,12 +1,13 @@
 //! Per-hop samples into PostgreSQL, for dashboards: one row per sample (when its span started, its value,
-//! the trace it came from, so a panel can link to the trace) and one row per target limit. Re-exporting the
-//! same spans adds nothing twice. The tables are created when absent; their shape is in `docs/dashboards.md`.
+//! the trace it came from, so a panel can link to the trace), one row per target limit, and one row per
+//! export with the correlation check of the same spans. Re-exporting the same spans adds no sample twice. The tables are created when absent; their shape is in `docs/dashboards.md`.
 
 use sqlx::{Connection, PgConnection};
 
 use crate::config::Config;
 use crate::hops::Extraction;
 use crate::spans::SpanTable;
+use crate::validate::Validation;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS hoptrace_hop_samples (
@@ -28,6 +29,15 @@ CREATE TABLE IF NOT EXISTS hoptrace_hop_targets (
     percentile text             NOT NULL,
     target_ms  double precision NOT NULL,
     PRIMARY KEY (category, variant, hop, percentile)
+);
+CREATE TABLE IF NOT EXISTS hoptrace_correlation (
+    time            timestamptz NOT NULL,
+    run_id          text        NOT NULL DEFAULT '',
+    traces_checked  bigint      NOT NULL,
+    intact          bigint      NOT NULL,
+    broken          bigint      NOT NULL,
+    pending         bigint      NOT NULL,
+    broken_by_rule  jsonb       NOT NULL
 );";
 
 /// Rows per INSERT: binds stay well under PostgreSQL's limit, and a batch is a few MB.
@@ -41,13 +51,14 @@ pub struct Exported {
     pub targets: u64,
 }
 
-/// Writes the samples of `extraction` (taken from `table`) and the targets of `config`, tagging each sample
-/// with `run_id` (empty when none).
+/// Writes the samples of `extraction` (taken from `table`), the targets of `config` and the `validation` of
+/// the same spans, tagging them with `run_id` (empty when none).
 pub async fn export(
     url: &str,
     table: &SpanTable,
     config: &Config,
     extraction: &Extraction,
+    validation: &Validation,
     run_id: Option<&str>,
 ) -> anyhow::Result<Exported> {
     let mut conn = PgConnection::connect(url).await?;
@@ -103,6 +114,21 @@ pub async fn export(
             }
         }
     }
+    // The check is plotted at the start of the latest span it saw.
+    let latest_us = table.start.iter().max().map_or(0, |&ns| ns / 1_000);
+    sqlx::query(
+        "INSERT INTO hoptrace_correlation (time, run_id, traces_checked, intact, broken, pending, broken_by_rule) \
+         VALUES (timestamptz 'epoch' + $1 * interval '1 microsecond', $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(latest_us)
+    .bind(run_id.unwrap_or(""))
+    .bind(validation.traces_checked as i64)
+    .bind(validation.intact as i64)
+    .bind(validation.broken as i64)
+    .bind(validation.pending as i64)
+    .bind(sqlx::types::Json(&validation.by_rule))
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(written)
 }

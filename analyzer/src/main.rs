@@ -150,8 +150,11 @@ struct ExportArgs {
     #[command(flatten)]
     scope: Scope,
     /// The PostgreSQL database to write to, e.g. postgres://postgres@127.0.0.1:5432/hoptrace.
-    #[arg(long)]
-    to: String,
+    #[arg(long = "to-db", value_name = "URL")]
+    to_db: String,
+    /// Lifecycles that started this recently may still be running: not checked for correlation yet.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    settle: Duration,
 }
 
 #[derive(clap::Args)]
@@ -405,20 +408,29 @@ fn compare_command(args: CompareArgs) -> anyhow::Result<ExitCode> {
 fn export_command(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let config = args.scope.config()?;
     let store = args.scope.store()?;
-    let table = load(&store, args.scope.range()?, &hoptrace_analyzer::hops::attribute_keys(&config))?;
+    let mut keys = hoptrace_analyzer::hops::attribute_keys(&config);
+    keys.extend(hoptrace_analyzer::validate::attribute_keys(&config));
+    keys.sort();
+    keys.dedup();
+    let table = load(&store, args.scope.range()?, &keys)?;
+    let run = args.scope.run.as_deref();
     let filters = Filters { run_id: args.scope.run.clone(), ..Filters::default() };
     let extraction = hoptrace_analyzer::hops::extract(&table, &config, &filters);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
+    let validation = validate(&table, &config, now - args.settle.as_nanos() as i64, run);
     args.scope.say_if_empty(extraction.traces, &store);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let export = hoptrace_analyzer::export::export(&args.to, &table, &config, &extraction, args.scope.run.as_deref());
-    let written = runtime.block_on(export).with_context(|| format!("exporting to {}", redact(&args.to)))?;
+    let export = hoptrace_analyzer::export::export(&args.to_db, &table, &config, &extraction, &validation, run);
+    let written = runtime.block_on(export).with_context(|| format!("exporting to {}", redact(&args.to_db)))?;
     let total: usize = extraction.samples.values().map(|s| s.values.len()).sum();
     println!(
-        "exported {} new samples ({total} in range, of {} traces) and {} targets to {}",
+        "exported {} new samples ({total} in range, of {} traces), {} targets and the correlation check ({} intact, {} broken) to {}",
         written.samples,
         extraction.traces,
         written.targets,
-        redact(&args.to)
+        validation.intact,
+        validation.broken,
+        redact(&args.to_db)
     );
     Ok(ExitCode::SUCCESS)
 }
