@@ -31,7 +31,7 @@ async fn run_with(faults: &str) -> (i32, Value, Vec<String>) {
     let roots: Vec<String> =
         read(store.path()).into_iter().filter(|s| s.name == "POST /v1/tasks").map(|s| s.trace_id).collect();
     let junit = store.path().join("validate.xml");
-    let output = Command::new(analyzer_binary())
+    let output = Command::new(workspace_binary("analyzer"))
         .args(["validate", "--run", RUN, "--settle", "0s", "--format", "json", "--store"])
         .arg(store.path())
         .arg("--junit")

@@ -26,7 +26,7 @@ fn loadgen(api: &Service, run: &str) {
 }
 
 fn analyzer(store: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let output = Command::new(analyzer_binary()).args(args).arg("--store").arg(store).output().unwrap();
+    let output = Command::new(workspace_binary("analyzer")).args(args).arg("--store").arg(store).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.code() != Some(1), "analyzer {args:?}: {stderr}");
     (output.status.code().unwrap(), String::from_utf8(output.stdout).unwrap())

@@ -186,12 +186,13 @@ pub const ORCHESTRATION: &str = env!("CARGO_BIN_EXE_orchestration");
 pub const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 pub const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
 
-/// The analyzer binary, built beside the services' (`cargo test --workspace` builds every binary).
-pub fn analyzer_binary() -> std::path::PathBuf {
+/// A binary of another workspace crate (`analyzer`, `collector`), built beside the services' (`cargo test
+/// --workspace` builds every binary).
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     let dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_owned();
-    let analyzer = dir.join("analyzer");
-    assert!(analyzer.exists(), "{} is missing: build it with cargo build --bins", analyzer.display());
-    analyzer
+    let binary = dir.join(name);
+    assert!(binary.exists(), "{} is missing: build it with cargo build --bins", binary.display());
+    binary
 }
 
 /// Creates a task through the API, tagged with run `run`; returns its uuid.
