@@ -20,33 +20,39 @@ pub mod stats;
 pub mod synthetic;
 pub mod validate;
 
-use std::path::Path;
-
-use hoptrace_store::TimeRange;
+use hoptrace_store::{Location, TimeRange};
 use polars::prelude::{col, Expr};
 
 pub use config::Config;
 pub use hops::Filters;
 pub use report::Report;
 
-/// Reads the spans of `range` from the store at `dir`, keeping the attributes named in `keys`.
-pub fn load(dir: &Path, range: TimeRange, keys: &[String]) -> anyhow::Result<spans::SpanTable> {
+/// Reads the spans of `range` from `store` (a data directory or a PostgreSQL URL), keeping the attributes
+/// named in `keys`.
+pub fn load(store: impl Into<Location>, range: TimeRange, keys: &[String]) -> anyhow::Result<spans::SpanTable> {
     let columns: Vec<Expr> = spans::SpanTable::columns().into_iter().map(col).collect();
-    let segments = hoptrace_store::scan_segments(dir, range)?;
+    let segments = store.into().segments(range)?;
     let frames = segments.into_iter().map(|segment| segment.select(columns.clone()).collect());
     Ok(spans::SpanTable::from_frames(frames, keys)?)
 }
 
-/// Reads the spans of `range` from the store at `dir` and reports on them.
-pub fn analyze(dir: &Path, range: TimeRange, config: &Config, filters: &Filters) -> anyhow::Result<Report> {
-    analyze_with(dir, range, config, filters, false)
+/// Reads the spans of `range` from `store` and reports on them.
+pub fn analyze(store: impl Into<Location>, range: TimeRange, config: &Config, filters: &Filters) -> anyhow::Result<Report> {
+    analyze_with(store, range, config, filters, false)
 }
 
 /// [`analyze`], and with `details` the distributions and exemplar traces the HTML report draws.
-pub fn analyze_with(dir: &Path, range: TimeRange, config: &Config, filters: &Filters, details: bool) -> anyhow::Result<Report> {
-    let table = load(dir, range, &hops::attribute_keys(config))?;
+pub fn analyze_with(
+    store: impl Into<Location>,
+    range: TimeRange,
+    config: &Config,
+    filters: &Filters,
+    details: bool,
+) -> anyhow::Result<Report> {
+    let store = store.into();
+    let table = load(&store, range, &hops::attribute_keys(config))?;
     let extraction = hops::extract(&table, config, filters);
-    let (store, run) = (dir.display().to_string(), filters.run_id.clone());
+    let (store, run) = (store.to_string(), filters.run_id.clone());
     Ok(Report::build(config, extraction, store, describe(range), run, details))
 }
 

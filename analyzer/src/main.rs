@@ -11,7 +11,7 @@ use hoptrace_analyzer::baseline::{Baseline, Baselines};
 use hoptrace_analyzer::compare::Gate;
 use hoptrace_analyzer::validate::{validate, MaxBroken};
 use hoptrace_analyzer::{analyze_with, load, report, Config, Filters};
-use hoptrace_store::TimeRange;
+use hoptrace_store::{Location, TimeRange};
 
 
 #[derive(Parser)]
@@ -52,14 +52,14 @@ enum BaselineCommand {
         name: String,
         #[command(flatten)]
         scope: Scope,
-        /// Where baselines are kept (default: <store>/baselines).
+        /// Where baselines are kept (default: <store>/baselines, or ./hoptrace-baselines for a database).
         #[arg(long)]
         baselines: Option<PathBuf>,
     },
     /// Lists the saved baselines.
     List {
         #[arg(long)]
-        store: Option<PathBuf>,
+        store: Option<String>,
         #[arg(long)]
         baselines: Option<PathBuf>,
     },
@@ -67,7 +67,7 @@ enum BaselineCommand {
     Delete {
         name: String,
         #[arg(long)]
-        store: Option<PathBuf>,
+        store: Option<String>,
         #[arg(long)]
         baselines: Option<PathBuf>,
     },
@@ -80,7 +80,7 @@ struct CompareArgs {
     baseline: String,
     #[command(flatten)]
     scope: Scope,
-    /// Where baselines are kept (default: <store>/baselines).
+    /// Where baselines are kept (default: <store>/baselines, or ./hoptrace-baselines for a database).
     #[arg(long)]
     baselines: Option<PathBuf>,
     /// A slowdown counts only beyond this (and only when statistically real).
@@ -137,9 +137,9 @@ struct Scope {
     /// Only traces of this benchmark run (the `benchmark.run_id` attribute loadgen sets).
     #[arg(long)]
     run: Option<String>,
-    /// The collector's data directory (default $HOPTRACE_DATA or ./hoptrace-data).
+    /// The collector's data directory, or a PostgreSQL store (postgres://…) [default: $HOPTRACE_DATA or ./hoptrace-data].
     #[arg(long)]
-    store: Option<PathBuf>,
+    store: Option<String>,
     /// Categories, hop rules, targets and validation rules (default: the built-in ones).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -243,14 +243,15 @@ impl Scope {
         }
     }
 
-    fn store(&self) -> anyhow::Result<PathBuf> {
-        let store = self
-            .store
-            .clone()
-            .or_else(|| std::env::var_os("HOPTRACE_DATA").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("hoptrace-data"));
-        if !store.is_dir() {
-            bail!("no store at {} (pass --store DIR, the collector's --data-dir)", store.display());
+    fn store(&self) -> anyhow::Result<Location> {
+        let store = match &self.store {
+            Some(text) => Location::parse(text),
+            None => Location::Dir(std::env::var_os("HOPTRACE_DATA").map(PathBuf::from).unwrap_or_else(|| "hoptrace-data".into())),
+        };
+        if let Location::Dir(dir) = &store {
+            if !dir.is_dir() {
+                bail!("no store at {} (pass --store DIR, the collector's --data-dir, or --store postgres://…)", dir.display());
+            }
         }
         Ok(store)
     }
@@ -260,13 +261,13 @@ impl Scope {
     }
 
     /// Says on stderr that nothing was found, so an empty result is not mistaken for a good one.
-    fn say_if_empty(&self, traces: usize, store: &std::path::Path) {
+    fn say_if_empty(&self, traces: usize, store: &Location) {
         if traces == 0 {
             let what = match &self.run {
                 Some(run) => format!("no traces of run {run:?}"),
                 None => "no spans".to_owned(),
             };
-            eprintln!("{what} in {} for this range; widen it with --since or --from/--to", store.display());
+            eprintln!("{what} in {store} for this range; widen it with --since or --from/--to");
         }
     }
 }
@@ -334,13 +335,14 @@ fn validate_command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     Ok(if result.acceptable(args.max_broken) { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
-/// The baselines directory: `--baselines`, else `<store>/baselines`.
-fn baselines_dir(baselines: Option<PathBuf>, store: &std::path::Path) -> Baselines {
-    Baselines { dir: baselines.unwrap_or_else(|| store.join("baselines")) }
+/// The baselines directory: `--baselines`, else `<store>/baselines` (`./hoptrace-baselines` beside a database).
+fn baselines_dir(baselines: Option<PathBuf>, store: &Location) -> Baselines {
+    let default = || store.dir().map_or_else(|| PathBuf::from("hoptrace-baselines"), |dir| dir.join("baselines"));
+    Baselines { dir: baselines.unwrap_or_else(default) }
 }
 
 /// The per-hop samples of the scope, as a baseline named `name`.
-fn measure(scope: &Scope, name: &str) -> anyhow::Result<(Baseline, PathBuf)> {
+fn measure(scope: &Scope, name: &str) -> anyhow::Result<(Baseline, Location)> {
     let config = scope.config()?;
     let store = scope.store()?;
     let range = scope.range()?;
@@ -421,7 +423,7 @@ fn export_command(args: ExportArgs) -> anyhow::Result<ExitCode> {
     args.scope.say_if_empty(extraction.traces, &store);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let export = hoptrace_analyzer::export::export(&args.to_db, &table, &config, &extraction, &validation, run);
-    let written = runtime.block_on(export).with_context(|| format!("exporting to {}", redact(&args.to_db)))?;
+    let written = runtime.block_on(export).with_context(|| format!("exporting to {}", hoptrace_store::location::redact(&args.to_db)))?;
     let total: usize = extraction.samples.values().map(|s| s.values.len()).sum();
     println!(
         "exported {} new samples ({total} in range, of {} traces), {} targets and the correlation check ({} intact, {} broken) to {}",
@@ -430,23 +432,9 @@ fn export_command(args: ExportArgs) -> anyhow::Result<ExitCode> {
         written.targets,
         validation.intact,
         validation.broken,
-        redact(&args.to_db)
+        hoptrace_store::location::redact(&args.to_db)
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// A database URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 fn generate_command(args: GenerateArgs) -> anyhow::Result<ExitCode> {

@@ -32,6 +32,8 @@ pub struct Listen {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
+    /// Store spans in this PostgreSQL database (postgres://…) instead of the data directory.
+    pub postgres: Option<String>,
     /// Acknowledged spans reach a Parquet segment at least this often, e.g. "2s".
     #[serde(deserialize_with = "duration")]
     pub flush_interval: Duration,
@@ -127,6 +129,7 @@ impl Default for Storage {
     fn default() -> Self {
         let store = hoptrace_store::StoreConfig::new("");
         Storage {
+            postgres: None,
             flush_interval: store.flush_interval,
             flush_max_spans: store.flush_max_spans,
             dedup_window: store.dedup_window,
@@ -189,6 +192,11 @@ impl Config {
         if self.storage.flush_interval.is_zero() {
             return Err("storage.flush_interval must be greater than zero".into());
         }
+        if let Some(url) = &self.storage.postgres {
+            if !hoptrace_store::postgres::is_url(url) {
+                return Err(format!("storage.postgres {url:?} must be a postgres:// URL"));
+            }
+        }
         if self.forward.endpoint.is_some() {
             self.forward.url()?;
         }
@@ -196,6 +204,14 @@ impl Config {
             return Err("limits.max_inflight_bytes must be at least limits.max_http_body_bytes, or no large request could ever be accepted".into());
         }
         Ok(())
+    }
+
+    /// Where readers find the spans this collector stores.
+    pub fn location(&self) -> hoptrace_store::Location {
+        match &self.storage.postgres {
+            Some(url) => hoptrace_store::Location::Postgres(url.clone()),
+            None => hoptrace_store::Location::Dir(self.data_dir.clone()),
+        }
     }
 
     pub fn store_config(&self) -> hoptrace_store::StoreConfig {

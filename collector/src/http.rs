@@ -155,9 +155,9 @@ fn error(format: Format, status: StatusCode, message: &str, state: &HttpState) -
 
 async fn health(State(state): State<HttpState>) -> Response {
     let json = [(header::CONTENT_TYPE, "application/json")];
-    match state.pipeline.store() {
-        Some(_) => (StatusCode::OK, json, r#"{"status":"ready"}"#).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, json, r#"{"status":"starting","reason":"replaying the write-ahead log"}"#)
+    match state.pipeline.is_ready() {
+        true => (StatusCode::OK, json, r#"{"status":"ready"}"#).into_response(),
+        false => (StatusCode::SERVICE_UNAVAILABLE, json, r#"{"status":"starting","reason":"replaying the write-ahead log"}"#)
             .into_response(),
     }
 }

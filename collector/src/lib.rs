@@ -18,13 +18,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use hoptrace_store::postgres::PgStore;
 use hoptrace_store::SpanStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::Config;
-use pipeline::Pipeline;
+use pipeline::{Backend, Pipeline};
 
 /// A running collector.
 pub struct Collector {
@@ -66,23 +67,33 @@ impl Collector {
         };
         tracing::info!(%http_addr, "OTLP/HTTP listening (/v1/traces, /health, /metrics)");
 
-        let data_dir = config.data_dir.clone();
-        let store_config = config.store_config();
-        let (store, recovery) = tokio::task::spawn_blocking(move || SpanStore::open(store_config))
-            .await?
-            .with_context(|| format!("cannot open the span store in {}", data_dir.display()))?;
-        tracing::info!(
-            data_dir = %config.data_dir.display(),
-            replayed_records = recovery.replayed_records,
-            replayed_spans = recovery.replayed_spans,
-            "span store open"
-        );
+        let backend = match &config.storage.postgres {
+            Some(url) => {
+                let db = PgStore::connect(url).await.with_context(|| format!("cannot open the span store in {}", config.location()))?;
+                tracing::info!(store = %config.location(), "span store open (PostgreSQL)");
+                Backend::Postgres(db)
+            }
+            None => {
+                let data_dir = config.data_dir.clone();
+                let store_config = config.store_config();
+                let (store, recovery) = tokio::task::spawn_blocking(move || SpanStore::open(store_config))
+                    .await?
+                    .with_context(|| format!("cannot open the span store in {}", data_dir.display()))?;
+                tracing::info!(
+                    data_dir = %config.data_dir.display(),
+                    replayed_records = recovery.replayed_records,
+                    replayed_spans = recovery.replayed_spans,
+                    "span store open"
+                );
+                Backend::Embedded(Arc::new(store))
+            }
+        };
         if config.forward.endpoint.is_some() {
             let forwarder = forward::Forwarder::start(&config.forward)?;
             tracing::info!(endpoint = config.forward.url().unwrap_or_default(), "forwarding accepted spans");
             pipeline.set_forwarder(forwarder);
         }
-        pipeline.set_ready(Arc::new(store));
+        pipeline.set_ready(backend);
 
         let grpc = {
             let service = grpc::service(Arc::clone(&pipeline), config.limits.max_grpc_message_bytes);
@@ -101,7 +112,7 @@ impl Collector {
         tracing::info!(%grpc_addr, "OTLP/gRPC listening");
 
         let query = {
-            let app = query::router(config.data_dir.clone());
+            let app = query::router(config.location());
             let stop = stopped(stop_rx);
             tokio::spawn(async move {
                 axum::serve(query_listener, app).with_graceful_shutdown(stop).await.context("Jaeger query API failed")

@@ -21,6 +21,9 @@ struct Args {
     /// Data directory [default: $HOPTRACE_DATA or ./hoptrace-data]
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Store spans in this PostgreSQL database (postgres://…) instead of the data directory
+    #[arg(long)]
+    store: Option<String>,
     /// OTLP/gRPC listen address [default: 127.0.0.1:4317]
     #[arg(long)]
     grpc_listen: Option<SocketAddr>,
@@ -59,6 +62,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
+    }
+    if let Some(url) = args.store {
+        if !hoptrace_store::postgres::is_url(&url) {
+            anyhow::bail!("--store takes a postgres:// URL; for a data directory use --data-dir");
+        }
+        config.storage.postgres = Some(url);
     }
     if let Some(addr) = args.grpc_listen {
         config.listen.grpc = addr;

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use hoptrace_store::postgres::PgStore;
 use hoptrace_store::{Batch, SpanStore, SubmitError};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -41,8 +42,16 @@ impl Drop for Admission {
     }
 }
 
+/// Where accepted spans go.
+pub enum Backend {
+    /// The embedded store: write-ahead log, then Parquet segments.
+    Embedded(Arc<SpanStore>),
+    /// A PostgreSQL database: acknowledged once the batch's transaction has committed.
+    Postgres(PgStore),
+}
+
 pub struct Pipeline {
-    store: OnceLock<Arc<SpanStore>>,
+    backend: OnceLock<Backend>,
     budget: Arc<Semaphore>,
     budget_kib: usize,
     pub metrics: Arc<Metrics>,
@@ -57,7 +66,7 @@ impl Pipeline {
     pub fn new(max_inflight_bytes: usize, retry_after: Duration) -> Self {
         let budget_kib = (max_inflight_bytes / 1024).max(1);
         Pipeline {
-            store: OnceLock::new(),
+            backend: OnceLock::new(),
             budget: Arc::new(Semaphore::new(budget_kib)),
             budget_kib,
             metrics: Arc::new(Metrics::default()),
@@ -66,13 +75,22 @@ impl Pipeline {
         }
     }
 
-    /// Called once the store has replayed its log: from then on `/health` is ready and requests are taken.
-    pub fn set_ready(&self, store: Arc<SpanStore>) {
-        let _ = self.store.set(store);
+    /// Called once the store has replayed its log (or the database is connected): from then on `/health`
+    /// is ready and requests are taken.
+    pub fn set_ready(&self, backend: Backend) {
+        let _ = self.backend.set(backend);
     }
 
+    pub fn is_ready(&self) -> bool {
+        self.backend.get().is_some()
+    }
+
+    /// The embedded store, when that is the backend and it is open.
     pub fn store(&self) -> Option<&Arc<SpanStore>> {
-        self.store.get()
+        match self.backend.get() {
+            Some(Backend::Embedded(store)) => Some(store),
+            _ => None,
+        }
     }
 
     /// From now on every accepted request is also forwarded.
@@ -109,7 +127,7 @@ impl Pipeline {
         transport: Transport,
     ) -> Result<ExportTraceServiceResponse, Refusal> {
         let m = &self.metrics;
-        let Some(store) = self.store.get() else {
+        let Some(backend) = self.backend.get() else {
             Metrics::add(&m.requests_refused, transport, 1);
             return Err(Refusal::Unavailable("the collector is starting (replaying its write-ahead log)".into()));
         };
@@ -124,24 +142,34 @@ impl Pipeline {
         if accepted > 0 {
             // The forward endpoint validates as this collector does, so it keeps the same spans.
             let forward = self.forwarder.get().map(|f| (f, bytes::Bytes::from(protobuf.clone())));
-            let done = match store.submit(Batch { rows: conversion.rows, request: protobuf }) {
-                Ok(done) => done,
-                Err(e) => {
-                    Metrics::add(&m.spans_refused, transport, accepted + rejected);
-                    Metrics::add(&m.requests_refused, transport, 1);
-                    return Err(match e {
-                        SubmitError::Full => Refusal::Busy,
-                        SubmitError::Closed => Refusal::Unavailable("the collector is shutting down".into()),
-                    });
+            match backend {
+                Backend::Embedded(store) => {
+                    let done = match store.submit(Batch { rows: conversion.rows, request: protobuf }) {
+                        Ok(done) => done,
+                        Err(e) => {
+                            Metrics::add(&m.spans_refused, transport, accepted + rejected);
+                            Metrics::add(&m.requests_refused, transport, 1);
+                            return Err(match e {
+                                SubmitError::Full => Refusal::Busy,
+                                SubmitError::Closed => Refusal::Unavailable("the collector is shutting down".into()),
+                            });
+                        }
+                    };
+                    match done.await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            Metrics::add(&m.spans_refused, transport, accepted + rejected);
+                            return Err(Refusal::Unavailable(format!("spans could not be made durable: {e}")));
+                        }
+                        Err(_) => return Err(Refusal::Unavailable("the collector is shutting down".into())),
+                    }
                 }
-            };
-            match done.await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    Metrics::add(&m.spans_refused, transport, accepted + rejected);
-                    return Err(Refusal::Unavailable(format!("spans could not be made durable: {e}")));
+                Backend::Postgres(db) => {
+                    if let Err(e) = db.write(&conversion.rows).await {
+                        Metrics::add(&m.spans_refused, transport, accepted + rejected);
+                        return Err(Refusal::Unavailable(format!("spans could not be stored: {e}")));
+                    }
                 }
-                Err(_) => return Err(Refusal::Unavailable("the collector is shutting down".into())),
             }
             if let Some((forwarder, body)) = forward {
                 forwarder.offer(body, accepted);

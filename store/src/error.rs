@@ -22,6 +22,8 @@ pub enum StoreError {
     Checkpoint { path: PathBuf, reason: String },
     #[error("the store is shutting down")]
     Closed,
+    #[error("PostgreSQL store: {0}")]
+    Postgres(String),
 }
 
 impl StoreError {

@@ -8,7 +8,9 @@
 
 mod columns;
 pub mod error;
+pub mod location;
 pub mod model;
+pub mod postgres;
 pub mod reader;
 pub mod records;
 pub mod schema;
@@ -19,6 +21,7 @@ pub mod writer;
 
 pub use columns::to_frame;
 pub use error::{Result, StoreError};
+pub use location::Location;
 pub use model::{convert, Conversion, Rejection, SpanRow};
 pub use reader::{scan, scan_segments, TimeRange};
 pub use records::{records, AttributeValue, Attributes, EventRecord, LinkRecord, SpanRecord};

@@ -57,6 +57,13 @@ pub struct LinkRecord {
     pub attributes: Attributes,
 }
 
+impl LinkRecord {
+    /// A link attribute's value as text.
+    pub fn attribute_text(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(|v| v.text.as_str())
+    }
+}
+
 impl SpanRecord {
     /// A span attribute's value as text.
     pub fn attribute(&self, key: &str) -> Option<&str> {

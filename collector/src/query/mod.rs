@@ -5,7 +5,6 @@
 pub mod jaeger;
 pub mod search;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hoptrace_store::TimeRange;
+use hoptrace_store::{Location, TimeRange};
 use serde_json::{json, Value};
 
 use search::Search;
@@ -25,7 +24,7 @@ const DEFAULT_LOOKBACK: Duration = Duration::from_secs(3600);
 const DEFAULT_DEPENDENCY_LOOKBACK: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_LIMIT: usize = 100;
 
-pub fn router(data_dir: PathBuf) -> Router {
+pub fn router(store: Location) -> Router {
     Router::new()
         .route("/api/services", get(services))
         .route("/api/services/{service}/operations", get(service_operations))
@@ -33,10 +32,10 @@ pub fn router(data_dir: PathBuf) -> Router {
         .route("/api/traces", get(find_traces))
         .route("/api/traces/{trace_id}", get(trace))
         .route("/api/dependencies", get(dependencies))
-        .with_state(Arc::new(data_dir))
+        .with_state(Arc::new(store))
 }
 
-type Store = State<Arc<PathBuf>>;
+type Store = State<Arc<Location>>;
 
 /// A failed query, answered in Jaeger's error envelope.
 struct QueryError(StatusCode, String);
@@ -53,8 +52,8 @@ fn bad_request(msg: impl Into<String>) -> QueryError {
 
 /// Runs a store read off the async runtime.
 async fn read<T: Send + 'static>(
-    store: Arc<PathBuf>,
-    f: impl FnOnce(&std::path::Path) -> search::Result<T> + Send + 'static,
+    store: Arc<Location>,
+    f: impl FnOnce(&Location) -> search::Result<T> + Send + 'static,
 ) -> Result<T, QueryError> {
     let internal = |msg: String| QueryError(StatusCode::INTERNAL_SERVER_ERROR, msg);
     tokio::task::spawn_blocking(move || f(&store)).await.map_err(|e| internal(e.to_string()))?.map_err(internal)

@@ -2,9 +2,8 @@
 //! and the service dependency graph. Blocking (polars scans); the HTTP layer runs it off the runtime.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::Path;
 
-use hoptrace_store::{schema, records, SpanRecord, TimeRange};
+use hoptrace_store::{records, schema, Location, SpanRecord, TimeRange};
 use polars::prelude::*;
 
 use super::jaeger;
@@ -29,19 +28,19 @@ pub struct Search {
 }
 
 /// Every service name, sorted.
-pub fn services(data_dir: &Path) -> Result<Vec<String>> {
-    let frame = collect(scan(data_dir, TimeRange::all())?.select([col(schema::SERVICE_NAME)]).unique(None, UniqueKeepStrategy::Any))?;
+pub fn services(store: &Location) -> Result<Vec<String>> {
+    let frame = collect(scan(store, TimeRange::all())?.select([col(schema::SERVICE_NAME)]).unique(None, UniqueKeepStrategy::Any))?;
     let names = text_column(&frame, schema::SERVICE_NAME)?;
     Ok(names.iter().flatten().map(str::to_owned).collect::<BTreeSet<_>>().into_iter().collect())
 }
 
 /// The (operation, span kind) pairs of one service, sorted; only those of `kind` when given.
-pub fn operations(data_dir: &Path, service: &str, kind: Option<u8>) -> Result<Vec<(String, u8)>> {
+pub fn operations(store: &Location, service: &str, kind: Option<u8>) -> Result<Vec<(String, u8)>> {
     let mut filter = col(schema::SERVICE_NAME).eq(lit(service));
     if let Some(kind) = kind {
         filter = filter.and(col(schema::KIND).eq(lit(kind)));
     }
-    let lf = scan(data_dir, TimeRange::all())?
+    let lf = scan(store, TimeRange::all())?
         .filter(filter)
         .select([col(schema::NAME), col(schema::KIND)])
         .unique(None, UniqueKeepStrategy::Any);
@@ -57,7 +56,7 @@ pub fn operations(data_dir: &Path, service: &str, kind: Option<u8>) -> Result<Ve
 }
 
 /// The traces matching `search`, most recent match first, each with all its spans.
-pub fn find_traces(data_dir: &Path, search: &Search) -> Result<Vec<Vec<SpanRecord>>> {
+pub fn find_traces(store: &Location, search: &Search) -> Result<Vec<Vec<SpanRecord>>> {
     let (start, end) = (col(schema::START_TIME), col(schema::END_TIME));
     let mut filter = col(schema::SERVICE_NAME).eq(lit(search.service.as_str()));
     if let Some(op) = &search.operation {
@@ -69,7 +68,7 @@ pub fn find_traces(data_dir: &Path, search: &Search) -> Result<Vec<Vec<SpanRecor
     if let Some(max) = search.max_duration_nanos {
         filter = filter.and(end.lt_eq(start + lit(max)));
     }
-    let matched = scan(data_dir, search.range)?.filter(filter);
+    let matched = scan(store, search.range)?.filter(filter);
     // Latest matching span start per trace.
     let mut latest: HashMap<Vec<u8>, u64> = HashMap::new();
     let mut note = |trace: &[u8], at: u64| {
@@ -101,20 +100,20 @@ pub fn find_traces(data_dir: &Path, search: &Search) -> Result<Vec<Vec<SpanRecor
         start_unix_nano: search.range.start_unix_nano.saturating_sub(TRACE_SPREAD_NANOS),
         end_unix_nano: search.range.end_unix_nano.saturating_add(TRACE_SPREAD_NANOS),
     };
-    let mut traces = load(data_dir, &wanted, widened)?;
+    let mut traces = load(store, &wanted, widened)?;
     Ok(ranked.iter().filter_map(|(_, id)| traces.remove(&hex::encode(id))).collect())
 }
 
 /// All spans of one trace (empty when the store has none); `range` narrows where to look.
-pub fn trace(data_dir: &Path, trace_id: [u8; 16], range: TimeRange) -> Result<Vec<SpanRecord>> {
+pub fn trace(store: &Location, trace_id: [u8; 16], range: TimeRange) -> Result<Vec<SpanRecord>> {
     let wanted = HashSet::from([trace_id.to_vec()]);
-    Ok(load(data_dir, &wanted, range)?.into_values().next().unwrap_or_default())
+    Ok(load(store, &wanted, range)?.into_values().next().unwrap_or_default())
 }
 
 /// Calls between services: for every span whose parent is in another service, one call from the parent's
 /// service to the span's. Sorted by (parent, child).
-pub fn dependencies(data_dir: &Path, range: TimeRange) -> Result<Vec<(String, String, u64)>> {
-    let lf = scan(data_dir, range)?.select([
+pub fn dependencies(store: &Location, range: TimeRange) -> Result<Vec<(String, String, u64)>> {
+    let lf = scan(store, range)?.select([
         col(schema::TRACE_ID),
         col(schema::SPAN_ID),
         col(schema::PARENT_SPAN_ID),
@@ -143,12 +142,12 @@ pub fn dependencies(data_dir: &Path, range: TimeRange) -> Result<Vec<(String, St
 
 /// The spans of the `wanted` traces that start in `range`, by hex trace id. Each segment's trace ids are read
 /// first; the segment's other columns only when it holds a wanted trace.
-fn load(data_dir: &Path, wanted: &HashSet<Vec<u8>>, range: TimeRange) -> Result<HashMap<String, Vec<SpanRecord>>> {
+fn load(store: &Location, wanted: &HashSet<Vec<u8>>, range: TimeRange) -> Result<HashMap<String, Vec<SpanRecord>>> {
     let mut traces: HashMap<String, Vec<SpanRecord>> = HashMap::new();
     if wanted.is_empty() {
         return Ok(traces);
     }
-    for segment in hoptrace_store::scan_segments(data_dir, range).map_err(|e| e.to_string())? {
+    for segment in store.segments(range).map_err(|e| e.to_string())? {
         let ids = collect(segment.clone().select([col(schema::TRACE_ID)]))?;
         let ids = ids.column(schema::TRACE_ID).and_then(|c| c.binary().cloned()).map_err(|e| e.to_string())?;
         let mask: BooleanChunked = ids.iter().map(|id| id.is_some_and(|id| wanted.contains(id))).collect();
@@ -163,8 +162,8 @@ fn load(data_dir: &Path, wanted: &HashSet<Vec<u8>>, range: TimeRange) -> Result<
     Ok(traces)
 }
 
-fn scan(data_dir: &Path, range: TimeRange) -> Result<LazyFrame> {
-    hoptrace_store::scan(data_dir, range).map_err(|e| e.to_string())
+fn scan(store: &Location, range: TimeRange) -> Result<LazyFrame> {
+    store.scan(range).map_err(|e| e.to_string())
 }
 
 fn collect(lf: LazyFrame) -> Result<DataFrame> {
