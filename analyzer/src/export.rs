@@ -17,10 +17,11 @@ CREATE TABLE IF NOT EXISTS hoptrace_hop_samples (
     variant   text             NOT NULL DEFAULT '',
     hop       text             NOT NULL,
     value_ms  double precision NOT NULL,
-    trace_id  text             NOT NULL
+    trace_id  text             NOT NULL,
+    ordinal   integer          NOT NULL  -- the sample's number among its trace's samples of this hop
 );
 CREATE UNIQUE INDEX IF NOT EXISTS hoptrace_hop_samples_key
-    ON hoptrace_hop_samples (trace_id, category, variant, hop, time, value_ms);
+    ON hoptrace_hop_samples (trace_id, category, variant, hop, ordinal);
 CREATE INDEX IF NOT EXISTS hoptrace_hop_samples_time ON hoptrace_hop_samples (category, time);
 CREATE TABLE IF NOT EXISTS hoptrace_hop_targets (
     category   text             NOT NULL,
@@ -69,15 +70,27 @@ pub async fn export(
         let category = &config.categories[*c];
         let hop = &category.hops[*h].name;
         let variant = variant.as_deref().unwrap_or("");
-        for (values, origins) in samples.values.chunks(BATCH).zip(samples.origins.chunks(BATCH)) {
+        // Numbered per trace, so a re-export recognises each sample however many share a start or a value.
+        let mut seen: std::collections::HashMap<u32, i32> = std::collections::HashMap::new();
+        let ordinals: Vec<i32> = samples
+            .origins
+            .iter()
+            .map(|&(trace, _)| {
+                let n = seen.entry(trace).or_default();
+                *n += 1;
+                *n
+            })
+            .collect();
+        let chunks = samples.values.chunks(BATCH).zip(samples.origins.chunks(BATCH)).zip(ordinals.chunks(BATCH));
+        for ((values, origins), ordinals) in chunks {
             let value_ms: Vec<f64> = values.iter().map(|&v| v as f64 / 1e6).collect();
             let start_us: Vec<i64> = origins.iter().map(|&(_, at)| at / 1_000).collect();
             let trace_ids: Vec<String> =
                 origins.iter().map(|&(trace, _)| hex(&table.trace_ids[trace as usize])).collect();
             let result = sqlx::query(
-                "INSERT INTO hoptrace_hop_samples (time, run_id, category, variant, hop, value_ms, trace_id) \
-                 SELECT timestamptz 'epoch' + s.us * interval '1 microsecond', $1, $2, $3, $4, s.v, s.t \
-                 FROM unnest($5::bigint[], $6::float8[], $7::text[]) AS s(us, v, t) \
+                "INSERT INTO hoptrace_hop_samples (time, run_id, category, variant, hop, value_ms, trace_id, ordinal) \
+                 SELECT timestamptz 'epoch' + s.us * interval '1 microsecond', $1, $2, $3, $4, s.v, s.t, s.o \
+                 FROM unnest($5::bigint[], $6::float8[], $7::text[], $8::int[]) AS s(us, v, t, o) \
                  ON CONFLICT DO NOTHING",
             )
             .bind(run_id.unwrap_or(""))
@@ -87,6 +100,7 @@ pub async fn export(
             .bind(&start_us)
             .bind(&value_ms)
             .bind(&trace_ids)
+            .bind(ordinals)
             .execute(&mut *tx)
             .await?;
             written.samples += result.rows_affected();

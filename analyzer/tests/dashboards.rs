@@ -97,6 +97,8 @@ async fn every_dashboard_query_returns_rows_from_an_exported_run() {
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
     let count: i64 = sqlx::query("SELECT count(*) FROM hoptrace_hop_samples").fetch_one(&mut conn).await.unwrap().get(0);
     assert_eq!(count as u64, new);
+    let in_range: u64 = first.split('(').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert_eq!(new, in_range, "every sample of the range is written, none merged with another");
     let checks: i64 = sqlx::query("SELECT count(*) FROM hoptrace_correlation").fetch_one(&mut conn).await.unwrap().get(0);
     assert_eq!(checks, 2, "one correlation row per export");
     let target: f64 = sqlx::query(
