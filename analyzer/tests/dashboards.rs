@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use hoptrace_analyzer::synthetic::{self, Scenario};
+use hoptrace_store::scratch::ScratchDb;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, Row};
 
@@ -17,31 +18,6 @@ fn repo_file(path: &str) -> Value {
     let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()));
     // The provisioning files are YAML written in its JSON form, so one parser reads them all.
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} does not parse: {e}"))
-}
-
-/// A database of its own, dropped at the end.
-struct TestDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn create() -> TestDb {
-        let admin = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("hoptrace_dash_{}", std::process::id());
-        let mut conn = PgConnection::connect(&admin).await.expect("PostgreSQL is reachable at DATABASE_URL");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&mut conn).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
-        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-        TestDb { admin, name, url }
-    }
-
-    async fn drop_it(self) {
-        let mut conn = PgConnection::connect(&self.admin).await.unwrap();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
-    }
 }
 
 fn export(store: &Path, url: &str) -> String {
@@ -85,7 +61,7 @@ async fn every_dashboard_query_returns_rows_from_an_exported_run() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("data");
     synthetic::generate(&Scenario { tasks: 200, segment_spans: 5_000, ..Scenario::default() }, Some(&store)).unwrap();
-    let db = TestDb::create().await;
+    let db = ScratchDb::create().await;
 
     let first = export(&store, &db.url);
     assert!(first.starts_with("exported ") && first.contains("200 traces"), "{first}");
@@ -134,7 +110,6 @@ async fn every_dashboard_query_returns_rows_from_an_exported_run() {
         }
     }
     drop(conn);
-    db.drop_it().await;
 }
 
 #[test]

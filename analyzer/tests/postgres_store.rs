@@ -7,20 +7,15 @@ use std::process::Command;
 use hoptrace_analyzer::synthetic::{self, Scenario};
 use hoptrace_analyzer::{analyze_with, report, Config, Filters};
 use hoptrace_store::postgres::PgStore;
+use hoptrace_store::scratch::ScratchDb;
 use hoptrace_store::{segment, Location, TimeRange};
-use sqlx::{Connection, PgConnection};
 
 const ANALYZER: &str = env!("CARGO_BIN_EXE_analyzer");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_report_is_identical_on_both_stores() {
-    let admin = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("hoptrace_pgstore_{}", std::process::id());
-    let mut conn = PgConnection::connect(&admin).await.expect("PostgreSQL is reachable at DATABASE_URL");
-    for sql in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
-    }
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let scratch = ScratchDb::create().await;
+    let url = scratch.url.clone();
 
     let dir = tempfile::tempdir().unwrap();
     let scenario = Scenario { tasks: 300, segment_spans: 3_000, ..Scenario::default() };
@@ -69,7 +64,4 @@ async fn the_report_is_identical_on_both_stores() {
     assert!(json["store"].as_str().unwrap().starts_with("postgres://"), "{}", json["store"]);
     let validate = cli(&["validate", "--settle", "0s"]);
     assert_eq!(validate.status.code(), Some(0), "{}", String::from_utf8_lossy(&validate.stdout));
-
-    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
 }

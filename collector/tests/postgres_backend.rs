@@ -4,18 +4,13 @@
 mod common;
 
 use hoptrace_store::postgres::PgStore;
+use hoptrace_store::scratch::ScratchDb;
 use hoptrace_store::TimeRange;
-use sqlx::{Connection, PgConnection};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_go_to_postgres_and_the_query_api_reads_them_there() {
-    let admin = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("hoptrace_collector_pg_{}", std::process::id());
-    let mut conn = PgConnection::connect(&admin).await.expect("PostgreSQL is reachable at DATABASE_URL");
-    for sql in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
-    }
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let scratch = ScratchDb::create().await;
+    let url = scratch.url.clone();
 
     let db_url = url.clone();
     let running = common::start_with(move |c| c.storage.postgres = Some(db_url)).await;
@@ -52,7 +47,4 @@ async fn spans_go_to_postgres_and_the_query_api_reads_them_there() {
     let services = get(format!("{query}/api/services")).await;
     assert_eq!(services["data"], serde_json::json!(["orchestration", "worker"]));
     running.collector.stop().await.unwrap();
-
-    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
 }

@@ -98,14 +98,18 @@ const MESSAGE_ATTRIBUTES: [(&str, &str); 4] = [
 
 /// Reads one message from `queue`, hiding it from other readers for `visibility_timeout`.
 pub async fn claim(pool: &PgPool, queue: Queue, visibility_timeout: Duration) -> Result<Option<Claimed>, sqlx::Error> {
+    // The claim is the read itself: waiting for a pooled connection (or opening one) comes before it, and
+    // may begin before the message was even sent.
+    let mut conn = pool.acquire().await?;
     let read_started = SystemTime::now();
     let row = sqlx::query_as::<_, (i64, i32, Value, Option<Value>)>(
         "SELECT msg_id, read_ct, message, headers FROM pgmq.read($1, $2, 1)",
     )
     .bind(queue.name)
     .bind(visibility_timeout.as_secs().max(1) as i32)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
+    drop(conn);
     if row.is_some() && queue.name == STEP_QUEUE.name {
         if let Some(delay) = faults::delay(Delayed::Claim) {
             tokio::time::sleep(delay).await;

@@ -14,6 +14,7 @@ pub mod postgres;
 pub mod reader;
 pub mod records;
 pub mod schema;
+pub mod scratch;
 pub mod segment;
 mod testdata;
 pub mod wal;

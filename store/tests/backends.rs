@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use hoptrace_store::postgres::PgStore;
+use hoptrace_store::scratch::ScratchDb;
 use hoptrace_store::{records, schema, Batch, Location, SpanRecord, SpanStore, StoreConfig, TimeRange};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue};
@@ -13,7 +14,6 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
-use sqlx::{Connection, PgConnection};
 
 const HOUR: u64 = 3_600_000_000_000;
 const BASE: u64 = 490_000 * HOUR;
@@ -184,40 +184,12 @@ async fn both_backends_keep_the_same_spans_the_same_way() {
         store.take().unwrap().shutdown().unwrap();
     }
 
-    let db = TestDb::create().await;
+    let db = ScratchDb::create().await;
     let mut postgres = Backend::Postgres { url: db.url.clone(), store: Some(PgStore::connect(&db.url).await.unwrap()) };
     let postgres_spans = suite(&mut postgres).await;
     if let Backend::Postgres { store, .. } = &mut postgres {
         store.take().unwrap().close().await;
     }
-    db.drop_it().await;
 
     assert_eq!(postgres_spans, embedded_spans, "the two backends return the same spans");
 }
-
-/// A database of its own, dropped at the end.
-struct TestDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn create() -> TestDb {
-        let admin = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("hoptrace_store_{}", std::process::id());
-        let mut conn = PgConnection::connect(&admin).await.expect("PostgreSQL is reachable at DATABASE_URL");
-        for sql in [format!("DROP DATABASE IF EXISTS {name}"), format!("CREATE DATABASE {name}")] {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
-        }
-        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-        TestDb { admin, name, url }
-    }
-
-    async fn drop_it(self) {
-        let mut conn = PgConnection::connect(&self.admin).await.unwrap();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
-    }
-}
-

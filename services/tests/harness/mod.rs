@@ -4,53 +4,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hoptrace_collector::{Collector, Config};
 use hoptrace_store::{SpanRecord, TimeRange};
-use sqlx::{Connection, PgConnection};
 
 /// A database of its own, dropped (with everything in it) at the end of the test.
-pub struct TestDb {
-    pub url: String,
-    admin_url: String,
-    name: String,
-}
-
-impl TestDb {
-    pub async fn create() -> TestDb {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let admin_url = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let name = format!("hoptrace_test_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let mut admin = PgConnection::connect(&admin_url).await.expect("PostgreSQL is reachable at DATABASE_URL");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
-        let (base, _) = admin_url.rsplit_once('/').expect("DATABASE_URL names a database");
-        TestDb { url: format!("{base}/{name}"), admin_url, name }
-    }
-
-    pub async fn connect(&self) -> PgConnection {
-        PgConnection::connect(&self.url).await.unwrap()
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop runs outside any runtime guarantee, so the database goes on a runtime of its own.
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-                if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
-                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await;
-                }
-            })
-        })
-        .join()
-        .unwrap();
-    }
-}
+pub use hoptrace_store::scratch::ScratchDb as TestDb;
 
 /// A service binary running as a child process.
 pub struct Service {
@@ -163,6 +123,19 @@ impl SpanSink {
     /// Stops the collector, flushing everything, and returns every stored span.
     pub async fn stop_and_read(self) -> Vec<SpanRecord> {
         read(self.stop().await.path())
+    }
+
+    /// Waits until every span the collector has acknowledged is in a segment, where readers see it.
+    pub async fn settle(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = self.collector.pipeline.store().expect("the sink's store is open").stats();
+        for _ in 0..200 {
+            if stats.spans_stored.load(Relaxed) >= stats.spans_acknowledged.load(Relaxed) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the collector did not flush its spans within 10 s");
     }
 
     /// The store's directory (segments appear there as the collector flushes).
