@@ -30,16 +30,13 @@ pub fn kind_name(kind: u8) -> Option<&'static str> {
     }
 }
 
-/// The tags a search's `tags` filter matches on one span: its attributes, its process's, and the tags this
-/// translation derives (`span.kind`, `error`, `otel.status_code`), all as text.
-pub fn tag_text<'a>(span: &'a SpanRecord, key: &str) -> Option<std::borrow::Cow<'a, str>> {
-    if let Some(v) = span.attribute(key).or_else(|| span.resource_attribute(key)) {
-        return Some(v.into());
-    }
+/// The tags this translation derives from a span's kind and status (`span.kind`, `error`,
+/// `otel.status_code`), as a search's `tags` filter matches them.
+pub fn derived_tag(key: &str, kind: u8, status_code: u8) -> Option<&'static str> {
     match key {
-        "span.kind" => kind_name(span.kind).map(Into::into),
-        "error" => (span.status_code == 2).then_some("true".into()),
-        "otel.status_code" => status_name(span.status_code).map(Into::into),
+        "span.kind" => kind_name(kind),
+        "error" => (status_code == 2).then_some("true"),
+        "otel.status_code" => status_name(status_code),
         _ => None,
     }
 }

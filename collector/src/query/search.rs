@@ -85,10 +85,36 @@ pub fn find_traces(store: &Location, search: &Search) -> Result<Vec<Vec<SpanReco
             }
         }
     } else {
-        let frame = collect(matched)?;
-        for span in records(&frame).map_err(|e| e.to_string())? {
-            if search.tags.iter().all(|(k, v)| jaeger::tag_text(&span, k).is_some_and(|t| t == v.as_str())) {
-                note(&hex::decode(&span.trace_id).unwrap_or_default(), span.start_time_unix_nano);
+        // Only the columns tags are matched on: the span's and its resource's attributes, kind and status.
+        let (attrs, resource) = (schema::ATTRIBUTES, schema::RESOURCE_ATTRIBUTES);
+        let columns = [schema::TRACE_ID, schema::START_TIME, schema::KIND, schema::STATUS_CODE, attrs.keys, attrs.values, resource.keys, resource.values];
+        let frame = collect(matched.select(columns.map(col)))?;
+        let err = |e: PolarsError| e.to_string();
+        let ids = frame.column(schema::TRACE_ID).and_then(|c| c.binary().cloned()).map_err(err)?;
+        let starts = frame.column(schema::START_TIME).and_then(|c| c.u64().cloned()).map_err(err)?;
+        let kinds = frame.column(schema::KIND).and_then(|c| c.u8().cloned()).map_err(err)?;
+        let statuses = frame.column(schema::STATUS_CODE).and_then(|c| c.u8().cloned()).map_err(err)?;
+        let list = |name: &str| frame.column(name).and_then(|c| c.list().cloned()).map_err(err);
+        let sets = [(list(attrs.keys)?, list(attrs.values)?), (list(resource.keys)?, list(resource.values)?)];
+        for row in 0..frame.height() {
+            let (kind, status) = (kinds.get(row).unwrap_or_default(), statuses.get(row).unwrap_or_default());
+            let values: Vec<(StringChunked, StringChunked)> = sets
+                .iter()
+                .filter_map(|(keys, values)| {
+                    let (k, v) = (keys.get_as_series(row)?, values.get_as_series(row)?);
+                    Some((k.str().ok()?.clone(), v.str().ok()?.clone()))
+                })
+                .collect();
+            let tag = |key: &str| -> Option<String> {
+                values
+                    .iter()
+                    .find_map(|(k, v)| (0..k.len()).find(|&i| k.get(i) == Some(key)).map(|i| v.get(i).unwrap_or_default().to_owned()))
+                    .or_else(|| jaeger::derived_tag(key, kind, status).map(str::to_owned))
+            };
+            if search.tags.iter().all(|(k, v)| tag(k).as_deref() == Some(v.as_str())) {
+                if let (Some(id), Some(at)) = (ids.get(row), starts.get(row)) {
+                    note(id, at);
+                }
             }
         }
     }
