@@ -22,6 +22,9 @@ pub struct Filters {
     pub categories: Vec<String>,
     /// Only samples whose measured span comes from this service.
     pub service: Option<String>,
+    /// Keep each sample's trace and start time ([`HopSamples::origins`]), for an export; a report does
+    /// without, which spares a push per sample.
+    pub with_origins: bool,
 }
 
 pub const RUN_ID_KEY: &str = "benchmark.run_id";
@@ -30,8 +33,9 @@ pub const RUN_ID_KEY: &str = "benchmark.run_id";
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HopSamples {
     pub values: Vec<i64>,
-    /// For each value, the trace it came from (its number in the span table) and when the measured span
-    /// started (Unix ns): what a dashboard plots over time and links back to the trace by.
+    /// With [`Filters::with_origins`], for each value the trace it came from (its number in the span
+    /// table) and when the measured span started (Unix ns): what a dashboard plots over time and links
+    /// back to the trace by. Empty otherwise.
     pub origins: Vec<(u32, i64)>,
     /// Samples that crossed processes (gaps, intervals), where clocks can disagree.
     pub cross_process: usize,
@@ -45,9 +49,9 @@ pub struct HopSamples {
 }
 
 impl HopSamples {
-    fn push(&mut self, value: i64, origin: (u32, i64), correction: Option<Correction>) {
+    fn push(&mut self, value: i64, origin: Option<(u32, i64)>, correction: Option<Correction>) {
         self.values.push(value);
-        self.origins.push(origin);
+        self.origins.extend(origin);
         if let Some(c) = correction {
             self.cross_process += 1;
             if !c.consistent {
@@ -110,6 +114,7 @@ struct Plan {
     run_id: Option<(usize, u32)>,
     run_filter: bool,
     service: Option<u32>,
+    with_origins: bool,
 }
 
 /// The attribute keys the analysis reads: group-by keys, selector attributes and the run id.
@@ -143,6 +148,7 @@ impl Plan {
             rules: Vec::new(),
             run_id: None,
             run_filter: filters.run_id.is_some(),
+            with_origins: filters.with_origins,
             service: filters.service.as_ref().map(|s| table.strings.get(s).unwrap_or(NONE)),
         };
         if let (Some(run), Some(slot)) = (&filters.run_id, table.key_slot(RUN_ID_KEY)) {
@@ -278,7 +284,7 @@ fn analyse_trace(
         let mut record = |i: usize, value: i64, correction: Option<Correction>| {
             out.entry((rule.category, variant(rule.group_slot, i as u32), rule.hop))
                 .or_default()
-                .push(value, (trace_no, t.start[base + i]), correction);
+                .push(value, plan.with_origins.then(|| (trace_no, t.start[base + i])), correction);
         };
         match rule.measure {
             CompiledMeasure::Duration(sel) => {
@@ -350,7 +356,8 @@ fn analyse_trace(
                     critical_path::walk(t, base, n, parent, &start, &stop, a, b_last, pieces);
                     let key = (rule.category, variant(rule.group_slot, a as u32), rule.hop);
                     let samples = out.entry(key).or_default();
-                    samples.push(end - t.start[base + a], (trace_no, t.start[base + a]), cross.then_some(correction));
+                    let origin = plan.with_origins.then(|| (trace_no, t.start[base + a]));
+                    samples.push(end - t.start[base + a], origin, cross.then_some(correction));
                     samples.paths.push(trace_no, pieces);
                 }
             }

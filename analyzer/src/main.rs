@@ -282,7 +282,7 @@ fn report_command(args: ReportArgs) -> anyhow::Result<ExitCode> {
     }
     let store = args.scope.store()?;
     let range = args.scope.range()?;
-    let filters = Filters { run_id: args.scope.run.clone(), categories: args.category, service: args.service };
+    let filters = Filters { run_id: args.scope.run.clone(), categories: args.category, service: args.service, ..Filters::default() };
     let html = matches!(args.format, Format::Html);
     if html && args.output.is_none() {
         bail!("--format html writes a page: give it a file with -o report.html");
@@ -416,7 +416,7 @@ fn export_command(args: ExportArgs) -> anyhow::Result<ExitCode> {
     keys.dedup();
     let table = load(&store, args.scope.range()?, &keys)?;
     let run = args.scope.run.as_deref();
-    let filters = Filters { run_id: args.scope.run.clone(), ..Filters::default() };
+    let filters = Filters { run_id: args.scope.run.clone(), with_origins: true, ..Filters::default() };
     let extraction = hoptrace_analyzer::hops::extract(&table, &config, &filters);
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
     let validation = validate(&table, &config, now - args.settle.as_nanos() as i64, run);
