@@ -249,7 +249,7 @@ fn exemplar(t: &SpanTable, trace: usize, at: &'static str, interval_ns: i64) -> 
             asynchronous: parents[i].is_some_and(|p| asynchronous(t, order[p], r)),
         })
         .collect();
-    let trace_id = t.trace_ids[trace].iter().map(|b| format!("{b:02x}")).collect();
+    let trace_id = t.trace_id_hex(trace);
     Exemplar { at, trace_id, interval_ns, spans }
 }
 

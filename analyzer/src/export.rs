@@ -86,7 +86,7 @@ pub async fn export(
             let value_ms: Vec<f64> = values.iter().map(|&v| v as f64 / 1e6).collect();
             let start_us: Vec<i64> = origins.iter().map(|&(_, at)| at / 1_000).collect();
             let trace_ids: Vec<String> =
-                origins.iter().map(|&(trace, _)| hex(&table.trace_ids[trace as usize])).collect();
+                origins.iter().map(|&(trace, _)| table.trace_id_hex(trace as usize)).collect();
             let result = sqlx::query(
                 "INSERT INTO hoptrace_hop_samples (time, run_id, category, variant, hop, value_ms, trace_id, ordinal) \
                  SELECT timestamptz 'epoch' + s.us * interval '1 microsecond', $1, $2, $3, $4, s.v, s.t, s.o \
@@ -145,8 +145,4 @@ pub async fn export(
     .await?;
     tx.commit().await?;
     Ok(written)
-}
-
-fn hex(id: &[u8; 16]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
 }

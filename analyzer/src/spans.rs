@@ -120,6 +120,11 @@ impl SpanTable {
         self.span_id.is_empty()
     }
 
+    /// Trace number `trace`'s id in hex, as users see trace ids.
+    pub fn trace_id_hex(&self, trace: usize) -> String {
+        self.trace_ids[trace].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     pub fn key_slot(&self, key: &str) -> Option<usize> {
         self.keys.iter().position(|k| k == key)
     }

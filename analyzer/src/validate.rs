@@ -102,7 +102,7 @@ pub fn validate(table: &SpanTable, config: &Config, settled_before: i64, run: Op
         }
         let span_label = |r: usize| format!("{} ({:016x})", table.strings.resolve(table.name[r]), table.span_id[r]);
         let mut fail = |rule: &'static str, span: Option<usize>, detail: String| {
-            let trace_id = hex(&table.trace_ids[trace_no]);
+            let trace_id = table.trace_id_hex(trace_no);
             found.push((trace_no, Failure { trace_id, rule, lifecycle: None, span: span.map(span_label), detail }));
         };
         index.build(table, rows.clone());
@@ -191,9 +191,9 @@ pub fn validate(table: &SpanTable, config: &Config, settled_before: i64, run: Op
         for (&key, traces) in split {
             for &trace_no in traces {
                 let others: Vec<String> =
-                    traces.iter().filter(|&&t| t != trace_no).map(|&t| hex(&table.trace_ids[t as usize])).collect();
+                    traces.iter().filter(|&&t| t != trace_no).map(|&t| table.trace_id_hex(t as usize)).collect();
                 found.push((trace_no as usize, Failure {
-                    trace_id: hex(&table.trace_ids[trace_no as usize]),
+                    trace_id: table.trace_id_hex(trace_no as usize),
                     rule: "one_trace_per_key",
                     lifecycle: None,
                     span: None,
@@ -251,10 +251,6 @@ fn select_run(table: &SpanTable, config: &Config, run: Option<&str>) -> Vec<bool
         }
     }
     selected
-}
-
-fn hex(id: &[u8; 16]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// How many broken traces are tolerated: a number, or a percentage of the traces checked.
