@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use polars::prelude::*;
 use serde_json::{json, Map, Value};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::Row;
+use sqlx::{Connection, PgConnection, Row};
 
 use crate::error::{Result, StoreError};
 use crate::model::{Origin, SpanRow};
@@ -70,13 +70,30 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects and creates the table when absent.
+    /// Connects, creating the table when absent.
     pub async fn connect(url: &str) -> Result<PgStore> {
-        let pool = PgPoolOptions::new().max_connections(8).connect(url).await.map_err(db)?;
-        let mut tx = pool.begin().await.map_err(db)?;
+        let mut conn = PgConnection::connect(url).await.map_err(db)?;
+        let mut tx = conn.begin().await.map_err(db)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(DDL_LOCK).execute(&mut *tx).await.map_err(db)?;
         sqlx::raw_sql(SCHEMA).execute(&mut *tx).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
+        conn.close().await.map_err(db)?;
+        // Each pooled connection gets its staging table once, not once per write.
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql(
+                        "CREATE TEMP TABLE hoptrace_staging (LIKE hoptrace_spans) ON COMMIT DELETE ROWS",
+                    )
+                    .execute(conn)
+                    .await
+                    .map(drop)
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(db)?;
         Ok(PgStore { pool, partitions: Arc::default() })
     }
 
@@ -94,12 +111,6 @@ impl PgStore {
             write_csv(&mut csv, row);
         }
         let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::raw_sql(
-            "CREATE TEMP TABLE IF NOT EXISTS hoptrace_staging (LIKE hoptrace_spans) ON COMMIT DELETE ROWS",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
         let mut copy = tx
             .copy_in_raw(&format!("COPY hoptrace_staging ({COLUMNS}) FROM STDIN (FORMAT csv)"))
             .await
