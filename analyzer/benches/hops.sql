@@ -20,11 +20,9 @@ CREATE TEMP TABLE samples AS
 SELECT 'task_initialization' AS category, r.template AS variant, 'request' AS hop, p.en - p.st AS v
   FROM s p JOIN root r USING (trace_id) WHERE p.name = 'POST /v1/tasks' AND p.kind = 2
 UNION ALL
-SELECT 'task_initialization', r.template,
-       CASE c.name WHEN 'INSERT tasks' THEN 'insert task' WHEN 'INSERT workflow_steps' THEN 'insert steps'
-                   ELSE 'initial step discovery' END, c.en - c.st
+SELECT 'task_initialization', r.template, 'create task', c.en - c.st
   FROM s c JOIN s p ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id JOIN root r ON r.trace_id = c.trace_id
-  WHERE p.name = 'POST /v1/tasks' AND c.name IN ('INSERT tasks', 'INSERT workflow_steps', 'enqueue ready steps')
+  WHERE p.name = 'POST /v1/tasks' AND c.name = 'SELECT hoptrace_create_task'
 UNION ALL
 SELECT 'task_initialization', r.template, 'request self time', p.en - p.st - coalesce(k.busy, 0)
   FROM s p JOIN root r USING (trace_id) LEFT JOIN kids k ON k.trace_id = p.trace_id AND k.span_id = p.span_id

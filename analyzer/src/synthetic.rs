@@ -276,25 +276,19 @@ fn task_trace(
 ) {
     let run = scenario.run_id.as_str();
     let task_attrs: &[(&str, &str)] = &[("task.uuid", uuid), ("task.template", template), ("benchmark.run_id", run)];
-    // The request: insert the task (in progress), insert its steps, enqueue the first step.
-    let insert_task = b.rng.latency(150.0 * US, 0.3);
-    let insert_steps = b.rng.latency(220.0 * US, 0.3);
-    let self_parts: Vec<i64> = (0..4).map(|_| b.rng.latency(30.0 * US, 0.5)).collect();
-    let mut at = t0 + self_parts[0];
+    // The request: one database call creates the task and its steps and sends the first step; then the
+    // commit and the response.
+    let create = b.rng.latency(500.0 * US, 0.3);
+    let self_parts: Vec<i64> = (0..2).map(|_| b.rng.latency(60.0 * US, 0.5)).collect();
+    let at = t0 + self_parts[0];
     let root_index = b.spans.len();
     let root = b.orch("POST /v1/tasks", SERVER, None, t0, t0, task_attrs);
-    b.orch("INSERT tasks", CLIENT, Some(root), at, at + insert_task, &[]);
-    at += insert_task + self_parts[1];
-    b.orch("INSERT workflow_steps", CLIENT, Some(root), at, at + insert_steps, &[]);
-    at += insert_steps + self_parts[2];
-    let (first_send, enqueue_end, enqueue_duration) = enqueue(b, root, at, template, uuid);
-    let root_end = enqueue_end + self_parts[3];
+    let call = b.orch("SELECT hoptrace_create_task", CLIENT, Some(root), at, at + create, &[]);
+    let first_send = sends(b, call, at + create / 10, at + create - create / 10);
+    let root_end = at + create + self_parts[1];
     b.spans[root_index].end_time_unix_nano = root_end as u64;
-    let request = root_end - t0;
-    truth.add("task_initialization", template, "request", request);
-    truth.add("task_initialization", template, "insert task", insert_task);
-    truth.add("task_initialization", template, "insert steps", insert_steps);
-    truth.add("task_initialization", template, "initial step discovery", enqueue_duration);
+    truth.add("task_initialization", template, "request", root_end - t0);
+    truth.add("task_initialization", template, "create task", create);
     truth.add("task_initialization", template, "request self time", self_parts.iter().sum());
 
     let mut send = first_send;
@@ -435,14 +429,19 @@ fn enqueue(b: &mut TraceBuilder, parent: Placed, start: i64, template: &str, uui
     let enqueue = b.orch("enqueue ready steps", INTERNAL, Some(parent), start, end, &[("task.uuid", uuid), ("task.template", template), ("step.count", "1")]);
     b.orch("UPDATE workflow_steps", CLIENT, Some(enqueue), start, start + discover, &[]);
     let send_start = start + discover;
-    let s = b.orch("send step_queue", PRODUCER, Some(enqueue), send_start, send_start + send, &[("messaging.system", "pgmq")]);
+    (sends(b, enqueue, send_start, send_start + send), end, end - start)
+}
+
+/// A step message sent with notify: `send step_queue` and, under it, `publish step_ready`.
+fn sends(b: &mut TraceBuilder, parent: Placed, start: i64, end: i64) -> (Placed, Placed) {
+    let s = b.orch("send step_queue", PRODUCER, Some(parent), start, end, &[("messaging.system", "pgmq")]);
     let p = b.orch(
         "publish step_ready",
         PRODUCER,
         Some(s),
-        send_start,
-        send_start + send,
+        start,
+        end,
         &[("messaging.system", "pg_notify"), ("messaging.destination.name", "step_ready")],
     );
-    ((s, p), end, end - start)
+    (s, p)
 }

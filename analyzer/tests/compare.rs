@@ -1,5 +1,6 @@
 //! The regression gate on synthetic data with known answers: a +15 % shift in one hop is flagged on that
-//! hop only; the same distribution drawn with different seeds is not flagged, over a hundred seeds.
+//! hop only; the same distribution drawn with different seeds is flagged no more often than the gate's
+//! false-alarm rate allows, over a hundred seeds.
 
 use hoptrace_analyzer::baseline::{Baseline, Baselines};
 use hoptrace_analyzer::compare::{compare, parse_threshold, Gate, Verdict};
@@ -44,7 +45,10 @@ fn a_fifteen_percent_slower_claim_is_flagged_on_the_claim_only() {
 }
 
 #[test]
-fn the_same_distribution_with_other_seeds_is_not_a_regression_in_a_hundred_runs() {
+fn the_same_distribution_with_other_seeds_is_rarely_a_regression_in_a_hundred_runs() {
+    // The gate's family-wise false-alarm rate is 0.1 % per comparison: 0.1 flagged runs expected in a
+    // hundred, one in about 10 % of seed sets, two or more in 0.5 %. (Seeds 1065/5065 are such a one: the
+    // drawn medians of the noop queue wait are 0.334 and 0.421 ms, four standard errors apart.)
     let mut flagged_runs = Vec::new();
     for seed in 0..100u64 {
         let before = measured(&scenario(1_000 + seed, 150));
@@ -54,7 +58,8 @@ fn the_same_distribution_with_other_seeds_is_not_a_regression_in_a_hundred_runs(
             flagged_runs.push((seed, result.table()));
         }
     }
-    assert!(flagged_runs.is_empty(), "{} of 100 noise runs flagged:\n{}", flagged_runs.len(), flagged_runs[0].1);
+    let report: Vec<String> = flagged_runs.iter().map(|(seed, table)| format!("seed {seed}:\n{table}")).collect();
+    assert!(flagged_runs.len() <= 1, "{} of 100 noise runs flagged:\n{}", flagged_runs.len(), report.join("\n"));
 }
 
 #[test]

@@ -62,6 +62,17 @@ impl Hop {
         HopSpan::start(parent, format!("{operation} {table}"), SpanKind::Client, attributes, None, Vec::new())
     }
 
+    /// A call of a database function that does several statements' work in one round trip:
+    /// `SELECT hoptrace_create_task`.
+    pub fn db_function(parent: &Context, function: &str) -> HopSpan {
+        let attributes = vec![
+            KeyValue::new("db.system.name", "postgresql"),
+            KeyValue::new("db.operation.name", "SELECT"),
+            KeyValue::new("db.stored_procedure.name", function.to_owned()),
+        ];
+        HopSpan::start(parent, format!("SELECT {function}"), SpanKind::Client, attributes, None, Vec::new())
+    }
+
     /// Sending a message to `queue`. Inject this span's context into the message headers.
     pub fn send(parent: &Context, system: Messaging, queue: &str) -> HopSpan {
         let attributes = messaging(system, "send", queue);

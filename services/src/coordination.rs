@@ -16,8 +16,8 @@ use crate::faults::{self, Delayed};
 use crate::queue::{self, Claimed, RESULT_QUEUE, STEP_QUEUE};
 use crate::templates::StepSpec;
 
-/// Creates the task (in progress) and its steps and enqueues the first ready steps, in one transaction.
-/// Returns the number of steps enqueued.
+/// Creates the task (in progress) and its steps and enqueues the steps without dependencies, in one
+/// transaction and one database call (`hoptrace_create_task`). Returns the number of steps enqueued.
 pub async fn create_task(
     pool: &PgPool,
     parent: &Context,
@@ -27,44 +27,65 @@ pub async fn create_task(
     run_id: Option<&str>,
     steps: &[StepSpec],
 ) -> Result<usize, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    Hop::db(parent, "INSERT", "tasks")
-        .run(
-            sqlx::query(
-                // The task starts in progress: its first steps are enqueued in this same transaction.
-                "WITH task AS (INSERT INTO tasks (task_uuid, template, context, status, run_id) \
-                 VALUES ($1, $2, $3, 'in_progress', $4)) \
-                 INSERT INTO step_transitions (task_uuid, from_status, to_status) \
-                 VALUES ($1, NULL, 'pending'), ($1, 'pending', 'in_progress')",
-            )
-            .bind(task_uuid)
-            .bind(template)
-            .bind(context)
-            .bind(run_id)
-            .execute(&mut *tx),
-        )
-        .await?;
     let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
     let handlers: Vec<&str> = steps.iter().map(|s| s.handler.name()).collect();
     // text[][] cannot be ragged, so dependencies travel as one JSON array per step.
     let depends_on: Vec<Value> = steps.iter().map(|s| json!(s.depends_on)).collect();
-    Hop::db(parent, "INSERT", "workflow_steps")
-        .run(
-            sqlx::query(
-                "INSERT INTO workflow_steps (task_uuid, step_name, handler, depends_on, status) \
-                 SELECT $1, name, handler, ARRAY(SELECT jsonb_array_elements_text(deps)), 'pending' \
-                 FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS s(name, handler, deps)",
-            )
-            .bind(task_uuid)
-            .bind(&names)
-            .bind(&handlers)
-            .bind(&depends_on)
-            .execute(&mut *tx),
-        )
-        .await?;
-    let enqueued = enqueue_ready_steps(&mut tx, parent, task_uuid, template).await?;
+    let mut tx = pool.begin().await?;
+    let call = Hop::db_function(parent, "hoptrace_create_task");
+    call.set_attribute(KeyValue::new("task.uuid", task_uuid.to_string()));
+    call.set_attribute(KeyValue::new("step.count", steps.len() as i64));
+    // The steps without dependencies are sent by the call: their send spans are opened here, so the
+    // messages carry their contexts.
+    let messages: Vec<Value> = steps
+        .iter()
+        .filter(|s| s.depends_on.is_empty())
+        .map(|s| step_message(task_uuid, template, &s.name, s.handler.name(), context, json!({})))
+        .collect();
+    let outgoing: Vec<queue::Outgoing> =
+        messages.iter().map(|_| queue::Outgoing::open(call.context(), STEP_QUEUE)).collect();
+    let headers: Vec<&Value> = outgoing.iter().map(|o| &o.headers).collect();
+    let notify_contexts: Vec<&Value> = outgoing.iter().map(|o| &o.notify_context).collect();
+    let sent = sqlx::query_scalar::<_, Vec<i64>>(
+        "SELECT hoptrace_create_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(task_uuid)
+    .bind(template)
+    .bind(context)
+    .bind(run_id)
+    .bind(&names)
+    .bind(&handlers)
+    .bind(&depends_on)
+    .bind(STEP_QUEUE.name)
+    .bind(STEP_QUEUE.channel)
+    .bind(&messages)
+    .bind(&headers)
+    .bind(&notify_contexts)
+    .fetch_one(&mut *tx)
+    .await;
+    // The sends end with the call that made them, before it.
+    match &sent {
+        Ok(ids) => outgoing.into_iter().zip(ids).for_each(|(o, id)| o.close::<&str>(Ok(*id))),
+        Err(err) => {
+            outgoing.into_iter().for_each(|o| o.close(Err(err)));
+            call.fail(err);
+        }
+    }
+    call.end();
+    let sent = sent?;
     tx.commit().await?;
-    Ok(enqueued)
+    Ok(sent.len())
+}
+
+/// A step's message on the step queue: what the worker needs to run it.
+fn step_message(task_uuid: Uuid, template: &str, step_name: &str, handler: &str, context: &Value, inputs: Value) -> Value {
+    json!({
+        "task_uuid": task_uuid,
+        "template": template,
+        "step_name": step_name,
+        "handler": handler,
+        "input": {"context": context, "inputs": inputs},
+    })
 }
 
 /// Finds the pending steps whose dependencies are all complete, marks them enqueued and sends each to
@@ -105,13 +126,7 @@ pub async fn enqueue_ready_steps(
         )
         .await?;
     for (step_name, handler, context, inputs) in &ready {
-        let message = json!({
-            "task_uuid": task_uuid,
-            "template": template,
-            "step_name": step_name,
-            "handler": handler,
-            "input": {"context": context, "inputs": inputs},
-        });
+        let message = step_message(task_uuid, template, step_name, handler, context, inputs.clone());
         queue::send(conn, &cx, STEP_QUEUE, &message).await?;
     }
     span.set_attribute(KeyValue::new("step.count", ready.len() as i64));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hoptrace_instrumentation::hop::Messaging;
-use hoptrace_instrumentation::{propagation, Hop};
+use hoptrace_instrumentation::{propagation, Hop, HopSpan};
 use opentelemetry::{Context, KeyValue};
 use serde_json::Value;
 use sqlx::postgres::{PgListener, PgPool};
@@ -62,30 +62,52 @@ pub async fn send(
     queue: Queue,
     message: &Value,
 ) -> Result<i64, sqlx::Error> {
-    let send = Hop::send(parent, Messaging::Pgmq, queue.name);
-    let publish = Hop::publish(send.context(), queue.channel);
-    let headers = propagation::to_json(send.context());
-    let notify_context = if faults::active(Fault::NotifyDropsContext) {
-        Value::Object(Default::default())
-    } else {
-        propagation::to_json(publish.context())
-    };
+    let outgoing = Outgoing::open(parent, queue);
     let sent = sqlx::query_scalar::<_, i64>("SELECT hoptrace_send_with_notify($1, $2, $3, $4, $5)")
         .bind(queue.name)
         .bind(message)
-        .bind(&headers)
+        .bind(&outgoing.headers)
         .bind(queue.channel)
-        .bind(&notify_context)
+        .bind(&outgoing.notify_context)
         .fetch_one(conn)
         .await;
-    match &sent {
-        Ok(id) => {
-            send.set_attribute(KeyValue::new("messaging.message.id", id.to_string()));
-            publish.set_attribute(KeyValue::new("messaging.message.id", id.to_string()));
-        }
-        Err(err) => send.fail(err),
-    }
+    outgoing.close(sent.as_ref().map(|id| *id));
     sent
+}
+
+/// The spans of one message being sent: `send {queue}` and, under it, `publish {channel}`, with the
+/// contexts the SQL call carries (the message headers and the notify payload). Opened before the call
+/// that sends, closed with its outcome.
+pub struct Outgoing {
+    send: HopSpan,
+    publish: HopSpan,
+    pub headers: Value,
+    pub notify_context: Value,
+}
+
+impl Outgoing {
+    pub fn open(parent: &Context, queue: Queue) -> Outgoing {
+        let send = Hop::send(parent, Messaging::Pgmq, queue.name);
+        let publish = Hop::publish(send.context(), queue.channel);
+        let headers = propagation::to_json(send.context());
+        let notify_context = if faults::active(Fault::NotifyDropsContext) {
+            Value::Object(Default::default())
+        } else {
+            propagation::to_json(publish.context())
+        };
+        Outgoing { send, publish, headers, notify_context }
+    }
+
+    /// Ends both spans with the message id, or the send span with the error.
+    pub fn close<E: std::fmt::Display>(self, sent: Result<i64, E>) {
+        match sent {
+            Ok(id) => {
+                self.send.set_attribute(KeyValue::new("messaging.message.id", id.to_string()));
+                self.publish.set_attribute(KeyValue::new("messaging.message.id", id.to_string()));
+            }
+            Err(err) => self.send.fail(err),
+        }
+    }
 }
 
 /// Message fields copied onto the claim span, as the domain attributes they are.
