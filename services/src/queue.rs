@@ -79,8 +79,9 @@ pub async fn send(
 /// contexts the SQL call carries (the message headers and the notify payload). Opened before the call
 /// that sends, closed with its outcome.
 pub struct Outgoing {
-    send: HopSpan,
+    // Fields drop in order: the publish span ends before the send span it belongs to.
     publish: HopSpan,
+    send: HopSpan,
     pub headers: Value,
     pub notify_context: Value,
 }
@@ -95,7 +96,7 @@ impl Outgoing {
         } else {
             propagation::to_json(publish.context())
         };
-        Outgoing { send, publish, headers, notify_context }
+        Outgoing { publish, send, headers, notify_context }
     }
 
     /// Ends both spans with the message id, or the send span with the error.
