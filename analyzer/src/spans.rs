@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use hoptrace_store::schema;
 use polars::prelude::*;
-use polars_arrow::array::{Array, BinaryViewArray, ListArray, PrimitiveArray, StructArray, Utf8ViewArray};
+use polars_arrow::array::{Array, BinaryViewArray, ListArray, PrimitiveArray, StructArray, Utf8ViewArray, View};
 
 /// Marks an absent attribute or parent.
 pub const NONE: u32 = u32::MAX;
@@ -232,7 +232,10 @@ struct RowColumns {
     table: SpanTable,
     trace_of_row: Vec<u32>,
     trace_index: FxMap<u128, u32>,
-    instance_keys: [&'static str; 2],
+    /// The attributes rules read, in `table.keys` order.
+    wanted: Vec<KeyProbe>,
+    /// The resource attributes that tell instances of one service apart, by preference.
+    instance_keys: [KeyProbe; 2],
 }
 
 fn chunk<'a, A: 'static>(frame: &'a DataFrame, name: &str, i: usize) -> PolarsResult<&'a A> {
@@ -263,7 +266,8 @@ impl RowColumns {
             table,
             trace_of_row: Vec::with_capacity(n),
             trace_index: FxMap::default(),
-            instance_keys: ["service.instance.id", "host.name"],
+            wanted: keys.iter().map(|k| KeyProbe::new(k)).collect(),
+            instance_keys: [KeyProbe::new("service.instance.id"), KeyProbe::new("host.name")],
         }
     }
 
@@ -356,8 +360,7 @@ impl RowColumns {
             let (from, to) = attributes.keys.offsets().start_end(row);
             let value_base = attributes.values.offsets().start_end(row).0;
             for i in from..to {
-                let key = attributes.key_strings.value(i);
-                let Some(slot) = t.keys.iter().position(|k| k.len() == key.len() && k == key) else { continue };
+                let Some(slot) = self.wanted.iter().position(|k| k.matches(attributes.key_strings, i)) else { continue };
                 let value = value_base + (i - from);
                 if attributes.value_strings.is_valid(value) {
                     let id = t.strings.intern(attributes.value_strings.value(value));
@@ -482,10 +485,60 @@ impl<'a> AttributeLists<'a> {
         Ok(AttributeLists { keys, values, key_strings: strings(keys)?, value_strings: strings(values)? })
     }
 
-    fn get(&self, row: usize, key: &str) -> Option<&'a str> {
+    fn get(&self, row: usize, key: &KeyProbe) -> Option<&'a str> {
         let (from, to) = self.keys.offsets().start_end(row);
-        let at = (from..to).position(|i| self.key_strings.value(i) == key)?;
+        let at = (from..to).position(|i| key.matches(self.key_strings, i))?;
         let value = self.values.offsets().start_end(row).0 + at;
         self.value_strings.is_valid(value).then(|| self.value_strings.value(value))
+    }
+}
+
+/// An attribute key to look for in string views. Most other keys differ from it in the view alone
+/// (length and first bytes, or the whole of a key of up to 12 bytes), so they are passed over without
+/// reading their bytes.
+struct KeyProbe {
+    text: String,
+    view: View,
+}
+
+impl KeyProbe {
+    fn new(text: &str) -> KeyProbe {
+        KeyProbe { text: text.to_owned(), view: View::new_from_bytes(text.as_bytes(), 0, 0) }
+    }
+
+    /// Whether string `i` of `strings` is this key.
+    fn matches(&self, strings: &Utf8ViewArray, i: usize) -> bool {
+        let view = strings.views()[i];
+        if self.view.length <= View::MAX_INLINE_SIZE {
+            view.as_u128() == self.view.as_u128()
+        } else {
+            view.length == self.view.length && view.prefix == self.view.prefix && strings.value(i) == self.text
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_probe_matches_its_key_only_inline_or_not() {
+        let strings = Utf8ViewArray::from_slice_values([
+            "task.template",    // 13 bytes: in a buffer
+            "task.templatf",    // same length and prefix
+            "step.handler",     // 12 bytes: inline
+            "step.handlex",
+            "step",
+            "",
+        ]);
+        let found = |key: &str| -> Vec<usize> {
+            let probe = KeyProbe::new(key);
+            (0..strings.len()).filter(|&i| probe.matches(&strings, i)).collect()
+        };
+        assert_eq!(found("task.template"), [0]);
+        assert_eq!(found("step.handler"), [2]);
+        assert_eq!(found("step"), [4]);
+        assert_eq!(found(""), [5]);
+        assert_eq!(found("task.templat"), Vec::<usize>::new());
     }
 }
