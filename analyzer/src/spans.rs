@@ -317,13 +317,24 @@ impl RowColumns {
         }
         let mut last_name: Option<(&str, u32)> = None;
         let mut last_process: Option<((&str, Option<&str>), (u32, u32))> = None;
+        // Segments hold a trace's spans together (the collector sorts a flush by trace), so most rows
+        // belong to the trace of the row before and need no lookup.
+        let mut last_trace: Option<(u128, u32)> = None;
         for row in 0..trace_ids.len() {
             let trace: [u8; 16] = trace_ids.value(row).try_into().unwrap_or([0; 16]);
-            let next = self.trace_index.len() as u32;
-            let trace_no = *self.trace_index.entry(u128::from_ne_bytes(trace)).or_insert(next);
-            if trace_no == next {
-                t.trace_ids.push(trace);
-            }
+            let key = u128::from_ne_bytes(trace);
+            let trace_no = match last_trace {
+                Some((last, number)) if last == key => number,
+                _ => {
+                    let next = self.trace_index.len() as u32;
+                    let number = *self.trace_index.entry(key).or_insert(next);
+                    if number == next {
+                        t.trace_ids.push(trace);
+                    }
+                    number
+                }
+            };
+            last_trace = Some((key, trace_no));
             self.trace_of_row.push(trace_no);
             t.span_id.push(id64(span_ids.value(row)));
             t.parent_id.push(if parents.is_valid(row) { id64(parents.value(row)) } else { 0 });

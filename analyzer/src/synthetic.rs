@@ -4,8 +4,9 @@
 //! Every task is one trace (the span names, kinds, parents, links and attributes the services emit, see
 //! docs/services.md); each hop's latency is drawn from a log-normal distribution with a fixed median and
 //! spread, and the drawn values are kept in [`Truth`] under the built-in category and hop names. Worker
-//! hosts can have skewed clocks (their spans' times are shifted; the truth is not), and spans are written
-//! shuffled across several segments, so they reach the analyzer out of order.
+//! hosts can have skewed clocks (their spans' times are shifted; the truth is not). Spans are shuffled
+//! before each segment is written and a random remainder waits for a later segment, so traces reach the
+//! analyzer split and out of order; within a segment rows are in the collector's order (by trace).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -137,8 +138,9 @@ pub fn generate(scenario: &Scenario, dir: Option<&Path>) -> hoptrace_store::Resu
     Ok((kept, truth))
 }
 
-/// Shuffles the spans and writes them as segments of `size` spans (by hour of start); unless `all`, a
-/// remainder smaller than `size` stays pending.
+/// Shuffles the spans, so a shuffled-out remainder of them (smaller than `size`) arrives in a later
+/// segment, as late spans do; writes the rest as segments of `size` spans by hour of start, each in the
+/// order the collector writes a flush (`SpanRow::segment_order`). With `all`, writes everything.
 fn write_segments(
     dir: &Path,
     pending: &mut Vec<SpanRow>,
@@ -159,6 +161,8 @@ fn write_segments(
     for (hour, rows) in by_hour {
         for part in rows.chunks(size) {
             *segment_no += 1;
+            let mut part = part.to_vec();
+            part.sort_unstable_by_key(|r| r.segment_order());
             let mut frame = hoptrace_store::to_frame(part.iter().copied())
                 .map_err(|source| hoptrace_store::StoreError::Parquet { path: dir.to_owned(), source })?;
             segment::write(dir, hour, *segment_no, *segment_no, &mut frame, 128 * 1024)?;

@@ -48,6 +48,12 @@ impl SpanRow {
     pub fn key(&self) -> SpanKey {
         (self.trace_id, self.span_id)
     }
+
+    /// The order of rows in a segment: by hour, then trace, so a trace's spans are neighbours (readers
+    /// group them by trace), then start time and span id.
+    pub fn segment_order(&self) -> (crate::segment::Hour, TraceId, u64, SpanId) {
+        (crate::segment::Hour::of_nanos(self.start_time_unix_nano), self.trace_id, self.start_time_unix_nano, self.span_id)
+    }
 }
 
 /// Why a span was rejected. Rejected spans are counted in OTLP `partial_success`; the rest are stored.

@@ -484,9 +484,8 @@ impl Flusher {
     fn flush(&mut self, flush: u64, wal_seq: u64, rows: Vec<SpanRow>) -> Result<()> {
         let dir = self.config.data_dir.clone();
         // Sort references, not the rows: a row is a few hundred bytes and sorting moved them all.
-        let sort_key = |r: &SpanRow| (Hour::of_nanos(r.start_time_unix_nano), r.trace_id, r.start_time_unix_nano, r.span_id);
         let mut order: Vec<&SpanRow> = rows.iter().collect();
-        order.sort_unstable_by_key(|r| sort_key(r));
+        order.sort_unstable_by_key(|r| r.segment_order());
         order.dedup_by_key(|r| r.key());
         let mut touched = Vec::new();
         for chunk in order.chunk_by(|a, b| Hour::of_nanos(a.start_time_unix_nano) == Hour::of_nanos(b.start_time_unix_nano)) {
