@@ -315,7 +315,8 @@ impl RowColumns {
         for column in t.attributes.iter_mut() {
             column.reserve(rows);
         }
-        let mut last_name: Option<(&str, u32)> = None;
+        let mut name_ids = ViewIds::new(names);
+        let mut value_ids = ViewIds::new(attributes.value_strings);
         let mut last_process: Option<((&str, Option<&str>), (u32, u32))> = None;
         // Segments hold a trace's spans together (the collector sorts a flush by trace), so most rows
         // belong to the trace of the row before and need no lookup.
@@ -338,13 +339,7 @@ impl RowColumns {
             self.trace_of_row.push(trace_no);
             t.span_id.push(id64(span_ids.value(row)));
             t.parent_id.push(if parents.is_valid(row) { id64(parents.value(row)) } else { 0 });
-            let name = names.value(row);
-            let name_id = match last_name {
-                Some((last, id)) if last == name => id,
-                _ => t.strings.intern(name),
-            };
-            last_name = Some((name, name_id));
-            t.name.push(name_id);
+            t.name.push(name_ids.id(row, &mut t.strings));
             t.kind.push(kinds.value(row));
             let service = services.value(row);
             let instance = self.instance_keys.iter().find_map(|key| resource.get(row, key));
@@ -374,8 +369,7 @@ impl RowColumns {
                 let Some(slot) = self.wanted.iter().position(|k| k.matches(attributes.key_strings, i)) else { continue };
                 let value = value_base + (i - from);
                 if attributes.value_strings.is_valid(value) {
-                    let id = t.strings.intern(attributes.value_strings.value(value));
-                    *t.attributes[slot].last_mut().expect("pushed above") = id;
+                    *t.attributes[slot].last_mut().expect("pushed above") = value_ids.id(value, &mut t.strings);
                 }
             }
             let (from, to) = links.offsets().start_end(row);
@@ -504,6 +498,36 @@ impl<'a> AttributeLists<'a> {
     }
 }
 
+/// The interned ids of one array's strings, remembered by view: within an array equal views are equal
+/// strings (a dictionary-encoded column decodes to repeated views), so a string seen before costs a
+/// lookup of its 16-byte view instead of hashing and comparing its text.
+struct ViewIds<'a> {
+    strings: &'a Utf8ViewArray,
+    ids: FxMap<u128, u32>,
+}
+
+impl<'a> ViewIds<'a> {
+    /// Past this many distinct views the column is not repetitive: start over rather than grow.
+    const LIMIT: usize = 1 << 14;
+
+    fn new(strings: &'a Utf8ViewArray) -> Self {
+        ViewIds { strings, ids: FxMap::default() }
+    }
+
+    fn id(&mut self, i: usize, interner: &mut Interner) -> u32 {
+        let view = self.strings.views()[i].as_u128();
+        if let Some(&id) = self.ids.get(&view) {
+            return id;
+        }
+        if self.ids.len() >= Self::LIMIT {
+            self.ids.clear();
+        }
+        let id = interner.intern(self.strings.value(i));
+        self.ids.insert(view, id);
+        id
+    }
+}
+
 /// An attribute key to look for in string views. Most other keys differ from it in the view alone
 /// (length and first bytes, or the whole of a key of up to 12 bytes), so they are passed over without
 /// reading their bytes.
@@ -551,5 +575,19 @@ mod tests {
         assert_eq!(found("step"), [4]);
         assert_eq!(found(""), [5]);
         assert_eq!(found("task.templat"), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn view_ids_give_each_string_its_interned_id_past_the_cache_limit_too() {
+        let texts: Vec<String> = (0..ViewIds::LIMIT + 100).map(|i| format!("a rather long string {}", i % (ViewIds::LIMIT + 10))).collect();
+        let all: Vec<&str> = texts.iter().chain(texts.iter().take(50)).map(String::as_str).collect();
+        let strings = Utf8ViewArray::from_slice_values(&all);
+        let mut interner = Interner::default();
+        let mut ids = ViewIds::new(&strings);
+        for i in 0..strings.len() {
+            let id = ids.id(i, &mut interner);
+            assert_eq!(interner.resolve(id), strings.value(i));
+        }
+        assert_eq!(interner.len(), ViewIds::LIMIT + 10);
     }
 }
