@@ -146,19 +146,22 @@ pub enum ResultOutcome {
     Malformed,
 }
 
-/// Records one step result, enqueues what became ready or completes the task, then deletes the message.
+/// Records one step result, enqueues what became ready or completes the task, and deletes the message,
+/// in one transaction: a result is processed and gone, or neither (then it is read again).
 pub async fn process_result(pool: &PgPool, claimed: Claimed) -> Result<ResultOutcome, sqlx::Error> {
     let span = Hop::process(&claimed.producer, Messaging::Pgmq, RESULT_QUEUE.name, claimed.message_id);
     let cx = span.context().clone();
-    let outcome = match StepResult::from_message(&claimed.message) {
+    let result = StepResult::from_message(&claimed.message);
+    if let (Some(_), Some(delay)) = (&result, faults::delay(Delayed::ResultProcessing)) {
+        tokio::time::sleep(delay).await;
+    }
+    let mut tx = pool.begin().await?;
+    let outcome = match result {
         None => ResultOutcome::Malformed,
         Some(result) => {
-            if let Some(delay) = faults::delay(Delayed::ResultProcessing) {
-                tokio::time::sleep(delay).await;
-            }
             span.set_attribute(KeyValue::new("task.uuid", result.task_uuid.to_string()));
             span.set_attribute(KeyValue::new("step.name", result.step_name.clone()));
-            let recorded = record_result(pool, &cx, &result).await;
+            let recorded = record_result(&mut tx, &cx, &result).await;
             if let Err(err) = &recorded {
                 span.fail(err);
             }
@@ -166,7 +169,8 @@ pub async fn process_result(pool: &PgPool, claimed: Claimed) -> Result<ResultOut
         }
     };
     span.set_attribute(KeyValue::new("result.outcome", format!("{outcome:?}")));
-    queue::settle(pool, &cx, RESULT_QUEUE, claimed.message_id).await?;
+    queue::settle(&mut *tx, &cx, RESULT_QUEUE, claimed.message_id).await?;
+    tx.commit().await?;
     Ok(outcome)
 }
 
@@ -188,8 +192,8 @@ impl StepResult {
     }
 }
 
-async fn record_result(pool: &PgPool, cx: &Context, result: &StepResult) -> Result<ResultOutcome, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+/// Records `result` in the caller's transaction (which holds the task's row lock from here on).
+async fn record_result(tx: &mut PgConnection, cx: &Context, result: &StepResult) -> Result<ResultOutcome, sqlx::Error> {
     let task = Hop::db(cx, "SELECT", "tasks")
         .run(
             sqlx::query_as::<_, (String, String)>(
@@ -222,19 +226,17 @@ async fn record_result(pool: &PgPool, cx: &Context, result: &StepResult) -> Resu
         )
         .await?;
     if updated.rows_affected() == 0 {
-        tx.commit().await?;
         return Ok(ResultOutcome::Duplicate);
     }
     if task_status != "in_progress" {
         // A late result of a task that already failed: recorded, nothing more runs.
-        tx.commit().await?;
         return Ok(ResultOutcome::Progressed { enqueued: 0 });
     }
     let outcome = if result.error.is_some() {
-        set_task_status(&mut tx, cx, result.task_uuid, "in_progress", "error").await?;
+        set_task_status(tx, cx, result.task_uuid, "in_progress", "error").await?;
         ResultOutcome::Finished { task_uuid: result.task_uuid, status: "error" }
     } else {
-        let enqueued = enqueue_ready_steps(&mut tx, cx, result.task_uuid, &template).await?;
+        let enqueued = enqueue_ready_steps(tx, cx, result.task_uuid, &template).await?;
         let unfinished: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM workflow_steps WHERE task_uuid = $1 AND status <> 'complete'",
         )
@@ -245,13 +247,12 @@ async fn record_result(pool: &PgPool, cx: &Context, result: &StepResult) -> Resu
             let span = Hop::internal(cx, "complete task");
             span.set_attribute(KeyValue::new("task.uuid", result.task_uuid.to_string()));
             span.set_attribute(KeyValue::new("task.template", template.clone()));
-            set_task_status(&mut tx, span.context(), result.task_uuid, "in_progress", "complete").await?;
+            set_task_status(tx, span.context(), result.task_uuid, "in_progress", "complete").await?;
             ResultOutcome::Finished { task_uuid: result.task_uuid, status: "complete" }
         } else {
             ResultOutcome::Progressed { enqueued }
         }
     };
-    tx.commit().await?;
     Ok(outcome)
 }
 

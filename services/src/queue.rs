@@ -154,10 +154,15 @@ pub async fn claim(pool: &PgPool, queue: Queue, visibility_timeout: Duration) ->
     }))
 }
 
-/// Deletes a processed message.
-pub async fn settle(pool: &PgPool, parent: &Context, queue: Queue, message_id: i64) -> Result<(), sqlx::Error> {
+/// Deletes a processed message (on its own, or in the caller's transaction).
+pub async fn settle<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    parent: &Context,
+    queue: Queue,
+    message_id: i64,
+) -> Result<(), sqlx::Error> {
     let span = Hop::settle(parent, Messaging::Pgmq, queue.name, message_id);
-    span.run(sqlx::query("SELECT pgmq.delete($1, $2)").bind(queue.name).bind(message_id).execute(pool))
+    span.run(sqlx::query("SELECT pgmq.delete($1, $2)").bind(queue.name).bind(message_id).execute(db))
         .await
         .map(drop)
 }
