@@ -65,7 +65,7 @@ pub async fn create_task(
     .await;
     // The sends end with the call that made them, before it.
     match &sent {
-        Ok(ids) => outgoing.into_iter().zip(ids).for_each(|(o, id)| o.close::<&str>(Ok(*id))),
+        Ok(ids) => outgoing.into_iter().zip(ids).for_each(|(o, id)| o.close(Ok(*id))),
         Err(err) => {
             outgoing.into_iter().for_each(|o| o.close(Err(err)));
             call.fail(err);

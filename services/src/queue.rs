@@ -100,7 +100,7 @@ impl Outgoing {
     }
 
     /// Ends both spans with the message id, or the send span with the error.
-    pub fn close<E: std::fmt::Display>(self, sent: Result<i64, E>) {
+    pub fn close(self, sent: Result<i64, &sqlx::Error>) {
         match sent {
             Ok(id) => {
                 self.send.set_attribute(KeyValue::new("messaging.message.id", id.to_string()));
