@@ -3,7 +3,7 @@
 //! the same load — to `rotel` (PyPI) exporting to nowhere, as the reference.
 //!
 //! Prints spans/s, spans per collector CPU-second, peak RSS, stored bytes per span, and RSS under an
-//! overload of 3× capacity. `cargo bench -p hoptrace-collector --bench ingest`; under `cargo test` it runs
+//! overload of 3× capacity. `cargo bench --profile dev --workspace --bench ingest`; under `cargo test` it runs
 //! as a one-second smoke test.
 
 use std::path::{Path, PathBuf};

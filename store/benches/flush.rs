@@ -2,7 +2,7 @@
 //! with each nested column left out, so the cost of each part of the schema is visible. Figures are
 //! ratios against the full schema measured in the same run.
 //!
-//! `cargo bench -p hoptrace-store --bench flush`; under `cargo test` it runs once on a few rows.
+//! `cargo bench --profile dev --workspace --bench flush`; under `cargo test` it runs once on a few rows.
 
 use std::sync::Arc;
 use std::time::Instant;
