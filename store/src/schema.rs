@@ -2,6 +2,7 @@
 //! user-facing description of the same schema; keep the two in step.
 
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue};
+use polars_arrow::datatypes::{ArrowDataType, Field};
 
 pub const TRACE_ID: &str = "trace_id";
 pub const SPAN_ID: &str = "span_id";
@@ -136,4 +137,25 @@ pub fn any_value_to_json(value: &AnyValue) -> serde_json::Value {
             "value": kv.value.as_ref().map(any_value_to_json).unwrap_or_else(|| json!({})),
         })).collect::<Vec<_>>() } }),
     }
+}
+
+/// `field` as a segment stores it: required unless it may hold nulls. Polars makes every field nullable;
+/// a required one costs no definition levels to write or read. Nulls occur only in the optional span
+/// fields (an absent parent, trace state, status message, scope) and in attribute values of the empty type;
+/// lists are empty, never null, and list items are required.
+pub fn parquet_field(field: Field) -> Field {
+    const NULLABLE: [&str; 5] = [PARENT_SPAN_ID, TRACE_STATE, STATUS_MESSAGE, SCOPE_NAME, SCOPE_VERSION];
+    let name = field.name.clone();
+    let dtype = match field.dtype {
+        ArrowDataType::LargeList(item) => {
+            let values_may_be_empty = [ATTRIBUTES.values, RESOURCE_ATTRIBUTES.values].contains(&name.as_str());
+            let dtype = match item.dtype {
+                ArrowDataType::Struct(fields) => ArrowDataType::Struct(fields.into_iter().map(parquet_field).collect()),
+                other => other,
+            };
+            ArrowDataType::LargeList(Box::new(Field::new(item.name, dtype, values_may_be_empty)))
+        }
+        other => other,
+    };
+    Field::new(name.clone(), dtype, NULLABLE.contains(&name.as_str()))
 }
