@@ -4,7 +4,7 @@
 //!
 //! Prints spans/s, spans per collector CPU-second, peak RSS, stored bytes per span, and RSS under an
 //! overload of 3× capacity. `cargo bench --profile dev --workspace --bench ingest`; under `cargo test` it runs
-//! as a one-second smoke test.
+//! as a one-second smoke test. `BENCH_COLLECTOR=path` measures that collector binary instead of this build's.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -238,7 +238,9 @@ struct Target {
 
 fn start_collector(data_dir: &Path) -> Target {
     let (g, h) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_collector"))
+    // BENCH_COLLECTOR=path measures another build (an A/B of two versions on the same load).
+    let bin = std::env::var_os("BENCH_COLLECTOR").map(PathBuf::from);
+    let child = Command::new(bin.unwrap_or_else(|| env!("CARGO_BIN_EXE_collector").into()))
         .args(["--data-dir", data_dir.to_str().unwrap()])
         .args(["--grpc-listen", &format!("127.0.0.1:{g}"), "--http-listen", &format!("127.0.0.1:{h}")])
         .env("RUST_LOG", "warn")
