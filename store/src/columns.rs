@@ -39,6 +39,19 @@ impl AttributeLists {
         AttributeLists { offsets: vec![0], ..Default::default() }
     }
 
+    /// Room for `rows` sets holding `values` values in all, so that no builder grows while filled.
+    fn with_capacity(rows: usize, values: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        AttributeLists {
+            offsets,
+            key: MutableBinaryViewArray::with_capacity(values),
+            ty: Vec::with_capacity(values),
+            value: MutableBinaryViewArray::with_capacity(values),
+            scratch: String::new(),
+        }
+    }
+
     fn push(&mut self, attributes: &[KeyValue]) {
         for kv in attributes {
             self.push_value(&kv.key, kv.value.as_ref());
@@ -156,10 +169,12 @@ fn non_empty(s: &str) -> Option<&str> {
 pub fn to_frame<'a, I>(rows: I) -> PolarsResult<DataFrame>
 where
     I: IntoIterator<Item = &'a SpanRow>,
-    I::IntoIter: ExactSizeIterator,
+    I::IntoIter: ExactSizeIterator + Clone,
 {
     let rows = rows.into_iter();
     let n = rows.len();
+    // Counted first: builders that grow while filled copy themselves over and over into fresh pages.
+    let values = |set: fn(&SpanRow) -> usize| rows.clone().map(set).sum::<usize>();
     let mut trace_id = MutableBinaryViewArray::<[u8]>::with_capacity(n);
     let mut span_id = MutableBinaryViewArray::<[u8]>::with_capacity(n);
     let mut parent = MutableBinaryViewArray::<[u8]>::with_capacity(n);
@@ -172,10 +187,10 @@ where
     let mut end = Vec::with_capacity(n);
     let mut status_code = Vec::with_capacity(n);
     let mut status_message = MutableBinaryViewArray::<str>::with_capacity(n);
-    let mut attributes = AttributeLists::new();
+    let mut attributes = AttributeLists::with_capacity(n, values(|r| r.attributes.len()));
     let mut events = EventLists { offsets: vec![0], attributes: Some(AttributeLists::new()), ..Default::default() };
     let mut links = LinkLists { offsets: vec![0], attributes: Some(AttributeLists::new()), ..Default::default() };
-    let mut resource_attributes = AttributeLists::new();
+    let mut resource_attributes = AttributeLists::with_capacity(n, values(|r| r.origin.resource_attributes.len()));
     let mut scope_name = MutableBinaryViewArray::<str>::with_capacity(n);
     let mut scope_version = MutableBinaryViewArray::<str>::with_capacity(n);
 
