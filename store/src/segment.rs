@@ -7,7 +7,7 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
-use polars::prelude::{CompatLevel, DataFrame, PolarsError, PolarsResult, SchemaExt};
+use polars::prelude::{polars_bail, CompatLevel, DataFrame, PolarsError, PolarsResult, SchemaExt};
 use polars_arrow::datatypes::{ArrowDataType, ArrowSchema};
 use polars_parquet::write::{
     array_to_columns, get_dtype_encoding, to_parquet_schema, CompressionOptions, Compressor, DynIter,
@@ -166,7 +166,10 @@ pub fn write(data_dir: &Path, hour: Hour, lo: u64, hi: u64, frame: &mut DataFram
     let path = dir.join(Segment::file_name(lo, hi));
     let tmp = path.with_extension("parquet.tmp");
     let mut file = File::create(&tmp).map_err(StoreError::io("create", &tmp))?;
-    encode(&mut file, frame, row_group_rows).map_err(|source| StoreError::Parquet { path: tmp.clone(), source })?;
+    if let Err(source) = encode(&mut file, frame, row_group_rows) {
+        let _ = fs::remove_file(&tmp);
+        return Err(StoreError::Parquet { path: tmp, source });
+    }
     file.sync_all().map_err(StoreError::io("fsync", &tmp))?;
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     drop(file);
@@ -204,7 +207,8 @@ fn encode(file: &mut File, frame: &mut DataFrame, row_group_rows: usize) -> Pola
         .map(|(field, parquet_type)| {
             let nested = matches!(field.dtype, ArrowDataType::LargeList(_));
             let statistics = if nested { StatisticsOptions::empty() } else { StatisticsOptions::default() };
-            (parquet_type.clone(), options(statistics), get_dtype_encoding(&field.dtype))
+            let required = (!field.is_nullable).then(|| field.name.clone());
+            (required, parquet_type.clone(), options(statistics), get_dtype_encoding(&field.dtype))
         })
         .collect();
     // Statistics still reach each row group's column metadata from its pages; at the file level they
@@ -215,7 +219,11 @@ fn encode(file: &mut File, frame: &mut DataFrame, row_group_rows: usize) -> Pola
         for batch in frame.slice(offset as i64, rows).iter_chunks(CompatLevel::newest(), false) {
             let num_rows = batch.len() as u64;
             let mut pages = Vec::with_capacity(columns.len());
-            for (array, (parquet_type, options, encoding)) in batch.into_arrays().into_iter().zip(&columns) {
+            for (array, (required, parquet_type, options, encoding)) in batch.into_arrays().into_iter().zip(&columns) {
+                // A null in a required field would be written as a value; refuse instead.
+                if let Some(name) = required.as_ref().filter(|_| array.null_count() > 0) {
+                    polars_bail!(SchemaMismatch: "column {name} holds nulls but is stored as required");
+                }
                 for column in array_to_columns(array, parquet_type.clone(), *options, encoding)? {
                     let column = column.into_iter().map(|page| page.map_err(ParquetError::from));
                     let compressed = Compressor::new(DynIter::new(column), options.compression, vec![]);
@@ -357,6 +365,20 @@ mod tests {
         // And every field reads back as written.
         let read = crate::scan(dir.path(), crate::TimeRange::all()).unwrap().collect().unwrap();
         assert!(read.equals_missing(&frame));
+    }
+
+    #[test]
+    fn a_null_in_a_required_column_is_refused_not_written() {
+        use polars::prelude::{IntoColumn, NamedFrom, Series};
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<_> = (1..=2u8).map(|i| crate::testdata::row(i, i)).collect();
+        let mut frame = crate::to_frame(rows.iter()).unwrap();
+        let names = Series::new(schema::NAME.into(), [Some("a"), None]).into_column();
+        frame.replace(schema::NAME, names).unwrap();
+        let err = write(dir.path(), Hour(0), 1, 1, &mut frame, 8).unwrap_err().to_string();
+        assert!(err.contains("column name holds nulls"), "{err}");
+        let dir_entries = fs::read_dir(partition_dir(dir.path(), Hour(0))).unwrap().count();
+        assert_eq!(dir_entries, 0, "neither a segment nor its temporary file left behind");
     }
 
     #[test]
