@@ -11,7 +11,7 @@ use polars::prelude::{polars_bail, CompatLevel, DataFrame, PolarsError, PolarsRe
 use polars_arrow::datatypes::{ArrowDataType, ArrowSchema};
 use polars_parquet::write::{
     array_to_columns, get_dtype_encoding, to_parquet_schema, CompressionOptions, Compressor, DynIter,
-    DynStreamingIterator, FallibleStreamingIterator, FileWriter, StatisticsOptions, Version, WriteOptions,
+    DynStreamingIterator, FallibleStreamingIterator, FileWriter, StatisticsOptions, Version, WriteOptions, ZstdLevel,
 };
 use polars_parquet::read::ParquetError;
 
@@ -197,7 +197,10 @@ fn encode(file: &mut File, frame: &mut DataFrame, row_group_rows: usize) -> Pola
     let parquet_schema = to_parquet_schema(&schema)?;
     let options = |statistics| WriteOptions {
         statistics,
-        compression: CompressionOptions::Zstd(None),
+        // Level 1: the pages are mostly dictionary indices and levels already. Level 3 (the default) took 5 %
+        // more encoding instructions to store 0.1 % (synthetic traces) to 7 % (the ingest benchmark's random
+        // ids and values: 20.1 instead of 21.6 bytes per span) fewer bytes.
+        compression: CompressionOptions::Zstd(Some(ZstdLevel::try_new(1).expect("1 is a zstd level"))),
         version: Version::V1,
         data_page_size: None,
     };
