@@ -8,11 +8,15 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::{polars_bail, CompatLevel, DataFrame, PolarsError, PolarsResult, SchemaExt};
+use polars_arrow::array::{Array, ListArray};
 use polars_arrow::datatypes::{ArrowDataType, ArrowSchema};
 use polars_parquet::write::{
     array_to_columns, get_dtype_encoding, to_parquet_schema, CompressionOptions, Compressor, DynIter,
     DynStreamingIterator, FallibleStreamingIterator, FileWriter, StatisticsOptions, Version, WriteOptions, ZstdLevel,
 };
+use polars_parquet::parquet::metadata::Descriptor;
+use polars_parquet::parquet::page::{DataPage, DataPageHeader, DataPageHeaderV1, FormatEncoding, Page};
+use polars_parquet::parquet::CowBuffer;
 use polars_parquet::read::ParquetError;
 
 use crate::error::{Result, StoreError};
@@ -211,7 +215,13 @@ fn encode(file: &mut File, frame: &mut DataFrame, row_group_rows: usize) -> Pola
             let nested = matches!(field.dtype, ArrowDataType::LargeList(_));
             let statistics = if nested { StatisticsOptions::empty() } else { StatisticsOptions::default() };
             let required = (!field.is_nullable).then(|| field.name.clone());
-            (required, parquet_type.clone(), options(statistics), get_dtype_encoding(&field.dtype))
+            let leaves: Vec<Descriptor> = parquet_schema
+                .columns()
+                .iter()
+                .filter(|c| c.path_in_schema[0] == field.name)
+                .map(|c| c.descriptor.clone())
+                .collect();
+            (required, parquet_type.clone(), options(statistics), get_dtype_encoding(&field.dtype), leaves)
         })
         .collect();
     // Statistics still reach each row group's column metadata from its pages; at the file level they
@@ -222,12 +232,16 @@ fn encode(file: &mut File, frame: &mut DataFrame, row_group_rows: usize) -> Pola
         for batch in frame.slice(offset as i64, rows).iter_chunks(CompatLevel::newest(), false) {
             let num_rows = batch.len() as u64;
             let mut pages = Vec::with_capacity(columns.len());
-            for (array, (required, parquet_type, options, encoding)) in batch.into_arrays().into_iter().zip(&columns) {
+            for (array, (required, parquet_type, options, encoding, leaves)) in batch.into_arrays().into_iter().zip(&columns) {
                 // A null in a required field would be written as a value; refuse instead.
                 if let Some(name) = required.as_ref().filter(|_| array.null_count() > 0) {
                     polars_bail!(SchemaMismatch: "column {name} holds nulls but is stored as required");
                 }
-                for column in array_to_columns(array, parquet_type.clone(), *options, encoding)? {
+                let leaf_pages = match all_empty(array.as_ref()) {
+                    true => leaves.iter().map(|leaf| DynIter::new(std::iter::once(Ok(empty_lists_page(leaf, array.len()))))).collect(),
+                    false => array_to_columns(array, parquet_type.clone(), *options, encoding)?,
+                };
+                for column in leaf_pages {
                     let column = column.into_iter().map(|page| page.map_err(ParquetError::from));
                     let compressed = Compressor::new(DynIter::new(column), options.compression, vec![]);
                     pages.push(Ok(DynStreamingIterator::new(compressed.map_err(PolarsError::from))));
@@ -238,6 +252,48 @@ fn encode(file: &mut File, frame: &mut DataFrame, row_group_rows: usize) -> Pola
     }
     writer.end(None)?;
     Ok(())
+}
+
+/// A required list column none of whose rows has an item (`events` and `links`, mostly).
+fn all_empty(array: &dyn Array) -> bool {
+    array.as_any().downcast_ref::<ListArray<i64>>().is_some_and(|list| list.values().is_empty() && list.null_count() == 0)
+}
+
+/// The one page of a leaf under a list that is empty in all `rows`: every repetition and definition level
+/// is 0, each written as one RLE run, and there are no values. Polars' writer finds this out by walking
+/// every row of every leaf three times; for the empty `events` and `links` that was a fifth of a segment's
+/// encoding (`benches/flush.rs`).
+fn empty_lists_page(leaf: &Descriptor, rows: usize) -> Page {
+    let mut buffer = Vec::new();
+    for max_level in [leaf.max_rep_level, leaf.max_def_level] {
+        if max_level == 0 {
+            continue;
+        }
+        // Data page v1 levels: their byte length, then an RLE run header (run length << 1, ULEB128)
+        // and the repeated value (0) in as many bytes as the levels' bit width needs.
+        let bit_width = 16 - (max_level as u16).leading_zeros();
+        let mut run = Vec::new();
+        let mut header = (rows as u64) << 1;
+        loop {
+            let byte = (header & 0x7f) as u8;
+            header >>= 7;
+            run.push(if header == 0 { byte } else { byte | 0x80 });
+            if header == 0 {
+                break;
+            }
+        }
+        run.extend(std::iter::repeat_n(0u8, bit_width.div_ceil(8) as usize));
+        buffer.extend_from_slice(&(run.len() as u32).to_le_bytes());
+        buffer.extend_from_slice(&run);
+    }
+    let header = DataPageHeaderV1 {
+        num_values: rows as i32,
+        encoding: FormatEncoding::PLAIN,
+        definition_level_encoding: FormatEncoding::RLE,
+        repetition_level_encoding: FormatEncoding::RLE,
+        statistics: None,
+    };
+    Page::Data(DataPage::new(DataPageHeader::V1(header), CowBuffer::Owned(buffer), leaf.clone(), rows))
 }
 
 /// fsync on a directory makes a rename or a new file in it durable.
@@ -368,6 +424,24 @@ mod tests {
         // And every field reads back as written.
         let read = crate::scan(dir.path(), crate::TimeRange::all()).unwrap().collect().unwrap();
         assert!(read.equals_missing(&frame));
+    }
+
+    #[test]
+    fn row_groups_without_any_link_or_event_read_back_beside_ones_with_them() {
+        use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+        let dir = tempfile::tempdir().unwrap();
+        let mut rows: Vec<_> = (1..=6u8).map(|i| crate::testdata::row(i, i)).collect();
+        // Row groups of two rows: the first and the last have neither links nor events.
+        rows[2].links = vec![Link { trace_id: vec![7; 16], span_id: vec![8; 8], flags: 1, ..Default::default() }];
+        rows[3].events = vec![Event { time_unix_nano: 1_500, name: "retry".into(), ..Default::default() }];
+        let mut frame = crate::to_frame(rows.iter()).unwrap();
+        write(dir.path(), Hour(0), 1, 1, &mut frame, 2).unwrap();
+        let read = crate::scan(dir.path(), crate::TimeRange::all()).unwrap().collect().unwrap();
+        assert!(read.equals_missing(&frame));
+        let records = crate::records(&read).unwrap();
+        assert_eq!(records.iter().map(|r| (r.links.len(), r.events.len())).collect::<Vec<_>>(), [(0, 0), (0, 0), (1, 0), (0, 1), (0, 0), (0, 0)]);
+        assert_eq!(records[2].links[0].span_id, "0808080808080808");
+        assert_eq!(records[3].events[0].name, "retry");
     }
 
     #[test]
