@@ -14,6 +14,7 @@ use polars_parquet::write::{
     array_to_columns, get_dtype_encoding, to_parquet_schema, CompressionOptions, Compressor, DynIter,
     DynStreamingIterator, FallibleStreamingIterator, FileWriter, StatisticsOptions, Version, WriteOptions, ZstdLevel,
 };
+use polars_parquet::parquet::encoding::uleb128;
 use polars_parquet::parquet::metadata::Descriptor;
 use polars_parquet::parquet::page::{DataPage, DataPageHeader, DataPageHeaderV1, FormatEncoding, Page};
 use polars_parquet::parquet::CowBuffer;
@@ -237,9 +238,11 @@ fn encode(file: &mut File, frame: &mut DataFrame, row_group_rows: usize) -> Pola
                 if let Some(name) = required.as_ref().filter(|_| array.null_count() > 0) {
                     polars_bail!(SchemaMismatch: "column {name} holds nulls but is stored as required");
                 }
-                let leaf_pages = match all_empty(array.as_ref()) {
-                    true => leaves.iter().map(|leaf| DynIter::new(std::iter::once(Ok(empty_lists_page(leaf, array.len()))))).collect(),
-                    false => array_to_columns(array, parquet_type.clone(), *options, encoding)?,
+                let leaf_pages = if all_empty(array.as_ref()) {
+                    let page = |leaf| DynIter::new(std::iter::once(Ok(empty_lists_page(leaf, array.len()))));
+                    leaves.iter().map(page).collect()
+                } else {
+                    array_to_columns(array, parquet_type.clone(), *options, encoding)?
                 };
                 for column in leaf_pages {
                     let column = column.into_iter().map(|page| page.map_err(ParquetError::from));
@@ -272,19 +275,12 @@ fn empty_lists_page(leaf: &Descriptor, rows: usize) -> Page {
         // Data page v1 levels: their byte length, then an RLE run header (run length << 1, ULEB128)
         // and the repeated value (0) in as many bytes as the levels' bit width needs.
         let bit_width = 16 - (max_level as u16).leading_zeros();
-        let mut run = Vec::new();
-        let mut header = (rows as u64) << 1;
-        loop {
-            let byte = (header & 0x7f) as u8;
-            header >>= 7;
-            run.push(if header == 0 { byte } else { byte | 0x80 });
-            if header == 0 {
-                break;
-            }
-        }
-        run.extend(std::iter::repeat_n(0u8, bit_width.div_ceil(8) as usize));
-        buffer.extend_from_slice(&(run.len() as u32).to_le_bytes());
-        buffer.extend_from_slice(&run);
+        let mut header = [0u8; 10];
+        let header_len = uleb128::encode((rows as u64) << 1, &mut header);
+        let value_len = bit_width.div_ceil(8) as usize;
+        buffer.extend_from_slice(&((header_len + value_len) as u32).to_le_bytes());
+        buffer.extend_from_slice(&header[..header_len]);
+        buffer.extend(std::iter::repeat_n(0u8, value_len));
     }
     let header = DataPageHeaderV1 {
         num_values: rows as i32,
