@@ -237,12 +237,13 @@ struct Target {
 }
 
 fn start_collector(data_dir: &Path) -> Target {
-    let (g, h) = (free_port(), free_port());
+    let (g, h, q) = (free_port(), free_port(), free_port());
     // BENCH_COLLECTOR=path measures another build (an A/B of two versions on the same load).
     let bin = std::env::var_os("BENCH_COLLECTOR").map(PathBuf::from);
     let child = Command::new(bin.unwrap_or_else(|| env!("CARGO_BIN_EXE_collector").into()))
         .args(["--data-dir", data_dir.to_str().unwrap()])
         .args(["--grpc-listen", &format!("127.0.0.1:{g}"), "--http-listen", &format!("127.0.0.1:{h}")])
+        .args(["--query-listen", &format!("127.0.0.1:{q}")])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -260,7 +261,7 @@ fn rotel_binary() -> Option<PathBuf> {
 }
 
 fn start_rotel(bin: &Path) -> Target {
-    let (g, h) = (free_port(), free_port());
+    let (g, h, q) = (free_port(), free_port(), free_port());
     let child = Command::new(bin)
         .args(["start", "--exporter", "blackhole"])
         .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{g}"), "--otlp-http-endpoint", &format!("127.0.0.1:{h}")])

@@ -21,10 +21,12 @@ struct Proc {
 }
 
 fn spawn(dir: &Path, config: &Path) -> Proc {
-    let (grpc, http) = (free_port(), free_port());
+    let (grpc, http, query) = (free_port(), free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_collector"))
         .args(["--config", config.to_str().unwrap(), "--data-dir", dir.to_str().unwrap()])
         .args(["--grpc-listen", &format!("127.0.0.1:{grpc}"), "--http-listen", &format!("127.0.0.1:{http}")])
+        // Not the default port: a collector of the demo may be running on this machine.
+        .args(["--query-listen", &format!("127.0.0.1:{query}")])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
