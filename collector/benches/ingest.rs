@@ -261,7 +261,7 @@ fn rotel_binary() -> Option<PathBuf> {
 }
 
 fn start_rotel(bin: &Path) -> Target {
-    let (g, h, q) = (free_port(), free_port(), free_port());
+    let (g, h) = (free_port(), free_port());
     let child = Command::new(bin)
         .args(["start", "--exporter", "blackhole"])
         .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{g}"), "--otlp-http-endpoint", &format!("127.0.0.1:{h}")])

@@ -36,7 +36,7 @@ struct AttributeLists {
 
 impl AttributeLists {
     fn new() -> Self {
-        AttributeLists { offsets: vec![0], ..Default::default() }
+        Self::with_capacity(0, 0)
     }
 
     /// Room for `rows` sets holding `values` values in all, so that no builder grows while filled.

@@ -145,7 +145,8 @@ pub fn any_value_to_json(value: &AnyValue) -> serde_json::Value {
 /// lists are empty, never null, and list items are required.
 pub fn parquet_field(field: Field) -> Field {
     const NULLABLE: [&str; 5] = [PARENT_SPAN_ID, TRACE_STATE, STATUS_MESSAGE, SCOPE_NAME, SCOPE_VERSION];
-    let name = field.name.clone();
+    let name = field.name;
+    let nullable = NULLABLE.contains(&name.as_str());
     let dtype = match field.dtype {
         ArrowDataType::LargeList(item) => {
             let values_may_be_empty = [ATTRIBUTES.values, RESOURCE_ATTRIBUTES.values].contains(&name.as_str());
@@ -157,5 +158,5 @@ pub fn parquet_field(field: Field) -> Field {
         }
         other => other,
     };
-    Field::new(name.clone(), dtype, NULLABLE.contains(&name.as_str()))
+    Field::new(name, dtype, nullable)
 }
