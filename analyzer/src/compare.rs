@@ -156,11 +156,16 @@ pub fn compare(before: &Baseline, after: &Baseline, gate: Gate) -> Comparison {
     }
 }
 
+/// The resampling seed of a hop: the Fx state of its key. Undoing the rotation that [`FxHasher::finish`]
+/// adds for hash tables keeps every seed, and so every verdict on the same inputs, as it was before the
+/// rotation was added.
+///
+/// [`FxHasher::finish`]: crate::spans::FxHasher
 fn seed_of(key: &Key) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = crate::spans::FxHasher::default();
     key.hash(&mut h);
-    h.finish() | 1
+    h.finish().rotate_right(26) | 1
 }
 
 /// One percentile measured on both sides, before judging.

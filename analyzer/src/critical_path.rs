@@ -33,21 +33,21 @@ pub fn asynchronous(t: &SpanTable, parent: usize, child: usize) -> bool {
     t.kind[child] == CONSUMER || (t.kind[child] == CLIENT && t.kind[parent] == PRODUCER)
 }
 
-/// The critical path of the trace in rows `base..base + n` that ends at `last`'s end, clipped to start no
-/// earlier than `from`'s start. `start`/`end` give times on one clock (skew-corrected), `parent` the
-/// parents' positions. Appends (segment, ns) pieces to `out`, latest first.
-#[allow(clippy::too_many_arguments)]
+/// The critical path of the trace in rows `base..base + times.len()` that ends at `last`'s end, clipped to
+/// start no earlier than `from`'s start. `times` gives each span's (start, end) on one clock
+/// (skew-corrected), `parent` the parents' positions. Appends (segment, ns) pieces to `out`, latest first.
 pub fn walk(
     t: &SpanTable,
     base: usize,
-    n: usize,
     parent: &[u32],
-    start: &dyn Fn(usize) -> i64,
-    end: &dyn Fn(usize) -> i64,
+    times: &[(i64, i64)],
     from: usize,
     last: usize,
     out: &mut Vec<(Segment, i64)>,
 ) {
+    let n = times.len();
+    let start = |i: usize| times[i].0;
+    let end = |i: usize| times[i].1;
     let floor = start(from);
     let name = |i: usize| t.name[base + i];
     let mut push = |segment: Segment, from: i64, to: i64| {
@@ -286,7 +286,8 @@ mod tests {
         let t = table(spans);
         let parent: Vec<u32> = spans.iter().map(|s| s.2).collect();
         let mut pieces = Vec::new();
-        walk(&t, 1, spans.len(), &parent, &|i| t.start[1 + i], &|i| t.end[1 + i], from, last, &mut pieces);
+        let times: Vec<(i64, i64)> = (1..=spans.len()).map(|r| (t.start[r], t.end[r])).collect();
+        walk(&t, 1, &parent, &times, from, last, &mut pieces);
         let mut by_label: std::collections::BTreeMap<String, i64> = Default::default();
         for (segment, ns) in pieces {
             let label = match segment {

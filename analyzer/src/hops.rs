@@ -351,9 +351,7 @@ fn analyse_trace(
                         let shift = offsets.between(base, a, i, t).shift;
                         (t.start[base + i] - shift, t.end[base + i] - shift)
                     }));
-                    let start = |i: usize| shifted[i].0;
-                    let stop = |i: usize| shifted[i].1;
-                    critical_path::walk(t, base, n, parent, &start, &stop, a, b_last, pieces);
+                    critical_path::walk(t, base, parent, shifted, a, b_last, pieces);
                     let key = (rule.category, variant(rule.group_slot, a as u32), rule.hop);
                     let samples = out.entry(key).or_default();
                     let origin = plan.with_origins.then(|| (trace_no, t.start[base + a]));

@@ -3,6 +3,7 @@
 //! Loading reads only the columns the analysis uses, straight from the Arrow arrays polars returns, and
 //! keeps only the attributes some rule asks for, so ten million spans fit in a few hundred megabytes.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
@@ -74,8 +75,11 @@ impl Hasher for FxHasher {
     fn write_usize(&mut self, i: usize) {
         self.add(i as u64)
     }
+    /// The multiplications leave the entropy in the high bits, and hashbrown picks a bucket by the low ones:
+    /// without the rotation, string views that differ only in their buffer offset (every long value of a
+    /// plain-encoded page) all fell in one bucket and a lookup probed hundreds of slots.
     fn finish(&self) -> u64 {
-        self.0
+        self.0.rotate_left(26)
     }
 }
 
@@ -236,6 +240,8 @@ struct RowColumns {
     wanted: Vec<KeyProbe>,
     /// The resource attributes that tell instances of one service apart, by preference.
     instance_keys: [KeyProbe; 2],
+    /// Process ids by (service, instance) string ids: the `service/instance` text is made once per process.
+    processes: FxMap<(u32, u32), u32>,
 }
 
 fn chunk<'a, A: 'static>(frame: &'a DataFrame, name: &str, i: usize) -> PolarsResult<&'a A> {
@@ -268,6 +274,7 @@ impl RowColumns {
             trace_index: FxMap::default(),
             wanted: keys.iter().map(|k| KeyProbe::new(k)).collect(),
             instance_keys: [KeyProbe::new("service.instance.id"), KeyProbe::new("host.name")],
+            processes: FxMap::default(),
         }
     }
 
@@ -315,9 +322,15 @@ impl RowColumns {
         for column in t.attributes.iter_mut() {
             column.reserve(rows);
         }
+        // Views are positions in this chunk's buffers: what the probes learnt of the last chunk's is void.
+        for probe in self.wanted.iter().chain(&self.instance_keys) {
+            probe.forget();
+        }
         let mut name_ids = ViewIds::new(names);
+        let mut service_ids = ViewIds::new(services);
         let mut value_ids = ViewIds::new(attributes.value_strings);
-        let mut last_process: Option<((&str, Option<&str>), (u32, u32))> = None;
+        let mut instance_ids = ViewIds::new(resource.value_strings);
+        let mut last_process: Option<((u32, u32), u32)> = None;
         // Segments hold a trace's spans together (the collector sorts a flush by trace), so most rows
         // belong to the trace of the row before and need no lookup.
         let mut last_trace: Option<(u128, u32)> = None;
@@ -341,20 +354,27 @@ impl RowColumns {
             t.parent_id.push(if parents.is_valid(row) { id64(parents.value(row)) } else { 0 });
             t.name.push(name_ids.id(row, &mut t.strings));
             t.kind.push(kinds.value(row));
-            let service = services.value(row);
-            let instance = self.instance_keys.iter().find_map(|key| resource.get(row, key));
-            let (service_id, process_id) = match last_process {
-                Some((last, ids)) if last == (service, instance) => ids,
-                _ => {
-                    let service_id = t.strings.intern(service);
-                    let process_id = match instance {
-                        Some(instance) => t.strings.intern(&format!("{service}/{instance}")),
-                        None => service_id,
-                    };
-                    (service_id, process_id)
-                }
+            let service_id = service_ids.id(row, &mut t.strings);
+            let instance = self.instance_keys.iter().find_map(|key| resource.value_index(row, key));
+            let process_id = match instance.map(|i| instance_ids.id(i, &mut t.strings)) {
+                None => service_id,
+                Some(instance_id) => match last_process {
+                    Some((last, process_id)) if last == (service_id, instance_id) => process_id,
+                    _ => {
+                        let process_id = match self.processes.get(&(service_id, instance_id)) {
+                            Some(&id) => id,
+                            None => {
+                                let text = format!("{}/{}", t.strings.resolve(service_id), t.strings.resolve(instance_id));
+                                let id = t.strings.intern(&text);
+                                self.processes.insert((service_id, instance_id), id);
+                                id
+                            }
+                        };
+                        last_process = Some(((service_id, instance_id), process_id));
+                        process_id
+                    }
+                },
             };
-            last_process = Some(((service, instance), (service_id, process_id)));
             t.service.push(service_id);
             t.process.push(process_id);
             t.start.push(starts.value(row) as i64);
@@ -490,11 +510,12 @@ impl<'a> AttributeLists<'a> {
         Ok(AttributeLists { keys, values, key_strings: strings(keys)?, value_strings: strings(values)? })
     }
 
-    fn get(&self, row: usize, key: &KeyProbe) -> Option<&'a str> {
+    /// Where in `value_strings` row `row`'s value of `key` is, if it has one.
+    fn value_index(&self, row: usize, key: &KeyProbe) -> Option<usize> {
         let (from, to) = self.keys.offsets().start_end(row);
         let at = (from..to).position(|i| key.matches(self.key_strings, i))?;
         let value = self.values.offsets().start_end(row).0 + at;
-        self.value_strings.is_valid(value).then(|| self.value_strings.value(value))
+        self.value_strings.is_valid(value).then_some(value)
     }
 }
 
@@ -534,21 +555,39 @@ impl<'a> ViewIds<'a> {
 struct KeyProbe {
     text: String,
     view: View,
+    /// The view of a longer key found last in the current array: a dictionary-encoded page repeats it, and
+    /// a repeat needs no comparison of the text. 0 (no view of a long string) when none.
+    found: Cell<u128>,
 }
 
 impl KeyProbe {
     fn new(text: &str) -> KeyProbe {
-        KeyProbe { text: text.to_owned(), view: View::new_from_bytes(text.as_bytes(), 0, 0) }
+        KeyProbe { text: text.to_owned(), view: View::new_from_bytes(text.as_bytes(), 0, 0), found: Cell::new(0) }
     }
 
-    /// Whether string `i` of `strings` is this key.
+    /// Whether string `i` of `strings` is this key. The strings must be those of the array seen last, or
+    /// [`KeyProbe::forget`] called in between.
     fn matches(&self, strings: &Utf8ViewArray, i: usize) -> bool {
         let view = strings.views()[i];
         if self.view.length <= View::MAX_INLINE_SIZE {
-            view.as_u128() == self.view.as_u128()
-        } else {
-            view.length == self.view.length && view.prefix == self.view.prefix && strings.value(i) == self.text
+            return view.as_u128() == self.view.as_u128();
         }
+        if view.length != self.view.length || view.prefix != self.view.prefix {
+            return false;
+        }
+        if view.as_u128() == self.found.get() {
+            return true;
+        }
+        let found = strings.value(i) == self.text;
+        if found {
+            self.found.set(view.as_u128());
+        }
+        found
+    }
+
+    /// Forgets the views seen so far, before looking at another array.
+    fn forget(&self) {
+        self.found.set(0);
     }
 }
 
@@ -575,6 +614,19 @@ mod tests {
         assert_eq!(found("step"), [4]);
         assert_eq!(found(""), [5]);
         assert_eq!(found("task.templat"), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn a_key_probe_forgets_the_views_of_the_array_before() {
+        // Both keys sit at offset 0 of buffer 0 and share length and prefix: their views are equal.
+        let first = Utf8ViewArray::from_slice_values(["task.template"]);
+        let second = Utf8ViewArray::from_slice_values(["task.templatf"]);
+        assert_eq!(first.views()[0].as_u128(), second.views()[0].as_u128());
+        let probe = KeyProbe::new("task.template");
+        assert!(probe.matches(&first, 0));
+        assert!(probe.matches(&first, 0), "a repeated view matches");
+        probe.forget();
+        assert!(!probe.matches(&second, 0));
     }
 
     #[test]

@@ -73,7 +73,7 @@ fn improvements_are_shown_and_hops_on_one_side_only_are_listed() {
     };
     assert_eq!(verdict("worker_execution", "claim"), [Verdict::Improvement, Verdict::Improvement]);
     assert_eq!(verdict("e2e_latency", "end to end"), [Verdict::OnlyBefore]);
-    assert_eq!((result.regressions, result.improvements), (0, 2));
+    assert_eq!((result.regressions, result.improvements), (0, 2), "{}", result.table());
 }
 
 #[test]
