@@ -8,6 +8,7 @@
 
 mod columns;
 pub mod error;
+pub mod fxhash;
 pub mod location;
 pub mod model;
 pub mod postgres;

@@ -8,11 +8,12 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::{polars_bail, CompatLevel, DataFrame, PolarsError, PolarsResult, SchemaExt};
-use polars_arrow::array::{Array, ListArray};
-use polars_arrow::datatypes::{ArrowDataType, ArrowSchema};
+use polars_arrow::array::{Array, DictionaryArray, ListArray, PrimitiveArray, Utf8ViewArray};
+use polars_arrow::datatypes::{ArrowDataType, ArrowSchema, IntegerType};
 use polars_parquet::write::{
-    array_to_columns, get_dtype_encoding, to_parquet_schema, CompressionOptions, Compressor, DynIter,
-    DynStreamingIterator, FallibleStreamingIterator, FileWriter, StatisticsOptions, Version, WriteOptions, ZstdLevel,
+    array_to_pages, get_dtype_encoding, to_leaves, to_nested, to_parquet_leaves, to_parquet_schema,
+    CompressionOptions, Compressor, DynIter, DynStreamingIterator, Encoding, FallibleStreamingIterator, FileWriter,
+    ParquetType, StatisticsOptions, Version, WriteOptions, ZstdLevel,
 };
 use polars_parquet::parquet::encoding::uleb128;
 use polars_parquet::parquet::metadata::Descriptor;
@@ -191,7 +192,8 @@ pub fn write(data_dir: &Path, hour: Hour, lo: u64, hi: u64, frame: &mut DataFram
 ///   definition levels need not be computed, stored or read;
 /// - statistics only for the flat columns: they let a reader skip row groups by time, id or service, while
 ///   min/max over every attribute key and value cost a sixth of the encoding and no reader can use them;
-/// - list columns without any item in a row group are written directly ([`empty_lists_page`]).
+/// - list columns without any item in a row group are written directly ([`empty_lists_page`]);
+/// - text inside lists (attribute keys and values) is dictionary-encoded when it repeats ([`leaf_pages`]).
 fn encode(file: &mut File, frame: &mut DataFrame, row_group_rows: usize) -> PolarsResult<()> {
     frame.rechunk_mut_par();
     let schema: ArrowSchema = frame
@@ -243,7 +245,7 @@ fn encode(file: &mut File, frame: &mut DataFrame, row_group_rows: usize) -> Pola
                     let page = |leaf| DynIter::new(std::iter::once(Ok(empty_lists_page(leaf, array.len()))));
                     leaves.iter().map(page).collect()
                 } else {
-                    array_to_columns(array, parquet_type.clone(), *options, encoding)?
+                    leaf_pages(array.as_ref(), parquet_type.clone(), *options, encoding)?
                 };
                 for column in leaf_pages {
                     let column = column.into_iter().map(|page| page.map_err(ParquetError::from));
@@ -259,6 +261,79 @@ fn encode(file: &mut File, frame: &mut DataFrame, row_group_rows: usize) -> Pola
 }
 
 /// A required list column none of whose rows has an item (`events` and `links`, mostly).
+/// The pages of `array`'s leaves, as polars-parquet's `array_to_columns` makes them, except that text under
+/// a list is dictionary-encoded when few of its values are distinct: polars-parquet dictionary-encodes flat
+/// columns only, so attribute keys were written out in full, once per span, and read back as that many
+/// separate strings.
+fn leaf_pages(
+    array: &dyn Array,
+    parquet_type: ParquetType,
+    options: WriteOptions,
+    encoding: &[Encoding],
+) -> PolarsResult<Vec<DynIter<'static, PolarsResult<Page>>>> {
+    let nested = to_nested(array, &parquet_type)?;
+    let types = to_parquet_leaves(parquet_type);
+    let mut leaves = Vec::new();
+    to_leaves(array, &mut leaves);
+    leaves
+        .iter()
+        .zip(nested)
+        .zip(types)
+        .zip(encoding)
+        .map(|(((leaf, nested), leaf_type), encoding)| {
+            let dictionary = if nested.len() > 1 { text_dictionary(leaf.as_ref()) } else { None };
+            match dictionary {
+                Some(dictionary) => array_to_pages(&dictionary, leaf_type, &nested, options, Encoding::RleDictionary),
+                None => array_to_pages(leaf.as_ref(), leaf_type, &nested, options, *encoding),
+            }
+        })
+        .collect()
+}
+
+/// `values` as a dictionary of its distinct strings, if it is text with at most [`DICTIONARY_LIMIT`]
+/// distinct values making up at most a quarter of it. The limit also bounds the hashing work a client
+/// could force with colliding values.
+fn text_dictionary(values: &dyn Array) -> Option<DictionaryArray<u32>> {
+    use crate::fxhash::FxMap;
+    const DICTIONARY_LIMIT: usize = 1 << 12;
+    let strings = values.as_any().downcast_ref::<Utf8ViewArray>()?;
+    let limit = DICTIONARY_LIMIT.min(strings.len() / 4);
+    let mut ids: FxMap<&str, u32> = FxMap::default();
+    let mut distinct: Vec<&str> = Vec::new();
+    // The last value seen per (length, first bytes) of the view: repeated strings are found by one
+    // comparison before any hashing (attribute keys come in the same order span after span).
+    let mut recent = [(u64::MAX, 0u32); 256];
+    let mut keys = Vec::with_capacity(strings.len());
+    for (i, view) in strings.views().iter().enumerate() {
+        if !strings.is_valid(i) {
+            keys.push(0);
+            continue;
+        }
+        // SAFETY: `i` is an index of `strings`.
+        let value = unsafe { strings.value_unchecked(i) };
+        let head = view.as_u128() as u64;
+        let slot = &mut recent[(head.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize];
+        if slot.0 == head && distinct[slot.1 as usize] == value {
+            keys.push(slot.1);
+            continue;
+        }
+        let next = distinct.len() as u32;
+        let id = *ids.entry(value).or_insert(next);
+        if id == next {
+            if distinct.len() >= limit {
+                return None;
+            }
+            distinct.push(value);
+        }
+        *slot = (head, id);
+        keys.push(id);
+    }
+    let keys = PrimitiveArray::new(ArrowDataType::UInt32, keys.into(), strings.validity().cloned());
+    let dtype = ArrowDataType::Dictionary(IntegerType::UInt32, Box::new(ArrowDataType::Utf8View), false);
+    let distinct = Utf8ViewArray::from_slice_values(&distinct);
+    DictionaryArray::try_new(dtype, keys, distinct.boxed()).ok()
+}
+
 fn all_empty(array: &dyn Array) -> bool {
     array.as_any().downcast_ref::<ListArray<i64>>().is_some_and(|list| list.values().is_empty() && list.null_count() == 0)
 }
@@ -439,6 +514,45 @@ mod tests {
         assert_eq!(records.iter().map(|r| (r.links.len(), r.events.len())).collect::<Vec<_>>(), [(0, 0), (0, 0), (1, 0), (0, 1), (0, 0), (0, 0)]);
         assert_eq!(records[2].links[0].span_id, "0808080808080808");
         assert_eq!(records[3].events[0].name, "retry");
+    }
+
+    #[test]
+    fn attribute_text_that_repeats_is_dictionary_encoded_and_reads_back_with_its_empty_values() {
+        use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+        use polars_parquet::parquet::read::read_metadata;
+        let kv = |key: &str, value: Option<Value>| KeyValue { key: key.into(), value: Some(AnyValue { value }), ..Default::default() };
+        let dir = tempfile::tempdir().unwrap();
+        let rows: Vec<_> = (1..=40u8)
+            .map(|i| {
+                let mut row = crate::testdata::row(i, i);
+                row.attributes = vec![
+                    kv("task.template", Some(Value::StringValue("linear_3".into()))),
+                    kv("messaging.message.id", Some(Value::StringValue(format!("message number {}", i % 4)))),
+                    // Every third value is empty: a null among the dictionary's keys.
+                    kv("step.handler", (i % 3 != 0).then(|| Value::StringValue("simple_calculation".into()))),
+                ];
+                row
+            })
+            .collect();
+        let mut frame = crate::to_frame(rows.iter()).unwrap();
+        let segment = write(dir.path(), Hour(0), 1, 1, &mut frame, 20).unwrap();
+        let meta = read_metadata(&mut File::open(&segment.path).unwrap()).unwrap();
+        let has_dictionary = |path: &str| {
+            let columns = meta.row_groups[0].parquet_columns();
+            let column = columns.iter().find(|c| c.descriptor().path_in_schema.join(".") == path).unwrap();
+            column.dictionary_page_offset().is_some()
+        };
+        assert!(has_dictionary("attribute_keys.list.element"));
+        assert!(has_dictionary("attribute_values.list.element"), "six distinct values in sixty");
+        assert!(!has_dictionary("attribute_types.list.element"), "not text: written as before");
+        assert!(text_dictionary(&Utf8ViewArray::from_slice_values(["a", "b", "a", "a", "a", "a", "a", "a"])).is_some());
+        assert!(text_dictionary(&Utf8ViewArray::from_slice_values(["a", "b", "c", "a", "a", "a", "a", "a"])).is_none(), "3 of 8 distinct");
+        let read = crate::scan(dir.path(), crate::TimeRange::all()).unwrap().collect().unwrap();
+        assert!(read.equals_missing(&frame));
+        let records = crate::records(&read).unwrap();
+        assert_eq!(records[2].attribute("step.handler"), Some(""), "an empty value reads as empty text");
+        assert_eq!(records[3].attribute("step.handler"), Some("simple_calculation"));
+        assert_eq!(records[4].attribute("messaging.message.id"), Some("message number 1"));
     }
 
     #[test]
