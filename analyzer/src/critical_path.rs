@@ -56,6 +56,20 @@ pub fn walk(
             out.push((segment, to - from));
         }
     };
+    // Each span's children as a list (first child, next sibling): a step looks at the children of one span
+    // instead of at every span of the trace.
+    let (mut first, mut next) = (vec![NONE; n], vec![NONE; n]);
+    for c in (0..n).rev() {
+        if let Some(p) = parent.get(c).map(|&p| p as usize).filter(|&p| p < n) {
+            next[c] = first[p];
+            first[p] = c as u32;
+        }
+    }
+    let (first, next) = (&first, &next);
+    let children = |s: usize| {
+        let link = |i: u32| (i != NONE).then_some(i as usize);
+        std::iter::successors(link(first[s]), move |&c| link(next[c]))
+    };
     let (mut s, mut cursor) = (last, end(last));
     // Each step either moves the cursor back or leaves a span for one that began earlier: bounded.
     for _ in 0..4 * n + 4 {
@@ -63,8 +77,8 @@ pub fn walk(
             return;
         }
         // The latest synchronous child of `s` that ended by the cursor.
-        let child = (0..n)
-            .filter(|&c| parent[c] == s as u32 && !asynchronous(t, base + s, base + c) && end(c) <= cursor && end(c) > start(s))
+        let child = children(s)
+            .filter(|&c| !asynchronous(t, base + s, base + c) && end(c) <= cursor && end(c) > start(s))
             .max_by_key(|&c| (end(c), c));
         if let Some(c) = child {
             push(Segment::Span(name(s)), end(c), cursor);
@@ -85,8 +99,8 @@ pub fn walk(
             continue;
         }
         // An asynchronous span: what came before it in its own process, else its producer.
-        let before = (0..n)
-            .filter(|&x| x != s && parent[x] == p as u32 && t.process[base + x] == t.process[base + s] && end(x) <= start(s))
+        let before = children(p)
+            .filter(|&x| x != s && t.process[base + x] == t.process[base + s] && end(x) <= start(s))
             .max_by_key(|&x| (end(x), x));
         let predecessor = before.unwrap_or(p);
         push(Segment::Gap(name(predecessor), name(s)), end(predecessor).min(start(s)), start(s));

@@ -11,13 +11,15 @@ use polars::prelude::{polars_bail, CompatLevel, DataFrame, PolarsError, PolarsRe
 use polars_arrow::array::{Array, DictionaryArray, ListArray, PrimitiveArray, Utf8ViewArray};
 use polars_arrow::datatypes::{ArrowDataType, ArrowSchema, IntegerType};
 use polars_parquet::write::{
-    array_to_pages, get_dtype_encoding, to_leaves, to_nested, to_parquet_leaves, to_parquet_schema,
-    CompressionOptions, Compressor, DynIter, DynStreamingIterator, Encoding, FallibleStreamingIterator, FileWriter,
-    ParquetType, StatisticsOptions, Version, WriteOptions, ZstdLevel,
+    array_to_columns, get_dtype_encoding, to_parquet_schema, CompressionOptions, Compressor, DynIter,
+    DynStreamingIterator, Encoding, FallibleStreamingIterator, FileWriter, ParquetType, StatisticsOptions, Version,
+    WriteOptions, ZstdLevel,
 };
-use polars_parquet::parquet::encoding::uleb128;
+use polars_parquet::parquet::encoding::{hybrid_rle, uleb128};
 use polars_parquet::parquet::metadata::Descriptor;
-use polars_parquet::parquet::page::{DataPage, DataPageHeader, DataPageHeaderV1, FormatEncoding, Page};
+use polars_parquet::parquet::schema::types::PhysicalType;
+use polars_parquet::parquet::schema::Repetition;
+use polars_parquet::parquet::page::{DataPage, DataPageHeader, DataPageHeaderV1, DictPage, FormatEncoding, Page};
 use polars_parquet::parquet::CowBuffer;
 use polars_parquet::read::ParquetError;
 
@@ -193,7 +195,8 @@ pub fn write(data_dir: &Path, hour: Hour, lo: u64, hi: u64, frame: &mut DataFram
 /// - statistics only for the flat columns: they let a reader skip row groups by time, id or service, while
 ///   min/max over every attribute key and value cost a sixth of the encoding and no reader can use them;
 /// - list columns without any item in a row group are written directly ([`empty_lists_page`]);
-/// - text inside lists (attribute keys and values) is dictionary-encoded when it repeats ([`leaf_pages`]).
+/// - a list of flat items (the attribute sets) is written directly, its text dictionary-encoded when it
+///   repeats ([`list_pages`]).
 fn encode(file: &mut File, frame: &mut DataFrame, row_group_rows: usize) -> PolarsResult<()> {
     frame.rechunk_mut_par();
     let schema: ArrowSchema = frame
@@ -245,7 +248,7 @@ fn encode(file: &mut File, frame: &mut DataFrame, row_group_rows: usize) -> Pola
                     let page = |leaf| DynIter::new(std::iter::once(Ok(empty_lists_page(leaf, array.len()))));
                     leaves.iter().map(page).collect()
                 } else {
-                    leaf_pages(array.as_ref(), parquet_type.clone(), *options, encoding)?
+                    leaf_pages(array.as_ref(), parquet_type.clone(), leaves, *options, encoding)?
                 };
                 for column in leaf_pages {
                     let column = column.into_iter().map(|page| page.map_err(ParquetError::from));
@@ -261,42 +264,153 @@ fn encode(file: &mut File, frame: &mut DataFrame, row_group_rows: usize) -> Pola
 }
 
 /// A required list column none of whose rows has an item (`events` and `links`, mostly).
-/// The pages of `array`'s leaves, as polars-parquet's `array_to_columns` makes them, except that text under
-/// a list is dictionary-encoded when few of its values are distinct: polars-parquet dictionary-encodes flat
-/// columns only, so attribute keys were written out in full, once per span, and read back as that many
-/// separate strings.
+/// The pages of `array`'s leaves. A list of text or small integers (the attribute sets' keys, types and
+/// values) is written by [`list_pages`]; anything else by polars-parquet.
 fn leaf_pages(
     array: &dyn Array,
     parquet_type: ParquetType,
+    leaves: &[Descriptor],
     options: WriteOptions,
     encoding: &[Encoding],
 ) -> PolarsResult<Vec<DynIter<'static, PolarsResult<Page>>>> {
-    let nested = to_nested(array, &parquet_type)?;
-    let types = to_parquet_leaves(parquet_type);
-    let mut leaves = Vec::new();
-    to_leaves(array, &mut leaves);
-    leaves
-        .iter()
-        .zip(nested)
-        .zip(types)
-        .zip(encoding)
-        .map(|(((leaf, nested), leaf_type), encoding)| {
-            let dictionary = if nested.len() > 1 { text_dictionary(leaf.as_ref()) } else { None };
-            match dictionary {
-                Some(dictionary) => array_to_pages(&dictionary, leaf_type, &nested, options, Encoding::RleDictionary),
-                None => array_to_pages(leaf.as_ref(), leaf_type, &nested, options, *encoding),
-            }
-        })
-        .collect()
+    if let (Some(list), [leaf]) = (array.as_any().downcast_ref::<ListArray<i64>>(), leaves) {
+        if let Some(pages) = list_pages(list, leaf)? {
+            return Ok(vec![DynIter::new(pages.into_iter().map(Ok))]);
+        }
+    }
+    array_to_columns(array, parquet_type, options, encoding)
 }
 
-/// `values` as a dictionary of its distinct strings, if it is text with at most [`DICTIONARY_LIMIT`]
-/// distinct values making up at most a quarter of it. The limit also bounds the hashing work a client
-/// could force with colliding values.
-fn text_dictionary(values: &dyn Array) -> Option<DictionaryArray<u32>> {
+/// Rows per data page written by [`list_pages`]. Polars' reader pays per page: with 4,096-row pages a
+/// report read 6 % more instructions than with these (a few megabytes of attribute text each).
+const LIST_PAGE_ROWS: usize = 1 << 15;
+
+/// The pages of a list column whose items are text or `u8` (stored as INT32), or `None` for another item
+/// type. Polars-parquet computes the repetition and definition levels of any nesting with a general
+/// iterator, which was a third of a segment's encoding; for one list of flat items they follow from the
+/// offsets: each row's first item (or its empty list) repeats at level 0, the rest at 1; an item is
+/// defined at the maximum level, one below if it is null, and an empty list at 0. Text is
+/// dictionary-encoded when it repeats ([`text_dictionary`]), which polars-parquet does for flat columns only.
+fn list_pages(list: &ListArray<i64>, leaf: &Descriptor) -> PolarsResult<Option<Vec<Page>>> {
+    let offsets = list.offsets();
+    let (first, last) = (*offsets.first() as usize, *offsets.last() as usize);
+    // A sliced list keeps all of its parent's items: only those between its first and last offset count.
+    let items = list.values().sliced(first, last - first);
+    enum Items<'a> {
+        Text(&'a Utf8ViewArray, Option<DictionaryArray<u32>>),
+        Small(&'a PrimitiveArray<u8>),
+    }
+    let items = if let Some(text) = items.as_any().downcast_ref::<Utf8ViewArray>() {
+        Items::Text(text, text_dictionary(text))
+    } else if let Some(small) = items.as_any().downcast_ref::<PrimitiveArray<u8>>() {
+        Items::Small(small)
+    } else {
+        return Ok(None);
+    };
+    let (valid, nulls): (&dyn Fn(usize) -> bool, usize) = match &items {
+        Items::Text(text, _) => (&|i| text.is_valid(i), text.null_count()),
+        Items::Small(small) => (&|i| small.is_valid(i), small.null_count()),
+    };
+    // One level of repetition, and a required list: definition 0 is an empty list, the maximum a present
+    // item, and one below it a null item (only where items are optional).
+    let item_optional = leaf.primitive_type.field_info.repetition == Repetition::Optional;
+    let max_def = leaf.max_def_level as u32;
+    let physical = match &items {
+        Items::Text(..) => PhysicalType::ByteArray,
+        Items::Small(_) => PhysicalType::Int32,
+    };
+    if leaf.max_rep_level != 1 || max_def != 1 + u32::from(item_optional) || leaf.primitive_type.physical_type != physical {
+        return Ok(None);
+    }
+    if nulls > 0 && !item_optional {
+        polars_bail!(SchemaMismatch: "column {} holds null items but stores them as required", leaf.primitive_type.field_info.name);
+    }
+    let mut pages = Vec::new();
+    let mut index_bits = 0;
+    if let Items::Text(_, Some(dictionary)) = &items {
+        let distinct = dictionary.values().as_any().downcast_ref::<Utf8ViewArray>().expect("text dictionary");
+        let mut buffer = Vec::new();
+        for value in distinct.values_iter() {
+            plain_text(&mut buffer, value);
+        }
+        pages.push(Page::Dict(DictPage::new(CowBuffer::Owned(buffer), distinct.len(), false)));
+        index_bits = 32 - (distinct.len().saturating_sub(1) as u32).leading_zeros();
+    }
+    let (mut rep, mut def) = (Vec::new(), Vec::new());
+    for from in (0..list.len()).step_by(LIST_PAGE_ROWS) {
+        let rows = from..(from + LIST_PAGE_ROWS).min(list.len());
+        rep.clear();
+        def.clear();
+        for row in rows.clone() {
+            let (start, end) = offsets.start_end(row);
+            if start == end {
+                rep.push(0);
+                def.push(0);
+            }
+            for i in start - first..end - first {
+                rep.push(u32::from(i != start - first));
+                def.push(if valid(i) { max_def } else { max_def - 1 });
+            }
+        }
+        let mut buffer = Vec::new();
+        levels(&mut buffer, &rep, 1)?;
+        levels(&mut buffer, &def, max_def)?;
+        let present = offsets.start_end(rows.start).0 - first..offsets.start_end(rows.end - 1).1 - first;
+        let present = present.filter(|&i| valid(i));
+        let encoding = match &items {
+            Items::Text(_, Some(dictionary)) => {
+                buffer.push(index_bits as u8);
+                hybrid_rle::encode(&mut buffer, present.map(|i| dictionary.keys().value(i)), index_bits)?;
+                FormatEncoding::RLE_DICTIONARY
+            }
+            Items::Text(text, None) => {
+                // SAFETY: `present` holds indices of `text`.
+                present.for_each(|i| plain_text(&mut buffer, unsafe { text.value_unchecked(i) }));
+                FormatEncoding::PLAIN
+            }
+            Items::Small(small) => {
+                present.for_each(|i| buffer.extend_from_slice(&i32::from(small.value(i)).to_le_bytes()));
+                FormatEncoding::PLAIN
+            }
+        };
+        let header = DataPageHeaderV1 {
+            num_values: rep.len() as i32,
+            encoding,
+            definition_level_encoding: FormatEncoding::RLE,
+            repetition_level_encoding: FormatEncoding::RLE,
+            statistics: None,
+        };
+        pages.push(Page::Data(DataPage::new(DataPageHeader::V1(header), CowBuffer::Owned(buffer), leaf.clone(), rows.len())));
+    }
+    Ok(Some(pages))
+}
+
+/// A byte array as PLAIN encodes it: its length, then its bytes.
+fn plain_text(buffer: &mut Vec<u8>, text: &str) {
+    buffer.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    buffer.extend_from_slice(text.as_bytes());
+}
+
+/// Levels as data page v1 stores them: their byte length, then the RLE/bit-packed hybrid encoding in as
+/// many bits as `max_level` needs. Nothing for a maximum level of 0.
+fn levels(buffer: &mut Vec<u8>, levels: &[u32], max_level: u32) -> PolarsResult<()> {
+    if max_level == 0 {
+        return Ok(());
+    }
+    let at = buffer.len();
+    buffer.extend_from_slice(&[0; 4]);
+    hybrid_rle::encode(buffer, levels.iter().copied(), 32 - max_level.leading_zeros())?;
+    let length = (buffer.len() - at - 4) as u32;
+    buffer[at..at + 4].copy_from_slice(&length.to_le_bytes());
+    Ok(())
+}
+
+/// `values` as a dictionary of its distinct strings, if at most [`DICTIONARY_LIMIT`] distinct values make
+/// up at most a quarter of it. The limit also bounds the hashing work a client could force with
+/// colliding values.
+fn text_dictionary(strings: &Utf8ViewArray) -> Option<DictionaryArray<u32>> {
     use crate::fxhash::FxMap;
     const DICTIONARY_LIMIT: usize = 1 << 12;
-    let strings = values.as_any().downcast_ref::<Utf8ViewArray>()?;
     let limit = DICTIONARY_LIMIT.min(strings.len() / 4);
     let mut ids: FxMap<&str, u32> = FxMap::default();
     let mut distinct: Vec<&str> = Vec::new();
@@ -522,9 +636,11 @@ mod tests {
         use polars_parquet::parquet::read::read_metadata;
         let kv = |key: &str, value: Option<Value>| KeyValue { key: key.into(), value: Some(AnyValue { value }), ..Default::default() };
         let dir = tempfile::tempdir().unwrap();
-        let rows: Vec<_> = (1..=40u8)
+        // Row groups of 36,000 rows: the first over two pages of list items, the second a slice of the frame.
+        let rows: Vec<_> = (1..=40_000u32)
             .map(|i| {
-                let mut row = crate::testdata::row(i, i);
+                let mut row = crate::testdata::row((i % 200) as u8, (i % 250) as u8);
+                row.span_id = (i as u64).to_be_bytes();
                 row.attributes = vec![
                     kv("task.template", Some(Value::StringValue("linear_3".into()))),
                     kv("messaging.message.id", Some(Value::StringValue(format!("message number {}", i % 4)))),
@@ -535,15 +651,16 @@ mod tests {
             })
             .collect();
         let mut frame = crate::to_frame(rows.iter()).unwrap();
-        let segment = write(dir.path(), Hour(0), 1, 1, &mut frame, 20).unwrap();
+        let segment = write(dir.path(), Hour(0), 1, 1, &mut frame, 36_000).unwrap();
         let meta = read_metadata(&mut File::open(&segment.path).unwrap()).unwrap();
+        assert_eq!(meta.row_groups.len(), 2);
         let has_dictionary = |path: &str| {
             let columns = meta.row_groups[0].parquet_columns();
             let column = columns.iter().find(|c| c.descriptor().path_in_schema.join(".") == path).unwrap();
             column.dictionary_page_offset().is_some()
         };
         assert!(has_dictionary("attribute_keys.list.element"));
-        assert!(has_dictionary("attribute_values.list.element"), "six distinct values in sixty");
+        assert!(has_dictionary("attribute_values.list.element"), "six distinct values in 108,000");
         assert!(!has_dictionary("attribute_types.list.element"), "not text: written as before");
         assert!(text_dictionary(&Utf8ViewArray::from_slice_values(["a", "b", "a", "a", "a", "a", "a", "a"])).is_some());
         assert!(text_dictionary(&Utf8ViewArray::from_slice_values(["a", "b", "c", "a", "a", "a", "a", "a"])).is_none(), "3 of 8 distinct");
@@ -553,6 +670,8 @@ mod tests {
         assert_eq!(records[2].attribute("step.handler"), Some(""), "an empty value reads as empty text");
         assert_eq!(records[3].attribute("step.handler"), Some("simple_calculation"));
         assert_eq!(records[4].attribute("messaging.message.id"), Some("message number 1"));
+        assert_eq!(records[35_998].attribute("messaging.message.id"), Some("message number 3"), "the second page");
+        assert_eq!(records[39_999].attribute("step.handler"), Some("simple_calculation"), "the second row group");
     }
 
     #[test]
