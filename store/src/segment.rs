@@ -263,7 +263,6 @@ fn encode(file: &mut File, frame: &mut DataFrame, row_group_rows: usize) -> Pola
     Ok(())
 }
 
-/// A required list column none of whose rows has an item (`events` and `links`, mostly).
 /// The pages of `array`'s leaves. A list of text or small integers (the attribute sets' keys, types and
 /// values) is written by [`list_pages`]; anything else by polars-parquet.
 fn leaf_pages(
@@ -405,12 +404,14 @@ fn levels(buffer: &mut Vec<u8>, levels: &[u32], max_level: u32) -> PolarsResult<
     Ok(())
 }
 
-/// `values` as a dictionary of its distinct strings, if at most [`DICTIONARY_LIMIT`] distinct values make
+/// The most distinct values a dictionary of list text holds.
+const DICTIONARY_LIMIT: usize = 1 << 12;
+
+/// `strings` as a dictionary of its distinct values, if at most [`DICTIONARY_LIMIT`] distinct values make
 /// up at most a quarter of it. The limit also bounds the hashing work a client could force with
 /// colliding values.
 fn text_dictionary(strings: &Utf8ViewArray) -> Option<DictionaryArray<u32>> {
     use crate::fxhash::FxMap;
-    const DICTIONARY_LIMIT: usize = 1 << 12;
     let limit = DICTIONARY_LIMIT.min(strings.len() / 4);
     let mut ids: FxMap<&str, u32> = FxMap::default();
     let mut distinct: Vec<&str> = Vec::new();
@@ -448,6 +449,7 @@ fn text_dictionary(strings: &Utf8ViewArray) -> Option<DictionaryArray<u32>> {
     DictionaryArray::try_new(dtype, keys, distinct.boxed()).ok()
 }
 
+/// A required list column none of whose rows has an item (`events` and `links`, mostly).
 fn all_empty(array: &dyn Array) -> bool {
     array.as_any().downcast_ref::<ListArray<i64>>().is_some_and(|list| list.values().is_empty() && list.null_count() == 0)
 }
@@ -661,7 +663,7 @@ mod tests {
         };
         assert!(has_dictionary("attribute_keys.list.element"));
         assert!(has_dictionary("attribute_values.list.element"), "six distinct values in 108,000");
-        assert!(!has_dictionary("attribute_types.list.element"), "not text: written as before");
+        assert!(!has_dictionary("attribute_types.list.element"), "not text");
         assert!(text_dictionary(&Utf8ViewArray::from_slice_values(["a", "b", "a", "a", "a", "a", "a", "a"])).is_some());
         assert!(text_dictionary(&Utf8ViewArray::from_slice_values(["a", "b", "c", "a", "a", "a", "a", "a"])).is_none(), "3 of 8 distinct");
         let read = crate::scan(dir.path(), crate::TimeRange::all()).unwrap().collect().unwrap();
