@@ -485,6 +485,9 @@ impl<'a> AttributeLists<'a> {
 /// lookup of its 16-byte view instead of hashing and comparing its text.
 struct ViewIds<'a> {
     strings: &'a Utf8ViewArray,
+    /// The last view seen in each of a few slots: a column's handful of frequent strings are found here
+    /// with one comparison, before the map.
+    recent: [(u128, u32); 64],
     ids: FxMap<u128, u32>,
 }
 
@@ -493,19 +496,29 @@ impl<'a> ViewIds<'a> {
     const LIMIT: usize = 1 << 14;
 
     fn new(strings: &'a Utf8ViewArray) -> Self {
-        ViewIds { strings, ids: FxMap::default() }
+        // A zero view is the empty string's: the empty slots cannot match any other.
+        ViewIds { strings, recent: [(0, NONE); 64], ids: FxMap::default() }
     }
 
     fn id(&mut self, i: usize, interner: &mut Interner) -> u32 {
         let view = self.strings.views()[i].as_u128();
-        if let Some(&id) = self.ids.get(&view) {
-            return id;
+        let folded = (view as u64) ^ ((view >> 64) as u64);
+        let slot = (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize;
+        if self.recent[slot].0 == view && self.recent[slot].1 != NONE {
+            return self.recent[slot].1;
         }
-        if self.ids.len() >= Self::LIMIT {
-            self.ids.clear();
-        }
-        let id = interner.intern(self.strings.value(i));
-        self.ids.insert(view, id);
+        let id = match self.ids.get(&view) {
+            Some(&id) => id,
+            None => {
+                if self.ids.len() >= Self::LIMIT {
+                    self.ids.clear();
+                }
+                let id = interner.intern(self.strings.value(i));
+                self.ids.insert(view, id);
+                id
+            }
+        };
+        self.recent[slot] = (view, id);
         id
     }
 }
