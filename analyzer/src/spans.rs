@@ -291,7 +291,6 @@ impl RowColumns {
         let mut service_ids = ViewIds::new(services);
         let mut value_ids = ViewIds::new(attributes.value_strings);
         let mut instance_ids = ViewIds::new(resource.value_strings);
-        let mut last_process: Option<((u32, u32), u32)> = None;
         // Segments hold a trace's spans together (the collector sorts a flush by trace), so most rows
         // belong to the trace of the row before and need no lookup.
         let mut last_trace: Option<(u128, u32)> = None;
@@ -319,22 +318,10 @@ impl RowColumns {
             let instance = self.instance_keys.iter().find_map(|key| resource.value_index(row, key));
             let process_id = match instance.map(|i| instance_ids.id(i, &mut t.strings)) {
                 None => service_id,
-                Some(instance_id) => match last_process {
-                    Some((last, process_id)) if last == (service_id, instance_id) => process_id,
-                    _ => {
-                        let process_id = match self.processes.get(&(service_id, instance_id)) {
-                            Some(&id) => id,
-                            None => {
-                                let text = format!("{}/{}", t.strings.resolve(service_id), t.strings.resolve(instance_id));
-                                let id = t.strings.intern(&text);
-                                self.processes.insert((service_id, instance_id), id);
-                                id
-                            }
-                        };
-                        last_process = Some(((service_id, instance_id), process_id));
-                        process_id
-                    }
-                },
+                Some(instance_id) => *self.processes.entry((service_id, instance_id)).or_insert_with(|| {
+                    let text = format!("{}/{}", t.strings.resolve(service_id), t.strings.resolve(instance_id));
+                    t.strings.intern(&text)
+                }),
             };
             t.service.push(service_id);
             t.process.push(process_id);

@@ -19,6 +19,9 @@ impl Hasher for FxHasher {
     fn write_u8(&mut self, i: u8) {
         self.add(i as u64)
     }
+    fn write_u32(&mut self, i: u32) {
+        self.add(i as u64)
+    }
     fn write_u64(&mut self, i: u64) {
         self.add(i)
     }

@@ -15,7 +15,7 @@ use polars_parquet::write::{
     DynStreamingIterator, Encoding, FallibleStreamingIterator, FileWriter, ParquetType, StatisticsOptions, Version,
     WriteOptions, ZstdLevel,
 };
-use polars_parquet::parquet::encoding::{hybrid_rle, uleb128};
+use polars_parquet::parquet::encoding::hybrid_rle::{self, Encoder};
 use polars_parquet::parquet::metadata::Descriptor;
 use polars_parquet::parquet::schema::types::PhysicalType;
 use polars_parquet::parquet::schema::Repetition;
@@ -245,7 +245,7 @@ fn encode(file: &mut File, frame: &mut DataFrame, row_group_rows: usize) -> Pola
                     polars_bail!(SchemaMismatch: "column {name} holds nulls but is stored as required");
                 }
                 let leaf_pages = if all_empty(array.as_ref()) {
-                    let page = |leaf| DynIter::new(std::iter::once(Ok(empty_lists_page(leaf, array.len()))));
+                    let page = |leaf| DynIter::new(std::iter::once(empty_lists_page(leaf, array.len())));
                     leaves.iter().map(page).collect()
                 } else {
                     leaf_pages(array.as_ref(), parquet_type.clone(), leaves, *options, encoding)?
@@ -352,8 +352,8 @@ fn list_pages(list: &ListArray<i64>, leaf: &Descriptor) -> PolarsResult<Option<V
             }
         }
         let mut buffer = Vec::new();
-        levels(&mut buffer, &rep, 1)?;
-        levels(&mut buffer, &def, max_def)?;
+        levels(&mut buffer, 1, |b, bits| hybrid_rle::encode(b, rep.iter().copied(), bits))?;
+        levels(&mut buffer, max_def, |b, bits| hybrid_rle::encode(b, def.iter().copied(), bits))?;
         let present = offsets.start_end(rows.start).0 - first..offsets.start_end(rows.end - 1).1 - first;
         let present = present.filter(|&i| valid(i));
         let encoding = match &items {
@@ -372,14 +372,7 @@ fn list_pages(list: &ListArray<i64>, leaf: &Descriptor) -> PolarsResult<Option<V
                 FormatEncoding::PLAIN
             }
         };
-        let header = DataPageHeaderV1 {
-            num_values: rep.len() as i32,
-            encoding,
-            definition_level_encoding: FormatEncoding::RLE,
-            repetition_level_encoding: FormatEncoding::RLE,
-            statistics: None,
-        };
-        pages.push(Page::Data(DataPage::new(DataPageHeader::V1(header), CowBuffer::Owned(buffer), leaf.clone(), rows.len())));
+        pages.push(data_page(buffer, rep.len(), encoding, leaf, rows.len()));
     }
     Ok(Some(pages))
 }
@@ -390,15 +383,19 @@ fn plain_text(buffer: &mut Vec<u8>, text: &str) {
     buffer.extend_from_slice(text.as_bytes());
 }
 
-/// Levels as data page v1 stores them: their byte length, then the RLE/bit-packed hybrid encoding in as
-/// many bits as `max_level` needs. Nothing for a maximum level of 0.
-fn levels(buffer: &mut Vec<u8>, levels: &[u32], max_level: u32) -> PolarsResult<()> {
+/// Levels as data page v1 stores them: their byte length, then the RLE/bit-packed hybrid encoding that
+/// `encode` writes in the bit width `max_level` needs. Nothing for a maximum level of 0.
+fn levels(
+    buffer: &mut Vec<u8>,
+    max_level: u32,
+    encode: impl FnOnce(&mut Vec<u8>, u32) -> std::io::Result<()>,
+) -> PolarsResult<()> {
     if max_level == 0 {
         return Ok(());
     }
     let at = buffer.len();
     buffer.extend_from_slice(&[0; 4]);
-    hybrid_rle::encode(buffer, levels.iter().copied(), 32 - max_level.leading_zeros())?;
+    encode(buffer, 32 - max_level.leading_zeros())?;
     let length = (buffer.len() - at - 4) as u32;
     buffer[at..at + 4].copy_from_slice(&length.to_le_bytes());
     Ok(())
@@ -458,25 +455,19 @@ fn all_empty(array: &dyn Array) -> bool {
 /// is 0, each written as one RLE run, and there are no values. Polars' writer finds this out by walking
 /// every row of every leaf three times; for the empty `events` and `links` that was a fifth of a segment's
 /// encoding (`benches/flush.rs`).
-fn empty_lists_page(leaf: &Descriptor, rows: usize) -> Page {
+fn empty_lists_page(leaf: &Descriptor, rows: usize) -> PolarsResult<Page> {
     let mut buffer = Vec::new();
     for max_level in [leaf.max_rep_level, leaf.max_def_level] {
-        if max_level == 0 {
-            continue;
-        }
-        // Data page v1 levels: their byte length, then an RLE run header (run length << 1, ULEB128)
-        // and the repeated value (0) in as many bytes as the levels' bit width needs.
-        let bit_width = 16 - (max_level as u16).leading_zeros();
-        let mut header = [0u8; 10];
-        let header_len = uleb128::encode((rows as u64) << 1, &mut header);
-        let value_len = bit_width.div_ceil(8) as usize;
-        buffer.extend_from_slice(&((header_len + value_len) as u32).to_le_bytes());
-        buffer.extend_from_slice(&header[..header_len]);
-        buffer.extend(std::iter::repeat_n(0u8, value_len));
+        levels(&mut buffer, max_level as u32, |b, bits| u32::run_length_encode(b, rows, 0, bits))?;
     }
+    Ok(data_page(buffer, rows, FormatEncoding::PLAIN, leaf, rows))
+}
+
+/// A data page (v1, levels RLE-encoded, no statistics) of `leaf` holding `num_values` levels over `rows` rows.
+fn data_page(buffer: Vec<u8>, num_values: usize, encoding: FormatEncoding, leaf: &Descriptor, rows: usize) -> Page {
     let header = DataPageHeaderV1 {
-        num_values: rows as i32,
-        encoding: FormatEncoding::PLAIN,
+        num_values: num_values as i32,
+        encoding,
         definition_level_encoding: FormatEncoding::RLE,
         repetition_level_encoding: FormatEncoding::RLE,
         statistics: None,
