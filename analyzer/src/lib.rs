@@ -21,7 +21,6 @@ pub mod synthetic;
 pub mod validate;
 
 use hoptrace_store::{Location, TimeRange};
-use polars::prelude::{col, Expr};
 
 pub use config::Config;
 pub use hops::Filters;
@@ -30,9 +29,9 @@ pub use report::Report;
 /// Reads the spans of `range` from `store` (a data directory or a PostgreSQL URL), keeping the attributes
 /// named in `keys`.
 pub fn load(store: impl Into<Location>, range: TimeRange, keys: &[String]) -> anyhow::Result<spans::SpanTable> {
-    let columns: Vec<Expr> = spans::SpanTable::columns().into_iter().map(col).collect();
+    let columns = spans::SpanTable::columns();
     let segments = store.into().segments(range)?;
-    let frames = segments.into_iter().map(|segment| segment.select(columns.clone()).collect());
+    let frames = segments.into_iter().map(|segment| hoptrace_store::collect_columns(segment, &columns));
     Ok(spans::SpanTable::from_frames(frames, keys)?)
 }
 

@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use hoptrace_store::schema;
 use polars::prelude::*;
-use polars_arrow::array::{Array, BinaryViewArray, ListArray, PrimitiveArray, StructArray, Utf8ViewArray, View};
+use polars_arrow::array::{Array, BinaryViewArray, ListArray, PrimitiveArray, Utf8ViewArray, View};
 
 /// Marks an absent attribute or parent.
 pub const NONE: u32 = u32::MAX;
@@ -113,7 +113,7 @@ impl SpanTable {
             schema::ATTRIBUTES.values,
             schema::RESOURCE_ATTRIBUTES.keys,
             schema::RESOURCE_ATTRIBUTES.values,
-            schema::LINKS,
+            schema::LINK_SPAN_IDS,
         ]
     }
 
@@ -250,18 +250,9 @@ impl RowColumns {
         let ends = chunk::<PrimitiveArray<u64>>(frame, schema::END_TIME, i)?;
         let attributes = AttributeLists::new(frame, schema::ATTRIBUTES, i)?;
         let resource = AttributeLists::new(frame, schema::RESOURCE_ATTRIBUTES, i)?;
-        let links = chunk::<ListArray<i64>>(frame, schema::LINKS, i)?;
-        let link_items = links
+        let links = chunk::<ListArray<i64>>(frame, schema::LINK_SPAN_IDS, i)?;
+        let link_span_ids = links
             .values()
-            .as_any()
-            .downcast_ref::<StructArray>()
-            .ok_or_else(|| polars_err!(SchemaMismatch: "links are not structs"))?;
-        let link_field = link_items
-            .fields()
-            .iter()
-            .position(|f| f.name.as_str() == schema::SPAN_ID)
-            .ok_or_else(|| polars_err!(SchemaMismatch: "links have no span_id"))?;
-        let link_span_ids = link_items.values()[link_field]
             .as_any()
             .downcast_ref::<BinaryViewArray>()
             .ok_or_else(|| polars_err!(SchemaMismatch: "link span ids are not binary"))?;

@@ -4,7 +4,7 @@
 //! polars' row-wise constructors without copying every value twice.
 
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
-use polars::prelude::{Column, DataFrame, PlSmallStr, PolarsResult, Series};
+use polars::prelude::{polars_err, Column, DataFrame, PlSmallStr, PolarsResult, Series};
 use base64::Engine;
 use polars_arrow::array::{
     Array, BinaryViewArray, ListArray, MutableBinaryViewArray, PrimitiveArray, StructArray, Utf8ViewArray,
@@ -237,11 +237,13 @@ where
         ],
         events.attributes.take().unwrap(),
     );
+    let link_span_ids = binary(links.span_id);
+    let link_offsets = OffsetsBuffer::try_from(links.offsets).expect("offsets are built monotonically");
     let link_values = struct_of(
         links.flags.len(),
         vec![
             (schema::TRACE_ID, binary(links.trace_id)),
-            (schema::SPAN_ID, binary(links.span_id)),
+            (schema::SPAN_ID, link_span_ids.clone()),
             (schema::TRACE_STATE, utf8(links.trace_state)),
             (schema::FLAGS, PrimitiveArray::from_vec(links.flags).boxed()),
         ],
@@ -264,7 +266,8 @@ where
     ];
     arrays.extend(attributes.finish(schema::ATTRIBUTES));
     arrays.push((schema::EVENTS, list(events.offsets, event_values.boxed()).boxed()));
-    arrays.push((schema::LINKS, list(links.offsets, link_values.boxed()).boxed()));
+    arrays.push((schema::LINKS, list_with(link_offsets.clone(), link_values.boxed()).boxed()));
+    arrays.push((schema::LINK_SPAN_IDS, list_with(link_offsets, link_span_ids).boxed()));
     arrays.extend(resource_attributes.finish(schema::RESOURCE_ATTRIBUTES));
     arrays.push((schema::SCOPE_NAME, utf8(scope_name)));
     arrays.push((schema::SCOPE_VERSION, utf8(scope_version)));
@@ -273,4 +276,33 @@ where
         .map(|(name, array)| Series::from_arrow(PlSmallStr::from(name), array).map(Column::from))
         .collect::<PolarsResult<Vec<_>>>()?;
     DataFrame::new(n, columns)
+}
+
+/// Adds the columns that segments written before them lack, derived from what those segments hold, so
+/// every frame read from the store has the current schema: `link_span_ids` from `links`.
+pub fn upgrade(frame: &mut DataFrame) -> PolarsResult<()> {
+    if frame.column(schema::LINK_SPAN_IDS).is_ok() {
+        return Ok(());
+    }
+    let links = frame.column(schema::LINKS)?.as_materialized_series().clone();
+    let chunks = links
+        .chunks()
+        .iter()
+        .map(|chunk| {
+            let lists = chunk.as_any().downcast_ref::<ListArray<i64>>();
+            let items = lists.and_then(|l| l.values().as_any().downcast_ref::<StructArray>());
+            let span_ids = items.and_then(|items| {
+                let at = items.fields().iter().position(|f| f.name.as_str() == schema::SPAN_ID)?;
+                Some(items.values()[at].clone())
+            });
+            match (lists, span_ids) {
+                (Some(lists), Some(span_ids)) => Ok(list_with(lists.offsets().clone(), span_ids).boxed()),
+                _ => Err(polars_err!(SchemaMismatch: "{} is not a list of structs with a {}", schema::LINKS, schema::SPAN_ID)),
+            }
+        })
+        .collect::<PolarsResult<Vec<_>>>()?;
+    let derived = Series::try_from((PlSmallStr::from(schema::LINK_SPAN_IDS), chunks))?;
+    let at = frame.get_column_index(schema::LINKS).expect("read above") + 1;
+    frame.insert_column(at, Column::from(derived))?;
+    Ok(())
 }

@@ -25,6 +25,6 @@ pub use columns::to_frame;
 pub use error::{Result, StoreError};
 pub use location::Location;
 pub use model::{convert, Conversion, Rejection, SpanRow};
-pub use reader::{scan, scan_segments, TimeRange};
+pub use reader::{collect_columns, scan, scan_segments, TimeRange};
 pub use records::{records, AttributeValue, Attributes, EventRecord, LinkRecord, SpanRecord};
 pub use writer::{Appended, Batch, Recovery, SpanStore, StoreConfig, StoreStats, SubmitError};

@@ -52,7 +52,12 @@ pub fn scan(data_dir: &Path, range: TimeRange) -> Result<LazyFrame> {
     if paths.is_empty() {
         return Ok(empty());
     }
-    let lf = scan_paths(&paths).map_err(|source| StoreError::Parquet { path: data_dir.to_owned(), source })?;
+    // Read against the current schema: segments written before a column was added give nulls for it.
+    let current = empty().collect_schema().map_err(|source| StoreError::Parquet { path: data_dir.to_owned(), source })?;
+    let paths = paths.iter().map(|p| PlRefPath::new(p.to_string_lossy().into_owned())).collect();
+    let args = ScanArgsParquet { schema: Some(current), allow_missing_columns: true, ..scan_args() };
+    let lf = LazyFrame::scan_parquet_files(paths, args)
+        .map_err(|source| StoreError::Parquet { path: data_dir.to_owned(), source })?;
     let (start, end) = (range.start_unix_nano.min(MAX_NANOS), range.end_unix_nano.min(MAX_NANOS));
     Ok(lf.filter(col(schema::START_TIME).gt_eq(lit(start)).and(col(schema::START_TIME).lt(lit(end)))))
 }
@@ -64,17 +69,37 @@ pub fn scan_segments(data_dir: &Path, range: TimeRange) -> Result<Vec<LazyFrame>
     segment_paths(data_dir, range)?
         .into_iter()
         .map(|path| {
-            let lf = scan_paths(std::slice::from_ref(&path)).map_err(|source| StoreError::Parquet { path, source })?;
+            let lf = scan_path(&path).map_err(|source| StoreError::Parquet { path, source })?;
             Ok(lf.filter(col(schema::START_TIME).gt_eq(lit(start)).and(col(schema::START_TIME).lt(lit(end)))))
         })
         .collect()
 }
 
-pub(crate) fn scan_paths(paths: &[PathBuf]) -> PolarsResult<LazyFrame> {
-    let paths = paths.iter().map(|p| PlRefPath::new(p.to_string_lossy().into_owned())).collect();
+/// One segment, in the schema its writer wrote (see [`collect_columns`]).
+pub(crate) fn scan_path(path: &Path) -> PolarsResult<LazyFrame> {
+    let paths = [PlRefPath::new(path.to_string_lossy().into_owned())].into_iter().collect();
+    LazyFrame::scan_parquet_files(paths, scan_args())
+}
+
+fn scan_args() -> ScanArgsParquet {
     // The `hour=…` directories are ours, not hive columns: the hour is derivable from the start time.
-    let args = ScanArgsParquet { hive_options: HiveOptions::new_disabled(), ..Default::default() };
-    LazyFrame::scan_parquet_files(paths, args)
+    ScanArgsParquet { hive_options: HiveOptions::new_disabled(), ..Default::default() }
+}
+
+/// Reads `columns` of one segment from [`scan_segments`]. A column the segment's writer did not store yet
+/// is derived from what it stored ([`crate::columns::upgrade`]), and only then are its sources read.
+pub fn collect_columns(mut segment: LazyFrame, columns: &[&str]) -> PolarsResult<DataFrame> {
+    let stored = segment.collect_schema()?;
+    let mut read: Vec<&str> = columns.to_vec();
+    if read.contains(&schema::LINK_SPAN_IDS) && !stored.contains(schema::LINK_SPAN_IDS) {
+        read.retain(|&c| c != schema::LINK_SPAN_IDS);
+        if !read.contains(&schema::LINKS) {
+            read.push(schema::LINKS);
+        }
+    }
+    let mut frame = segment.select(read.into_iter().map(col).collect::<Vec<_>>()).collect()?;
+    crate::columns::upgrade(&mut frame)?;
+    frame.select(columns.iter().copied())
 }
 
 /// An empty frame with the span schema, so callers need no special case for an empty range.

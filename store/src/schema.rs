@@ -18,6 +18,9 @@ pub const STATUS_CODE: &str = "status_code";
 pub const STATUS_MESSAGE: &str = "status_message";
 pub const EVENTS: &str = "events";
 pub const LINKS: &str = "links";
+/// The `span_id` of each of `links`, as a flat list: a reader that follows links needs only these, and
+/// Parquet readers decode every leaf of a list of structs to return one of its fields.
+pub const LINK_SPAN_IDS: &str = "link_span_ids";
 pub const SCOPE_NAME: &str = "scope_name";
 pub const SCOPE_VERSION: &str = "scope_version";
 

@@ -559,7 +559,7 @@ fn newest_stored_keys(data_dir: &Path, limit: usize) -> Result<Vec<SpanKey>> {
             if keys.len() >= limit {
                 return Ok(keys);
             }
-            let frame = crate::reader::scan_paths(std::slice::from_ref(&seg.path))
+            let frame = crate::reader::scan_path(&seg.path)
                 .and_then(|lf| lf.select([polars::prelude::col(schema::TRACE_ID), polars::prelude::col(schema::SPAN_ID)]).collect())
                 .map_err(|source| StoreError::Parquet { path: seg.path.clone(), source })?;
             let parquet = |source| StoreError::Parquet { path: seg.path.clone(), source };
@@ -583,7 +583,9 @@ fn merge(data_dir: &Path, hour: Hour, run: &[Segment], row_group_rows: usize) ->
     let mut merged: Option<polars::prelude::DataFrame> = None;
     for seg in run {
         let parquet = |source| StoreError::Parquet { path: seg.path.clone(), source };
-        let mut frame = crate::reader::scan_paths(std::slice::from_ref(&seg.path)).and_then(|lf| lf.collect()).map_err(parquet)?;
+        let mut frame = crate::reader::scan_path(&seg.path).and_then(|lf| lf.collect()).map_err(parquet)?;
+        // Segments of an older writer may lack a column: the merged one has them all.
+        crate::columns::upgrade(&mut frame).map_err(parquet)?;
         let traces = frame.column(schema::TRACE_ID).and_then(|c| c.binary().cloned()).map_err(parquet)?;
         let spans = frame.column(schema::SPAN_ID).and_then(|c| c.binary().cloned()).map_err(parquet)?;
         let keep: Vec<bool> = traces
