@@ -629,6 +629,42 @@ mod tests {
         assert!(recent.insert(key(1)));
     }
 
+    /// A store written before `link_span_ids` existed stays readable: its segments give the column derived
+    /// from `links` (and read `links` only then), a scan over old and new segments gives nulls for the old
+    /// rows instead of failing, and compaction writes the old rows with the column.
+    #[test]
+    fn segments_without_link_span_ids_are_read_and_compacted_with_the_column_derived() {
+        use opentelemetry_proto::tonic::trace::v1::span::Link;
+        use polars::prelude::*;
+        let link = |span: u8| Link { trace_id: vec![1; 16], span_id: vec![span; 8], ..Default::default() };
+        let mut rows: Vec<SpanRow> = (1..=3u8).map(|i| crate::testdata::row(1, i)).collect();
+        rows[1].links = vec![link(1), link(9)];
+        rows[2].links = vec![link(2)];
+        let dir = tempfile::tempdir().unwrap();
+        let hour = Hour::of_nanos(rows[0].start_time_unix_nano);
+        let mut old = crate::to_frame(&rows[..2]).unwrap();
+        old.drop_in_place(schema::LINK_SPAN_IDS).unwrap();
+        let old = segment::write(dir.path(), hour, 1, 1, &mut old, 1024).unwrap();
+        let new = segment::write(dir.path(), hour, 2, 2, &mut crate::to_frame(&rows[2..]).unwrap(), 1024).unwrap();
+        let link_ids = |frame: &DataFrame| -> Vec<Option<Vec<u8>>> {
+            let lists = frame.column(schema::LINK_SPAN_IDS).unwrap().list().unwrap().clone();
+            (0..lists.len()).map(|i| lists.get_as_series(i).map(|ids| ids.binary().unwrap().iter().flatten().flatten().copied().collect())).collect()
+        };
+
+        let read = crate::collect_columns(crate::reader::scan_path(&old.path).unwrap(), &[schema::SPAN_ID, schema::LINK_SPAN_IDS]).unwrap();
+        assert_eq!(read.get_column_names(), [schema::SPAN_ID, schema::LINK_SPAN_IDS]);
+        assert_eq!(link_ids(&read), [Some(vec![]), Some([[1u8; 8], [9; 8]].concat())]);
+
+        let scanned = crate::scan(dir.path(), crate::TimeRange::all()).unwrap().sort([schema::SPAN_ID], Default::default()).collect().unwrap();
+        assert_eq!(scanned.height(), 3);
+        assert_eq!(link_ids(&scanned), [None, None, Some(vec![2; 8])], "old rows null, new rows as stored");
+
+        let merged = merge(dir.path(), hour, &[old, new], 1024).unwrap();
+        let merged = crate::reader::scan_path(&merged.path).unwrap().collect().unwrap();
+        assert_eq!(merged.get_column_names(), crate::to_frame(&rows).unwrap().get_column_names());
+        assert_eq!(link_ids(&merged), [Some(vec![]), Some([[1u8; 8], [9; 8]].concat()), Some(vec![2; 8])]);
+    }
+
     #[test]
     fn without_drops_listed_positions() {
         let rows: Vec<SpanRow> = (0..5u8).map(|i| crate::testdata::row(i, i)).collect();
