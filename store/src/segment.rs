@@ -8,7 +8,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::{polars_bail, CompatLevel, DataFrame, PolarsError, PolarsResult, SchemaExt};
-use polars_arrow::array::{Array, DictionaryArray, ListArray, PrimitiveArray, Utf8ViewArray};
+use polars_arrow::array::{Array, BinaryViewArray, DictionaryArray, ListArray, PrimitiveArray, Utf8ViewArray};
 use polars_arrow::datatypes::{ArrowDataType, ArrowSchema, IntegerType};
 use polars_parquet::write::{
     array_to_columns, get_dtype_encoding, to_parquet_schema, CompressionOptions, Compressor, DynIter,
@@ -263,8 +263,8 @@ fn encode(file: &mut File, frame: &mut DataFrame, row_group_rows: usize) -> Pola
     Ok(())
 }
 
-/// The pages of `array`'s leaves. A list of text or small integers (the attribute sets' keys, types and
-/// values) is written by [`list_pages`]; anything else by polars-parquet.
+/// The pages of `array`'s leaves. A list of text, bytes or small integers (the attribute sets' keys, types
+/// and values, the link span ids) is written by [`list_pages`]; anything else by polars-parquet.
 fn leaf_pages(
     array: &dyn Array,
     parquet_type: ParquetType,
@@ -284,8 +284,8 @@ fn leaf_pages(
 /// report read 6 % more instructions than with these (a few megabytes of attribute text each).
 const LIST_PAGE_ROWS: usize = 1 << 15;
 
-/// The pages of a list column whose items are text or `u8` (stored as INT32), or `None` for another item
-/// type. Polars-parquet computes the repetition and definition levels of any nesting with a general
+/// The pages of a list column whose items are text, bytes or `u8` (stored as INT32), or `None` for another
+/// item type. Polars-parquet computes the repetition and definition levels of any nesting with a general
 /// iterator, which was a third of a segment's encoding; for one list of flat items they follow from the
 /// offsets: each row's first item (or its empty list) repeats at level 0, the rest at 1; an item is
 /// defined at the maximum level, one below if it is null, and an empty list at 0. Text is
@@ -297,10 +297,13 @@ fn list_pages(list: &ListArray<i64>, leaf: &Descriptor) -> PolarsResult<Option<V
     let items = list.values().sliced(first, last - first);
     enum Items<'a> {
         Text(&'a Utf8ViewArray, Option<DictionaryArray<u32>>),
+        Bytes(&'a BinaryViewArray),
         Small(&'a PrimitiveArray<u8>),
     }
     let items = if let Some(text) = items.as_any().downcast_ref::<Utf8ViewArray>() {
         Items::Text(text, text_dictionary(text))
+    } else if let Some(bytes) = items.as_any().downcast_ref::<BinaryViewArray>() {
+        Items::Bytes(bytes)
     } else if let Some(small) = items.as_any().downcast_ref::<PrimitiveArray<u8>>() {
         Items::Small(small)
     } else {
@@ -308,6 +311,7 @@ fn list_pages(list: &ListArray<i64>, leaf: &Descriptor) -> PolarsResult<Option<V
     };
     let (valid, nulls): (&dyn Fn(usize) -> bool, usize) = match &items {
         Items::Text(text, _) => (&|i| text.is_valid(i), text.null_count()),
+        Items::Bytes(bytes) => (&|i| bytes.is_valid(i), bytes.null_count()),
         Items::Small(small) => (&|i| small.is_valid(i), small.null_count()),
     };
     // One level of repetition, and a required list: definition 0 is an empty list, the maximum a present
@@ -315,7 +319,7 @@ fn list_pages(list: &ListArray<i64>, leaf: &Descriptor) -> PolarsResult<Option<V
     let item_optional = leaf.primitive_type.field_info.repetition == Repetition::Optional;
     let max_def = leaf.max_def_level as u32;
     let physical = match &items {
-        Items::Text(..) => PhysicalType::ByteArray,
+        Items::Text(..) | Items::Bytes(_) => PhysicalType::ByteArray,
         Items::Small(_) => PhysicalType::Int32,
     };
     if leaf.max_rep_level != 1 || max_def != 1 + u32::from(item_optional) || leaf.primitive_type.physical_type != physical {
@@ -330,7 +334,7 @@ fn list_pages(list: &ListArray<i64>, leaf: &Descriptor) -> PolarsResult<Option<V
         let distinct = dictionary.values().as_any().downcast_ref::<Utf8ViewArray>().expect("text dictionary");
         let mut buffer = Vec::new();
         for value in distinct.values_iter() {
-            plain_text(&mut buffer, value);
+            plain_bytes(&mut buffer, value.as_bytes());
         }
         pages.push(Page::Dict(DictPage::new(CowBuffer::Owned(buffer), distinct.len(), false)));
         index_bits = 32 - (distinct.len().saturating_sub(1) as u32).leading_zeros();
@@ -364,7 +368,12 @@ fn list_pages(list: &ListArray<i64>, leaf: &Descriptor) -> PolarsResult<Option<V
             }
             Items::Text(text, None) => {
                 // SAFETY: `present` holds indices of `text`.
-                present.for_each(|i| plain_text(&mut buffer, unsafe { text.value_unchecked(i) }));
+                present.for_each(|i| plain_bytes(&mut buffer, unsafe { text.value_unchecked(i) }.as_bytes()));
+                FormatEncoding::PLAIN
+            }
+            Items::Bytes(bytes) => {
+                // SAFETY: `present` holds indices of `bytes`.
+                present.for_each(|i| plain_bytes(&mut buffer, unsafe { bytes.value_unchecked(i) }));
                 FormatEncoding::PLAIN
             }
             Items::Small(small) => {
@@ -378,9 +387,9 @@ fn list_pages(list: &ListArray<i64>, leaf: &Descriptor) -> PolarsResult<Option<V
 }
 
 /// A byte array as PLAIN encodes it: its length, then its bytes.
-fn plain_text(buffer: &mut Vec<u8>, text: &str) {
-    buffer.extend_from_slice(&(text.len() as u32).to_le_bytes());
-    buffer.extend_from_slice(text.as_bytes());
+fn plain_bytes(buffer: &mut Vec<u8>, bytes: &[u8]) {
+    buffer.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    buffer.extend_from_slice(bytes);
 }
 
 /// Levels as data page v1 stores them: their byte length, then the RLE/bit-packed hybrid encoding that
