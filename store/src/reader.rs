@@ -89,16 +89,18 @@ fn scan_args() -> ScanArgsParquet {
 /// Reads `columns` of one segment from [`scan_segments`]. A column the segment's writer did not store yet
 /// is derived from what it stored ([`crate::columns::upgrade`]), and only then are its sources read.
 pub fn collect_columns(mut segment: LazyFrame, columns: &[&str]) -> PolarsResult<DataFrame> {
-    let stored = segment.collect_schema()?;
+    let derive = columns.contains(&schema::LINK_SPAN_IDS) && !segment.collect_schema()?.contains(schema::LINK_SPAN_IDS);
     let mut read: Vec<&str> = columns.to_vec();
-    if read.contains(&schema::LINK_SPAN_IDS) && !stored.contains(schema::LINK_SPAN_IDS) {
+    if derive {
         read.retain(|&c| c != schema::LINK_SPAN_IDS);
         if !read.contains(&schema::LINKS) {
             read.push(schema::LINKS);
         }
     }
     let mut frame = segment.select(read.into_iter().map(col).collect::<Vec<_>>()).collect()?;
-    crate::columns::upgrade(&mut frame)?;
+    if derive {
+        crate::columns::upgrade(&mut frame)?;
+    }
     frame.select(columns.iter().copied())
 }
 

@@ -654,6 +654,8 @@ mod tests {
         let read = crate::collect_columns(crate::reader::scan_path(&old.path).unwrap(), &[schema::SPAN_ID, schema::LINK_SPAN_IDS]).unwrap();
         assert_eq!(read.get_column_names(), [schema::SPAN_ID, schema::LINK_SPAN_IDS]);
         assert_eq!(link_ids(&read), [Some(vec![]), Some([[1u8; 8], [9; 8]].concat())]);
+        let ids_only = crate::collect_columns(crate::reader::scan_path(&old.path).unwrap(), &[schema::SPAN_ID]).unwrap();
+        assert_eq!(ids_only.get_column_names(), [schema::SPAN_ID], "nothing derived that was not asked for");
 
         let scanned = crate::scan(dir.path(), crate::TimeRange::all()).unwrap().sort([schema::SPAN_ID], Default::default()).collect().unwrap();
         assert_eq!(scanned.height(), 3);
