@@ -150,12 +150,7 @@ impl SpanTable {
                 .collect();
             workers.into_iter().map(|w| w.join().expect("table threads do not panic")).collect()
         });
-        let mut parts = parts.into_iter();
-        let mut rows = parts.next().expect("at least one thread")?;
-        for part in parts {
-            rows.absorb(part?);
-        }
-        Ok(rows.group_by_trace())
+        Ok(merge_by_trace(parts.into_iter().collect::<PolarsResult<_>>()?, threads))
     }
 }
 
@@ -339,88 +334,144 @@ impl RowColumns {
         }
         Ok(())
     }
+}
 
-    /// Appends another thread's rows, renumbering its strings and traces into ours.
-    fn absorb(&mut self, other: RowColumns) {
-        let t = &mut self.table;
-        let o = other.table;
-        let strings: Vec<u32> = (0..o.strings.len() as u32).map(|id| t.strings.intern(o.strings.resolve(id))).collect();
-        let string = |id: u32| if id == NONE { NONE } else { strings[id as usize] };
-        let traces: Vec<u32> = o
-            .trace_ids
+/// Where a row of the merged table comes from: a thread's rows, and the row within them.
+#[derive(Clone, Copy)]
+struct Source {
+    part: u32,
+    row: u32,
+}
+
+/// Merges the threads' rows into one table in which each trace's spans are contiguous (a counting sort on
+/// the trace number), the rows of a trace in the order the threads read them. Each column is gathered
+/// straight from the threads' rows, the columns shared out between `threads` threads: a merge is a pass
+/// of random reads over every column, which one thread would do alone while the other core waits.
+fn merge_by_trace(mut parts: Vec<RowColumns>, threads: usize) -> SpanTable {
+    // The first part's string ids and trace numbers stand; the others' are mapped onto them.
+    let (first, others) = parts.split_first_mut().expect("at least one thread");
+    let mut string_maps: Vec<Vec<u32>> = vec![(0..first.table.strings.len() as u32).collect()];
+    let mut trace_maps: Vec<Vec<u32>> = vec![(0..first.table.trace_ids.len() as u32).collect()];
+    for other in others.iter() {
+        let o = &other.table;
+        string_maps.push((0..o.strings.len() as u32).map(|id| first.table.strings.intern(o.strings.resolve(id))).collect());
+        trace_maps.push(
+            o.trace_ids
+                .iter()
+                .map(|id| {
+                    let next = first.trace_index.len() as u32;
+                    let number = *first.trace_index.entry(u128::from_ne_bytes(*id)).or_insert(next);
+                    if number == next {
+                        first.table.trace_ids.push(*id);
+                    }
+                    number
+                })
+                .collect(),
+        );
+    }
+    let trace_ids = std::mem::take(&mut first.table.trace_ids);
+    let strings = std::mem::take(&mut first.table.strings);
+    let keys = std::mem::take(&mut first.table.keys);
+
+    let mut starts = vec![0usize; trace_ids.len() + 1];
+    for (part, map) in parts.iter().zip(&trace_maps) {
+        for &trace in &part.trace_of_row {
+            starts[map[trace as usize] as usize + 1] += 1;
+        }
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let traces = starts.windows(2).map(|w| w[0]..w[1]).collect();
+    let mut order = vec![Source { part: 0, row: 0 }; *starts.last().expect("one more start than traces")];
+    let mut next = starts;
+    for (p, (part, map)) in parts.iter().zip(&trace_maps).enumerate() {
+        for (row, &trace) in part.trace_of_row.iter().enumerate() {
+            let at = &mut next[map[trace as usize] as usize];
+            order[*at] = Source { part: p as u32, row: row as u32 };
+            *at += 1;
+        }
+    }
+
+    let tables: Vec<&SpanTable> = parts.iter().map(|p| &p.table).collect();
+    let gather = |column: fn(&SpanTable) -> &[u64]| -> Vec<u64> {
+        let columns: Vec<&[u64]> = tables.iter().map(|t| column(t)).collect();
+        order.iter().map(|s| columns[s.part as usize][s.row as usize]).collect()
+    };
+    let gather_i64 = |column: fn(&SpanTable) -> &[i64]| -> Vec<i64> {
+        let columns: Vec<&[i64]> = tables.iter().map(|t| column(t)).collect();
+        order.iter().map(|s| columns[s.part as usize][s.row as usize]).collect()
+    };
+    // String ids, mapped onto the first part's.
+    let gather_strings = |column: &dyn Fn(&SpanTable) -> &[u32]| -> Vec<u32> {
+        let columns: Vec<&[u32]> = tables.iter().map(|t| column(t)).collect();
+        order
             .iter()
-            .map(|id| {
-                let next = self.trace_index.len() as u32;
-                let number = *self.trace_index.entry(u128::from_ne_bytes(*id)).or_insert(next);
-                if number == next {
-                    t.trace_ids.push(*id);
-                }
-                number
+            .map(|s| match columns[s.part as usize][s.row as usize] {
+                NONE => NONE,
+                id => string_maps[s.part as usize][id as usize],
             })
-            .collect();
-        self.trace_of_row.extend(other.trace_of_row.iter().map(|&trace| traces[trace as usize]));
-        t.span_id.extend_from_slice(&o.span_id);
-        t.parent_id.extend_from_slice(&o.parent_id);
-        t.name.extend(o.name.iter().map(|&id| string(id)));
-        t.kind.extend_from_slice(&o.kind);
-        t.service.extend(o.service.iter().map(|&id| string(id)));
-        t.process.extend(o.process.iter().map(|&id| string(id)));
-        t.start.extend_from_slice(&o.start);
-        t.end.extend_from_slice(&o.end);
-        for (ours, theirs) in t.attributes.iter_mut().zip(&o.attributes) {
-            ours.extend(theirs.iter().map(|&id| string(id)));
-        }
-        let shift = t.link_ids.len() as u32;
-        t.link_ids.extend_from_slice(&o.link_ids);
-        t.link_offsets.extend(o.link_offsets[1..].iter().map(|&offset| offset + shift));
-    }
+            .collect()
+    };
 
-    /// Reorders the rows so each trace's spans are contiguous (a counting sort on the trace number).
-    fn group_by_trace(self) -> SpanTable {
-        let RowColumns { table: t, trace_of_row, .. } = self;
-        let mut starts = vec![0usize; t.trace_ids.len() + 1];
-        for &trace in &trace_of_row {
-            starts[trace as usize + 1] += 1;
-        }
-        for i in 1..starts.len() {
-            starts[i] += starts[i - 1];
-        }
-        let traces = starts.windows(2).map(|w| w[0]..w[1]).collect();
-        let mut order = vec![0u32; trace_of_row.len()];
-        let mut next = starts;
-        for (row, &trace) in trace_of_row.iter().enumerate() {
-            order[next[trace as usize]] = row as u32;
-            next[trace as usize] += 1;
-        }
-        let gather = |column: &[u64]| order.iter().map(|&r| column[r as usize]).collect::<Vec<_>>();
-        let gather32 = |column: &[u32]| order.iter().map(|&r| column[r as usize]).collect::<Vec<_>>();
-        let gather_i64 = |column: &[i64]| order.iter().map(|&r| column[r as usize]).collect::<Vec<_>>();
-        let mut link_offsets = Vec::with_capacity(order.len() + 1);
-        let mut link_ids = Vec::with_capacity(t.link_ids.len());
-        link_offsets.push(0);
-        for &r in &order {
-            let r = r as usize;
-            link_ids.extend_from_slice(&t.link_ids[t.link_offsets[r] as usize..t.link_offsets[r + 1] as usize]);
-            link_offsets.push(link_ids.len() as u32);
-        }
-        SpanTable {
-            traces,
-            span_id: gather(&t.span_id),
-            parent_id: gather(&t.parent_id),
-            name: gather32(&t.name),
-            kind: order.iter().map(|&r| t.kind[r as usize]).collect(),
-            service: gather32(&t.service),
-            process: gather32(&t.process),
-            start: gather_i64(&t.start),
-            end: gather_i64(&t.end),
-            attributes: t.attributes.iter().map(|column| gather32(column)).collect(),
-            link_offsets,
-            link_ids,
-            keys: t.keys,
-            strings: t.strings,
-            trace_ids: t.trace_ids,
-        }
+    let (mut span_id, mut parent_id, mut start, mut end) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut name, mut service, mut process, mut kind) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut link_offsets, mut link_ids) = (Vec::new(), Vec::new());
+    let mut attributes = vec![Vec::new(); keys.len()];
+    let mut tasks: Vec<Box<dyn FnOnce() + Send + '_>> = vec![
+        Box::new(|| span_id = gather(|t| &t.span_id)),
+        Box::new(|| parent_id = gather(|t| &t.parent_id)),
+        Box::new(|| start = gather_i64(|t| &t.start)),
+        Box::new(|| end = gather_i64(|t| &t.end)),
+        Box::new(|| name = gather_strings(&|t| &t.name)),
+        Box::new(|| service = gather_strings(&|t| &t.service)),
+        Box::new(|| process = gather_strings(&|t| &t.process)),
+        Box::new(|| kind = order.iter().map(|s| tables[s.part as usize].kind[s.row as usize]).collect()),
+        Box::new(|| {
+            link_offsets.reserve(order.len() + 1);
+            link_offsets.push(0);
+            for s in &order {
+                let (t, r) = (tables[s.part as usize], s.row as usize);
+                link_ids.extend_from_slice(&t.link_ids[t.link_offsets[r] as usize..t.link_offsets[r + 1] as usize]);
+                link_offsets.push(link_ids.len() as u32);
+            }
+        }),
+    ];
+    for (k, column) in attributes.iter_mut().enumerate() {
+        let gather_strings = &gather_strings;
+        tasks.push(Box::new(move || *column = gather_strings(&|t| &t.attributes[k])));
     }
+    run_on(threads, tasks);
+    SpanTable {
+        strings,
+        trace_ids,
+        traces,
+        span_id,
+        parent_id,
+        name,
+        kind,
+        service,
+        process,
+        start,
+        end,
+        keys,
+        attributes,
+        link_offsets,
+        link_ids,
+    }
+}
+
+/// Runs `tasks` on `threads` threads, each taking the next task when done with one.
+fn run_on<'a>(threads: usize, tasks: Vec<Box<dyn FnOnce() + Send + 'a>>) {
+    let tasks = std::sync::Mutex::new(tasks.into_iter());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let Some(task) = tasks.lock().expect("no thread panics holding the tasks").next() else { return };
+                task();
+            });
+        }
+    });
 }
 
 /// A span's 8-byte id as a number (big-endian, so it prints as the hex id does).
