@@ -7,6 +7,7 @@
 //! The schema is described for users in `docs/storage.md`.
 
 mod columns;
+mod lists;
 pub mod error;
 pub mod fxhash;
 pub mod location;
@@ -23,7 +24,7 @@ pub mod writer;
 
 pub use columns::to_frame;
 pub use error::{Result, StoreError};
-pub use location::Location;
+pub use location::{Location, Part};
 pub use model::{convert, Conversion, Rejection, SpanRow};
 pub use reader::{collect_columns, scan, scan_segments, TimeRange};
 pub use records::{records, AttributeValue, Attributes, EventRecord, LinkRecord, SpanRecord};
