@@ -31,7 +31,7 @@ pub use report::Report;
 pub fn load(store: impl Into<Location>, range: TimeRange, keys: &[String]) -> anyhow::Result<spans::SpanTable> {
     let columns = spans::SpanTable::columns();
     let segments = store.into().segments(range)?;
-    let frames = segments.into_iter().map(|segment| segment.collect(&columns));
+    let frames = segments.into_iter().map(|segment| hoptrace_store::collect_columns(segment, &columns));
     Ok(spans::SpanTable::from_frames(frames, keys)?)
 }
 

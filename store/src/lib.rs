@@ -7,7 +7,6 @@
 //! The schema is described for users in `docs/storage.md`.
 
 mod columns;
-mod lists;
 pub mod error;
 pub mod fxhash;
 pub mod location;
@@ -24,7 +23,7 @@ pub mod writer;
 
 pub use columns::to_frame;
 pub use error::{Result, StoreError};
-pub use location::{Location, Part};
+pub use location::Location;
 pub use model::{convert, Conversion, Rejection, SpanRow};
 pub use reader::{collect_columns, scan, scan_segments, TimeRange};
 pub use records::{records, AttributeValue, Attributes, EventRecord, LinkRecord, SpanRecord};

@@ -9,31 +9,6 @@ use crate::error::Result;
 use crate::postgres;
 use crate::reader::{self, TimeRange};
 
-/// What [`Location::segments`] returns: a segment file, or a frame read from a database.
-#[derive(Clone)]
-pub enum Part {
-    Segment(reader::Segment),
-    Frame(LazyFrame),
-}
-
-impl Part {
-    /// Reads `columns` (see [`reader::Segment::collect`] and [`reader::collect_columns`]).
-    pub fn collect(self, columns: &[&str]) -> PolarsResult<DataFrame> {
-        match self {
-            Part::Segment(segment) => segment.collect(columns),
-            Part::Frame(frame) => reader::collect_columns(frame, columns),
-        }
-    }
-
-    /// The spans as a lazy frame, in the schema their writer wrote.
-    pub fn lazy(self) -> PolarsResult<LazyFrame> {
-        match self {
-            Part::Segment(segment) => segment.lazy(),
-            Part::Frame(frame) => Ok(frame),
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Dir(PathBuf),
@@ -51,10 +26,10 @@ impl Location {
 
     /// The spans that start in `range`, as one frame per unit a reader can hold in memory at a time:
     /// a segment of the embedded store, the whole range of a database.
-    pub fn segments(&self, range: TimeRange) -> Result<Vec<Part>> {
+    pub fn segments(&self, range: TimeRange) -> Result<Vec<LazyFrame>> {
         match self {
-            Location::Dir(dir) => Ok(reader::scan_segments(dir, range)?.into_iter().map(Part::Segment).collect()),
-            Location::Postgres(url) => Ok(vec![Part::Frame(postgres::read_frame(url, range)?.lazy())]),
+            Location::Dir(dir) => reader::scan_segments(dir, range),
+            Location::Postgres(url) => Ok(vec![postgres::read_frame(url, range)?.lazy()]),
         }
     }
 

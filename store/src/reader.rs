@@ -62,67 +62,17 @@ pub fn scan(data_dir: &Path, range: TimeRange) -> Result<LazyFrame> {
     Ok(lf.filter(col(schema::START_TIME).gt_eq(lit(start)).and(col(schema::START_TIME).lt(lit(end)))))
 }
 
-/// The same spans as [`scan`], one segment at a time, so a reader can hold one segment's columns in memory
-/// at a time.
-pub fn scan_segments(data_dir: &Path, range: TimeRange) -> Result<Vec<Segment>> {
-    Ok(segment_paths(data_dir, range)?.into_iter().map(|path| Segment { path, range }).collect())
-}
-
-/// The spans of one segment file that start in a time range.
-#[derive(Debug, Clone)]
-pub struct Segment {
-    pub path: PathBuf,
-    pub range: TimeRange,
-}
-
-impl Segment {
-    /// Reads `columns`. Lists of text or bytes are decoded by [`crate::lists`] when the segment's pages
-    /// allow it, the flat columns by polars; anything else, and columns an older writer did not store, go
-    /// through [`collect_columns`].
-    pub fn collect(&self, columns: &[&str]) -> PolarsResult<DataFrame> {
-        let mut lf = scan_path(&self.path)?;
-        let stored = lf.collect_schema()?;
-        let lists: Vec<(&str, bool)> = columns
-            .iter()
-            .filter_map(|&c| match stored.get(c) {
-                Some(DataType::List(item)) if **item == DataType::String => Some((c, true)),
-                Some(DataType::List(item)) if **item == DataType::Binary => Some((c, false)),
-                _ => None,
-            })
-            .collect();
-        if !lists.is_empty() && columns.iter().all(|c| stored.contains(c)) {
-            if let Some(decoded) = crate::lists::read(&self.path, &lists)? {
-                let mut flat: Vec<Expr> =
-                    columns.iter().filter(|c| !lists.iter().any(|l| l.0 == **c)).map(|&c| col(c)).collect();
-                if !columns.contains(&schema::START_TIME) {
-                    flat.push(col(schema::START_TIME));
-                }
-                let mut frame = lf.select(flat).collect()?;
-                for list in decoded {
-                    if list.len() != frame.height() {
-                        polars_bail!(ComputeError: "{}: {} holds {} rows, the segment {}", self.path.display(), list.name(), list.len(), frame.height());
-                    }
-                    frame.with_column(Column::from(list))?;
-                }
-                let (start, end) = (self.range.start_unix_nano, self.range.end_unix_nano);
-                let starts = frame.column(schema::START_TIME)?.u64()?;
-                let keep: Vec<bool> =
-                    starts.downcast_iter().flat_map(|a| a.values_iter().map(|&s| s >= start && s < end)).collect();
-                if keep.iter().any(|k| !k) {
-                    let keep: BooleanChunked = keep.into_iter().map(Some).collect();
-                    frame = frame.filter(&keep)?;
-                }
-                return frame.select(columns.iter().copied());
-            }
-        }
-        collect_columns(self.lazy()?, columns)
-    }
-
-    /// The segment's spans in the range, as a lazy frame in the schema its writer wrote.
-    pub fn lazy(&self) -> PolarsResult<LazyFrame> {
-        let (start, end) = (self.range.start_unix_nano.min(MAX_NANOS), self.range.end_unix_nano.min(MAX_NANOS));
-        Ok(scan_path(&self.path)?.filter(col(schema::START_TIME).gt_eq(lit(start)).and(col(schema::START_TIME).lt(lit(end)))))
-    }
+/// The same spans as [`scan`], one `LazyFrame` per segment, so a reader can hold one segment's columns
+/// in memory at a time.
+pub fn scan_segments(data_dir: &Path, range: TimeRange) -> Result<Vec<LazyFrame>> {
+    let (start, end) = (range.start_unix_nano.min(MAX_NANOS), range.end_unix_nano.min(MAX_NANOS));
+    segment_paths(data_dir, range)?
+        .into_iter()
+        .map(|path| {
+            let lf = scan_path(&path).map_err(|source| StoreError::Parquet { path, source })?;
+            Ok(lf.filter(col(schema::START_TIME).gt_eq(lit(start)).and(col(schema::START_TIME).lt(lit(end)))))
+        })
+        .collect()
 }
 
 /// One segment, in the schema its writer wrote (see [`collect_columns`]).
@@ -136,7 +86,7 @@ fn scan_args() -> ScanArgsParquet {
     ScanArgsParquet { hive_options: HiveOptions::new_disabled(), ..Default::default() }
 }
 
-/// Reads `columns` of a frame of stored spans. A column the segment's writer did not store yet
+/// Reads `columns` of one segment from [`scan_segments`]. A column the segment's writer did not store yet
 /// is derived from what it stored ([`crate::columns::upgrade`]), and only then are its sources read.
 pub fn collect_columns(mut segment: LazyFrame, columns: &[&str]) -> PolarsResult<DataFrame> {
     let derive = columns.contains(&schema::LINK_SPAN_IDS) && !segment.collect_schema()?.contains(schema::LINK_SPAN_IDS);

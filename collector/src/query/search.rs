@@ -174,7 +174,6 @@ fn load(store: &Location, wanted: &HashSet<Vec<u8>>, range: TimeRange) -> Result
         return Ok(traces);
     }
     for segment in store.segments(range).map_err(|e| e.to_string())? {
-        let segment = segment.lazy().map_err(|e| e.to_string())?;
         let ids = collect(segment.clone().select([col(schema::TRACE_ID)]))?;
         let ids = ids.column(schema::TRACE_ID).and_then(|c| c.binary().cloned()).map_err(|e| e.to_string())?;
         let mask: BooleanChunked = ids.iter().map(|id| id.is_some_and(|id| wanted.contains(id))).collect();
