@@ -394,14 +394,7 @@ fn merge_by_trace(mut parts: Vec<RowColumns>, threads: usize) -> SpanTable {
     }
 
     let tables: Vec<&SpanTable> = parts.iter().map(|p| &p.table).collect();
-    let gather = |column: fn(&SpanTable) -> &[u64]| -> Vec<u64> {
-        let columns: Vec<&[u64]> = tables.iter().map(|t| column(t)).collect();
-        order.iter().map(|s| columns[s.part as usize][s.row as usize]).collect()
-    };
-    let gather_i64 = |column: fn(&SpanTable) -> &[i64]| -> Vec<i64> {
-        let columns: Vec<&[i64]> = tables.iter().map(|t| column(t)).collect();
-        order.iter().map(|s| columns[s.part as usize][s.row as usize]).collect()
-    };
+    let (order, tables) = (&order, &tables);
     // String ids, mapped onto the first part's.
     let gather_strings = |column: &dyn Fn(&SpanTable) -> &[u32]| -> Vec<u32> {
         let columns: Vec<&[u32]> = tables.iter().map(|t| column(t)).collect();
@@ -419,18 +412,18 @@ fn merge_by_trace(mut parts: Vec<RowColumns>, threads: usize) -> SpanTable {
     let (mut link_offsets, mut link_ids) = (Vec::new(), Vec::new());
     let mut attributes = vec![Vec::new(); keys.len()];
     let mut tasks: Vec<Box<dyn FnOnce() + Send + '_>> = vec![
-        Box::new(|| span_id = gather(|t| &t.span_id)),
-        Box::new(|| parent_id = gather(|t| &t.parent_id)),
-        Box::new(|| start = gather_i64(|t| &t.start)),
-        Box::new(|| end = gather_i64(|t| &t.end)),
+        Box::new(|| span_id = gather(order, tables, |t| &t.span_id)),
+        Box::new(|| parent_id = gather(order, tables, |t| &t.parent_id)),
+        Box::new(|| start = gather(order, tables, |t| &t.start)),
+        Box::new(|| end = gather(order, tables, |t| &t.end)),
         Box::new(|| name = gather_strings(&|t| &t.name)),
         Box::new(|| service = gather_strings(&|t| &t.service)),
         Box::new(|| process = gather_strings(&|t| &t.process)),
-        Box::new(|| kind = order.iter().map(|s| tables[s.part as usize].kind[s.row as usize]).collect()),
+        Box::new(|| kind = gather(order, tables, |t| &t.kind)),
         Box::new(|| {
             link_offsets.reserve(order.len() + 1);
             link_offsets.push(0);
-            for s in &order {
+            for s in order {
                 let (t, r) = (tables[s.part as usize], s.row as usize);
                 link_ids.extend_from_slice(&t.link_ids[t.link_offsets[r] as usize..t.link_offsets[r + 1] as usize]);
                 link_offsets.push(link_ids.len() as u32);
@@ -459,6 +452,12 @@ fn merge_by_trace(mut parts: Vec<RowColumns>, threads: usize) -> SpanTable {
         link_offsets,
         link_ids,
     }
+}
+
+/// One column of the threads' rows, in merged order.
+fn gather<T: Copy>(order: &[Source], tables: &[&SpanTable], column: fn(&SpanTable) -> &[T]) -> Vec<T> {
+    let columns: Vec<&[T]> = tables.iter().map(|t| column(t)).collect();
+    order.iter().map(|s| columns[s.part as usize][s.row as usize]).collect()
 }
 
 /// Runs `tasks` on `threads` threads, each taking the next task when done with one.
