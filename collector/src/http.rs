@@ -51,7 +51,7 @@ async fn export(State(state): State<HttpState>, headers: HeaderMap, body: Body) 
             return error(format, StatusCode::BAD_REQUEST, "request body could not be read", &state);
         }
     };
-    let _wire_admission = match state.pipeline.admit(wire.len(), t) {
+    let mut admission = match state.pipeline.admit(wire.len(), t) {
         Ok(a) => a,
         Err(r) => return refusal(format, r, &state),
     };
@@ -72,10 +72,9 @@ async fn export(State(state): State<HttpState>, headers: HeaderMap, body: Body) 
         }
         Err(BodyError::Invalid(msg)) => return refusal(format, Refusal::Invalid(msg), &state),
     };
-    let _admission = match state.pipeline.admit(decoded.protobuf.len(), t) {
-        Ok(a) => a,
-        Err(r) => return refusal(format, r, &state),
-    };
+    if let Err(r) = state.pipeline.grow(&mut admission, decoded.protobuf.len(), t) {
+        return refusal(format, r, &state);
+    }
     match state.pipeline.export(decoded.request, decoded.protobuf, t).await {
         Ok(response) => {
             let body = match format {

@@ -104,18 +104,37 @@ impl Pipeline {
 
     /// Reserves memory for a request of `wire_bytes`, or refuses at once: never an unbounded queue.
     pub fn admit(&self, wire_bytes: usize, transport: Transport) -> Result<Admission, Refusal> {
-        let kib = (wire_bytes.saturating_mul(DECODED_OVERHEAD) / 1024).clamp(1, self.budget_kib);
-        match Arc::clone(&self.budget).try_acquire_many_owned(kib as u32) {
-            Ok(permit) => {
-                let bytes = (kib * 1024) as u64;
-                self.metrics.inflight_bytes.fetch_add(bytes, Relaxed);
-                Ok(Admission { _permit: permit, bytes, metrics: Arc::clone(&self.metrics) })
-            }
-            Err(_) => {
-                Metrics::add(&self.metrics.requests_refused, transport, 1);
-                Err(Refusal::Busy)
-            }
+        let kib = self.kib(wire_bytes);
+        let permit = self.reserve(kib, transport)?;
+        let bytes = (kib * 1024) as u64;
+        self.metrics.inflight_bytes.fetch_add(bytes, Relaxed);
+        Ok(Admission { _permit: permit, bytes, metrics: Arc::clone(&self.metrics) })
+    }
+
+    /// Grows `admission` to cover a request of `wire_bytes` (a body that decompressed to more than it
+    /// arrived as), reserving only the difference: a request never holds one reservation while it waits
+    /// for a second, which let concurrent requests each hold part of the budget and all be refused.
+    pub fn grow(&self, admission: &mut Admission, wire_bytes: usize, transport: Transport) -> Result<(), Refusal> {
+        let extra = self.kib(wire_bytes).saturating_sub((admission.bytes / 1024) as usize);
+        if extra == 0 {
+            return Ok(());
         }
+        admission._permit.merge(self.reserve(extra, transport)?);
+        let bytes = (extra * 1024) as u64;
+        admission.bytes += bytes;
+        self.metrics.inflight_bytes.fetch_add(bytes, Relaxed);
+        Ok(())
+    }
+
+    fn reserve(&self, kib: usize, transport: Transport) -> Result<OwnedSemaphorePermit, Refusal> {
+        Arc::clone(&self.budget).try_acquire_many_owned(kib as u32).map_err(|_| {
+            Metrics::add(&self.metrics.requests_refused, transport, 1);
+            Refusal::Busy
+        })
+    }
+
+    fn kib(&self, wire_bytes: usize) -> usize {
+        (wire_bytes.saturating_mul(DECODED_OVERHEAD) / 1024).clamp(1, self.budget_kib)
     }
 
     /// Validates and stores one request. Invalid spans are rejected through `partial_success`; the valid
