@@ -53,10 +53,12 @@ pub fn scan(data_dir: &Path, range: TimeRange) -> Result<LazyFrame> {
         return Ok(empty());
     }
     // Read against the current schema: segments written before a column was added give nulls for it.
-    let current = empty().collect_schema().map_err(|source| StoreError::Parquet { path: data_dir.to_owned(), source })?;
-    let paths = paths.iter().map(|p| PlRefPath::new(p.to_string_lossy().into_owned())).collect();
-    let args = ScanArgsParquet { schema: Some(current), allow_missing_columns: true, ..scan_args() };
-    let lf = LazyFrame::scan_parquet_files(paths, args)
+    let lf = empty()
+        .collect_schema()
+        .and_then(|current| {
+            let args = ScanArgsParquet { schema: Some(current), allow_missing_columns: true, ..scan_args() };
+            scan_files(paths.iter().map(PathBuf::as_path), args)
+        })
         .map_err(|source| StoreError::Parquet { path: data_dir.to_owned(), source })?;
     let (start, end) = (range.start_unix_nano.min(MAX_NANOS), range.end_unix_nano.min(MAX_NANOS));
     Ok(lf.filter(col(schema::START_TIME).gt_eq(lit(start)).and(col(schema::START_TIME).lt(lit(end)))))
@@ -77,8 +79,11 @@ pub fn scan_segments(data_dir: &Path, range: TimeRange) -> Result<Vec<LazyFrame>
 
 /// One segment, in the schema its writer wrote (see [`collect_columns`]).
 pub(crate) fn scan_path(path: &Path) -> PolarsResult<LazyFrame> {
-    let paths = [PlRefPath::new(path.to_string_lossy().into_owned())].into_iter().collect();
-    LazyFrame::scan_parquet_files(paths, scan_args())
+    scan_files(std::iter::once(path), scan_args())
+}
+
+fn scan_files<'a>(paths: impl Iterator<Item = &'a Path>, args: ScanArgsParquet) -> PolarsResult<LazyFrame> {
+    LazyFrame::scan_parquet_files(paths.map(|p| PlRefPath::new(p.to_string_lossy().into_owned())).collect(), args)
 }
 
 fn scan_args() -> ScanArgsParquet {
