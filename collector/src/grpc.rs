@@ -82,11 +82,12 @@ impl TraceService {
     async fn export(&self, protobuf: Bytes) -> Result<ExportTraceServiceResponse, Refusal> {
         let t = Transport::Grpc;
         let _admission = self.pipeline.admit(protobuf.len(), t)?;
+        // Copied out of tonic's receive buffer, which the memtable would otherwise keep alive until the flush.
         let decoded = body::decode(Format::Protobuf, protobuf.to_vec()).map_err(|e| match e {
             BodyError::Invalid(msg) => Refusal::Invalid(msg),
             other => Refusal::Invalid(other.to_string()),
         })?;
-        self.pipeline.export(decoded.request, decoded.protobuf, t).await
+        self.pipeline.export(decoded, t).await
     }
 
     fn status(&self, refusal: Refusal) -> Status {

@@ -75,7 +75,7 @@ async fn export(State(state): State<HttpState>, headers: HeaderMap, body: Body) 
     if let Err(r) = state.pipeline.grow(&mut admission, decoded.protobuf.len(), t) {
         return refusal(format, r, &state);
     }
-    match state.pipeline.export(decoded.request, decoded.protobuf, t).await {
+    match state.pipeline.export(decoded, t).await {
         Ok(response) => {
             let body = match format {
                 Format::Protobuf => Bytes::from(response.encode_to_vec()),

@@ -10,9 +10,11 @@ use hoptrace_store::{Batch, SpanStore, SubmitError};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use prost::Message;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::forward::Forwarder;
+use crate::otlp::body::Decoded;
 use crate::metrics::{Metrics, Transport};
 
 /// Why a request was not accepted; each maps to the status the OTLP specification prescribes.
@@ -139,18 +141,13 @@ impl Pipeline {
 
     /// Validates and stores one request. Invalid spans are rejected through `partial_success`; the valid
     /// ones of the same request are stored.
-    pub async fn export(
-        &self,
-        request: ExportTraceServiceRequest,
-        protobuf: Vec<u8>,
-        transport: Transport,
-    ) -> Result<ExportTraceServiceResponse, Refusal> {
+    pub async fn export(&self, request: Decoded, transport: Transport) -> Result<ExportTraceServiceResponse, Refusal> {
         let m = &self.metrics;
         let Some(backend) = self.backend.get() else {
             Metrics::add(&m.requests_refused, transport, 1);
             return Err(Refusal::Unavailable("the collector is starting (replaying its write-ahead log)".into()));
         };
-        let conversion = hoptrace_store::convert(request);
+        let Decoded { protobuf, spans: conversion } = request;
         let accepted = conversion.rows.len() as u64;
         let rejected = conversion.rejected.len() as u64;
         Metrics::add(&m.spans_received, transport, accepted + rejected);
@@ -160,10 +157,10 @@ impl Pipeline {
         });
         if accepted > 0 {
             // The forward endpoint validates as this collector does, so it keeps the same spans.
-            let forward = self.forwarder.get().map(|f| (f, bytes::Bytes::from(protobuf.clone())));
+            let forward = self.forwarder.get().map(|f| (f, protobuf.clone()));
             match backend {
                 Backend::Embedded(store) => {
-                    let done = match store.submit(Batch { rows: conversion.rows, request: protobuf }) {
+                    let done = match store.submit(Batch { spans: conversion.rows, request: protobuf }) {
                         Ok(done) => done,
                         Err(e) => {
                             Metrics::add(&m.spans_refused, transport, accepted + rejected);
@@ -184,7 +181,10 @@ impl Pipeline {
                     }
                 }
                 Backend::Postgres(db) => {
-                    if let Err(e) = db.write(&conversion.rows).await {
+                    // The database takes decoded rows; the request was checked already, so this decodes.
+                    let decoded = ExportTraceServiceRequest::decode(protobuf.as_ref())
+                        .map_err(|e| Refusal::Invalid(format!("invalid OTLP protobuf: {e}")))?;
+                    if let Err(e) = db.write(&hoptrace_store::convert(decoded).rows).await {
                         Metrics::add(&m.spans_refused, transport, accepted + rejected);
                         return Err(Refusal::Unavailable(format!("spans could not be stored: {e}")));
                     }

@@ -80,7 +80,7 @@ async fn main() {
     let (store, _) = SpanStore::open(StoreConfig::new(dir.path())).unwrap();
     let t0 = Instant::now();
     for request in &requests {
-        let batch = Batch { rows: hoptrace_store::convert(request.clone()).rows, request: request.encode_to_vec() };
+        let (batch, _) = Batch::scan(request.encode_to_vec().into()).unwrap();
         store.append(batch).await.unwrap();
     }
     store.shutdown().unwrap();

@@ -49,11 +49,16 @@ impl SpanRow {
         (self.trace_id, self.span_id)
     }
 
-    /// The order of rows in a segment: by hour, then trace, so a trace's spans are neighbours (readers
-    /// group them by trace), then start time and span id.
+    /// The order of rows in a segment (see [`segment_order`]).
     pub fn segment_order(&self) -> (crate::segment::Hour, TraceId, u64, SpanId) {
-        (crate::segment::Hour::of_nanos(self.start_time_unix_nano), self.trace_id, self.start_time_unix_nano, self.span_id)
+        segment_order(self.trace_id, self.span_id, self.start_time_unix_nano)
     }
+}
+
+/// The order of rows in a segment: by hour, then trace, so a trace's spans are neighbours (readers group
+/// them by trace), then start time and span id.
+pub fn segment_order(trace_id: TraceId, span_id: SpanId, start: u64) -> (crate::segment::Hour, TraceId, u64, SpanId) {
+    (crate::segment::Hour::of_nanos(start), trace_id, start, span_id)
 }
 
 /// Why a span was rejected. Rejected spans are counted in OTLP `partial_success`; the rest are stored.
@@ -77,13 +82,19 @@ impl Rejection {
 }
 
 /// The outcome of converting one OTLP request: accepted rows in request order, and the rejections.
-#[derive(Debug, Default)]
-pub struct Conversion {
-    pub rows: Vec<SpanRow>,
+#[derive(Debug)]
+pub struct Conversion<R = SpanRow> {
+    pub rows: Vec<R>,
     pub rejected: Vec<Rejection>,
 }
 
-impl Conversion {
+impl<R> Default for Conversion<R> {
+    fn default() -> Self {
+        Conversion { rows: Vec::new(), rejected: Vec::new() }
+    }
+}
+
+impl<R> Conversion<R> {
     /// The `partial_success.error_message` for this request, if anything was rejected.
     pub fn error_message(&self) -> Option<String> {
         let first = self.rejected.first()?;
@@ -100,19 +111,48 @@ fn id<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
     (id != [0u8; N]).then_some(id)
 }
 
+/// Whether `bytes` is an id of `N` bytes that are not all zero.
+pub fn valid_id<const N: usize>(bytes: &[u8]) -> bool {
+    id::<N>(bytes).is_some()
+}
+
+/// The rules for a span's ids: its trace and span id, an empty or valid parent, valid link ids.
+pub fn accept(
+    trace_id: &[u8],
+    span_id: &[u8],
+    parent_span_id: Option<&[u8]>,
+    links_valid: bool,
+) -> Result<(TraceId, SpanId, Option<SpanId>), Rejection> {
+    let trace_id = id::<16>(trace_id).ok_or(Rejection::InvalidTraceId)?;
+    let span_id = id::<8>(span_id).ok_or(Rejection::InvalidSpanId)?;
+    let parent_span_id = match parent_span_id.filter(|p| !p.is_empty()) {
+        None => None,
+        Some(parent) => Some(id::<8>(parent).ok_or(Rejection::InvalidParentSpanId)?),
+    };
+    if !links_valid {
+        return Err(Rejection::InvalidLink);
+    }
+    Ok((trace_id, span_id, parent_span_id))
+}
+
+/// The `service.name` resource attribute, or OTLP's `unknown_service`.
+pub fn service_name(resource_attributes: &[KeyValue]) -> String {
+    resource_attributes
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "unknown_service".to_owned())
+}
+
 /// Converts a decoded request into rows, moving strings and attributes out of it (no copies).
 pub fn convert(request: ExportTraceServiceRequest) -> Conversion {
     let mut out = Conversion::default();
     for resource_spans in request.resource_spans {
         let resource_attributes = resource_spans.resource.map(|r| r.attributes).unwrap_or_default();
-        let service_name = resource_attributes
-            .iter()
-            .find(|kv| kv.key == "service.name")
-            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-                Value::StringValue(s) => Some(s.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| "unknown_service".to_owned());
+        let service_name = service_name(&resource_attributes);
         for scope_spans in resource_spans.scope_spans {
             let (scope_name, scope_version) =
                 scope_spans.scope.map(|s| (s.name, s.version)).unwrap_or_default();
@@ -138,16 +178,9 @@ fn convert_span(
     span: opentelemetry_proto::tonic::trace::v1::Span,
     origin: &Arc<Origin>,
 ) -> Result<SpanRow, Rejection> {
-    let trace_id = id::<16>(&span.trace_id).ok_or(Rejection::InvalidTraceId)?;
-    let span_id = id::<8>(&span.span_id).ok_or(Rejection::InvalidSpanId)?;
-    let parent_span_id = if span.parent_span_id.is_empty() {
-        None
-    } else {
-        Some(id::<8>(&span.parent_span_id).ok_or(Rejection::InvalidParentSpanId)?)
-    };
-    if span.links.iter().any(|l| id::<16>(&l.trace_id).is_none() || id::<8>(&l.span_id).is_none()) {
-        return Err(Rejection::InvalidLink);
-    }
+    let links_valid = span.links.iter().all(|l| valid_id::<16>(&l.trace_id) && valid_id::<8>(&l.span_id));
+    let (trace_id, span_id, parent_span_id) =
+        accept(&span.trace_id, &span.span_id, Some(&span.parent_span_id), links_valid)?;
     let status = span.status.unwrap_or_default();
     Ok(SpanRow {
         trace_id,

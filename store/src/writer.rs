@@ -19,14 +19,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
+use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::error::{Result, StoreError};
-use crate::model::{self, SpanKey, SpanRow};
+use crate::model::SpanKey;
 use crate::segment::{self, Checkpoint, Hour, Segment};
-use crate::{columns, schema, wal};
+use crate::wire::{self, WireSpan};
+use crate::{schema, wal};
 
 /// How the store writes. Every field has a default that suits a single collector.
 #[derive(Debug, Clone)]
@@ -83,9 +83,18 @@ pub struct StoreStats {
 
 /// Accepted spans with the request bytes they came in, which the WAL records as they are.
 pub struct Batch {
-    pub rows: Vec<SpanRow>,
-    /// The OTLP protobuf `ExportTraceServiceRequest` that `rows` were converted from.
-    pub request: Vec<u8>,
+    /// What [`wire::scan`] accepted of `request`.
+    pub spans: Vec<WireSpan>,
+    /// The OTLP protobuf `ExportTraceServiceRequest`, which `spans` point into.
+    pub request: Bytes,
+}
+
+impl Batch {
+    /// Scans `request` and keeps what it accepts; the rejections are returned beside the batch.
+    pub fn scan(request: Bytes) -> std::result::Result<(Batch, Vec<crate::Rejection>), wire::WireError> {
+        let conversion = wire::scan(&request)?;
+        Ok((Batch { spans: conversion.rows, request }, conversion.rejected))
+    }
 }
 
 /// What happened to a batch once it is durable.
@@ -121,7 +130,7 @@ enum Command {
 struct FlushJob {
     flush: u64,
     wal_seq: u64,
-    rows: Vec<SpanRow>,
+    rows: Vec<WireSpan>,
     waiters: Vec<SyncSender<Result<()>>>,
 }
 
@@ -150,10 +159,13 @@ impl SpanStore {
         let mut memtable = Vec::new();
         let mut recovery = Recovery::default();
         for record in records {
-            let request = ExportTraceServiceRequest::decode(record.request.as_slice()).map_err(|e| {
-                StoreError::CorruptRecord { path: wal_dir.clone(), seq: record.seq, reason: e.to_string() }
+            let request = Bytes::from(record.request);
+            let scanned = wire::scan(&request).map_err(|e| StoreError::CorruptRecord {
+                path: wal_dir.clone(),
+                seq: record.seq,
+                reason: e.to_string(),
             })?;
-            let rows = without(model::convert(request).rows, &record.skip);
+            let rows = without(scanned.rows, &record.skip);
             recovery.replayed_records += 1;
             recovery.replayed_spans += rows.len();
             for row in &rows {
@@ -235,7 +247,7 @@ impl SpanStore {
 }
 
 /// Rows minus the positions listed in `skip` (sorted ascending).
-fn without(rows: Vec<SpanRow>, skip: &[u32]) -> Vec<SpanRow> {
+fn without<R>(rows: Vec<R>, skip: &[u32]) -> Vec<R> {
     if skip.is_empty() {
         return rows;
     }
@@ -320,7 +332,7 @@ struct Committer {
     wal: wal::Wal,
     wal_dir: PathBuf,
     recent: RecentKeys,
-    memtable: Vec<SpanRow>,
+    memtable: Vec<WireSpan>,
     memtable_bytes: usize,
     next_flush: u64,
     flush_tx: SyncSender<FlushJob>,
@@ -385,7 +397,7 @@ impl Committer {
         let mut failure = None;
         for (batch, ack) in group {
             let mut skip = Vec::new();
-            for (i, row) in batch.rows.iter().enumerate() {
+            for (i, row) in batch.spans.iter().enumerate() {
                 if !self.recent.insert(row.key()) {
                     skip.push(i as u32);
                 }
@@ -399,7 +411,7 @@ impl Committer {
                 }
             }
             self.memtable_bytes += batch.request.len();
-            staged.push((batch.rows, skip, ack));
+            staged.push((batch.spans, skip, ack));
         }
         if failure.is_none() {
             if let Err(e) = self.wal.sync() {
@@ -481,16 +493,16 @@ impl Flusher {
         }
     }
 
-    fn flush(&mut self, flush: u64, wal_seq: u64, rows: Vec<SpanRow>) -> Result<()> {
+    fn flush(&mut self, flush: u64, wal_seq: u64, rows: Vec<WireSpan>) -> Result<()> {
         let dir = self.config.data_dir.clone();
-        // Sort references, not the rows: a row is a few hundred bytes and sorting moved them all.
-        let mut order: Vec<&SpanRow> = rows.iter().collect();
+        // Sort references, not the rows: moving a reference is cheaper.
+        let mut order: Vec<&WireSpan> = rows.iter().collect();
         order.sort_unstable_by_key(|r| r.segment_order());
         order.dedup_by_key(|r| r.key());
         let mut touched = Vec::new();
         for chunk in order.chunk_by(|a, b| Hour::of_nanos(a.start_time_unix_nano) == Hour::of_nanos(b.start_time_unix_nano)) {
             let hour = Hour::of_nanos(chunk[0].start_time_unix_nano);
-            let mut frame = columns::to_frame(chunk.iter().copied())
+            let mut frame = wire::to_frame(chunk)
                 .map_err(|source| StoreError::Parquet { path: dir.clone(), source })?;
             let seg = segment::write(&dir, hour, flush, flush, &mut frame, self.config.row_group_rows)?;
             self.stats.segments_written.fetch_add(1, Relaxed);
@@ -634,6 +646,7 @@ mod tests {
     /// rows instead of failing, and compaction writes the old rows with the column.
     #[test]
     fn segments_without_link_span_ids_are_read_and_compacted_with_the_column_derived() {
+        use crate::SpanRow;
         use opentelemetry_proto::tonic::trace::v1::span::Link;
         use polars::prelude::*;
         let link = |span: u8| Link { trace_id: vec![1; 16], span_id: vec![span; 8], ..Default::default() };
@@ -669,7 +682,7 @@ mod tests {
 
     #[test]
     fn without_drops_listed_positions() {
-        let rows: Vec<SpanRow> = (0..5u8).map(|i| crate::testdata::row(i, i)).collect();
+        let rows: Vec<crate::SpanRow> = (0..5u8).map(|i| crate::testdata::row(i, i)).collect();
         let kept = without(rows, &[0, 3]);
         assert_eq!(kept.iter().map(|r| r.span_id[0]).collect::<Vec<_>>(), vec![1, 2, 4]);
     }

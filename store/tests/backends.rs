@@ -90,13 +90,14 @@ enum Backend {
 
 impl Backend {
     async fn write(&mut self, request: ExportTraceServiceRequest) -> u64 {
-        let rows = hoptrace_store::convert(request.clone()).rows;
         match self {
             Backend::Embedded { store, .. } => {
-                let batch = Batch { rows, request: request.encode_to_vec() };
+                let (batch, _) = Batch::scan(request.encode_to_vec().into()).unwrap();
                 store.as_ref().unwrap().append(batch).await.unwrap().stored as u64
             }
-            Backend::Postgres { store, .. } => store.as_ref().unwrap().write(&rows).await.unwrap(),
+            Backend::Postgres { store, .. } => {
+                store.as_ref().unwrap().write(&hoptrace_store::convert(request).rows).await.unwrap()
+            }
         }
     }
 

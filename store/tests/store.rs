@@ -30,8 +30,7 @@ fn batch(first: u64, n: u64, start: u64) -> Batch {
             ..Default::default()
         }],
     };
-    let bytes = request.encode_to_vec();
-    Batch { rows: hoptrace_store::convert(request).rows, request: bytes }
+    Batch::scan(request.encode_to_vec().into()).unwrap().0
 }
 
 fn count(dir: &std::path::Path, range: TimeRange) -> usize {

@@ -3,7 +3,8 @@
 
 use std::io::Read;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use bytes::Bytes;
+use hoptrace_store::{Conversion, WireSpan};
 use prost::Message;
 
 /// The payload encodings of OTLP/HTTP.
@@ -65,26 +66,23 @@ pub fn decompress(encoding: Option<&str>, body: &[u8], limit: usize) -> Result<V
     }
 }
 
-/// A decoded request with its protobuf encoding, which the write-ahead log stores.
+/// A checked request: its protobuf encoding, which the write-ahead log stores, and its spans, which
+/// point into it.
 pub struct Decoded {
-    pub request: ExportTraceServiceRequest,
-    pub protobuf: Vec<u8>,
+    pub protobuf: Bytes,
+    pub spans: Conversion<WireSpan>,
 }
 
-/// Decodes an uncompressed body in the given format.
+/// Checks an uncompressed body in the given format. A JSON body is decoded and encoded as protobuf, so
+/// both formats are stored (and checked) the same way.
 pub fn decode(format: Format, body: Vec<u8>) -> Result<Decoded, BodyError> {
-    match format {
-        Format::Protobuf => {
-            let request = ExportTraceServiceRequest::decode(body.as_slice())
-                .map_err(|e| BodyError::Invalid(format!("invalid OTLP protobuf: {e}")))?;
-            Ok(Decoded { request, protobuf: body })
-        }
-        Format::Json => {
-            let request = super::json::decode(&body).map_err(BodyError::Invalid)?;
-            let protobuf = request.encode_to_vec();
-            Ok(Decoded { request, protobuf })
-        }
-    }
+    let protobuf = match format {
+        Format::Protobuf => Bytes::from(body),
+        Format::Json => Bytes::from(super::json::decode(&body).map_err(BodyError::Invalid)?.encode_to_vec()),
+    };
+    let spans = hoptrace_store::wire::scan(&protobuf)
+        .map_err(|e| BodyError::Invalid(format!("invalid OTLP protobuf: {e}")))?;
+    Ok(Decoded { protobuf, spans })
 }
 
 #[cfg(test)]
@@ -127,7 +125,7 @@ mod tests {
         fn arbitrary_bodies_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512), json: bool, gzip: bool) {
             let format = if json { Format::Json } else { Format::Protobuf };
             if let Ok(raw) = decompress(gzip.then_some("gzip"), &body, 1 << 16) {
-                let _ = decode(format, raw).map(|d| hoptrace_store::convert(d.request));
+                let _ = decode(format, raw);
             }
         }
 
