@@ -161,6 +161,8 @@ enum Attribute<'a> {
 /// Where the parts of a span go as it is read. A span's own fields are returned once it is read; its
 /// events and links arrive after their attributes.
 trait Visitor<'a> {
+    /// Whether the bytes were checked already, by [`scan`]: strings are then taken as UTF-8 unchecked.
+    const CHECKED: bool;
     fn attribute(&mut self, set: Set, attribute: Attribute<'a>) -> Result<()>;
     fn event(&mut self, time_unix_nano: u64, name: &'a str);
     fn link(&mut self, trace_id: &'a [u8], span_id: &'a [u8], trace_state: &'a str, flags: u32);
@@ -173,6 +175,7 @@ struct Check {
 }
 
 impl<'a> Visitor<'a> for Check {
+    const CHECKED: bool = false;
     fn attribute(&mut self, set: Set, _: Attribute<'a>) -> Result<()> {
         self.attributes += matches!(set, Set::Span) as u32;
         Ok(())
@@ -185,6 +188,8 @@ impl<'a> Visitor<'a> for Check {
 
 /// The flush: everything into the column builders.
 impl<'a> Visitor<'a> for SpanColumns {
+    // Only `scan` makes a `WireSpan`, after reading it with `Check`, and its bytes are immutable.
+    const CHECKED: bool = true;
     fn attribute(&mut self, set: Set, attribute: Attribute<'a>) -> Result<()> {
         let lists: &mut AttributeLists = match set {
             Set::Span => &mut self.attributes,
@@ -209,7 +214,7 @@ impl<'a> Visitor<'a> for SpanColumns {
 }
 
 /// Reads a `Span` message: its attributes, events and links into `visitor`, its own fields returned.
-fn read_span<'a>(bytes: &'a [u8], visitor: &mut impl Visitor<'a>) -> Result<SpanFields<'a>> {
+fn read_span<'a, V: Visitor<'a>>(bytes: &'a [u8], visitor: &mut V) -> Result<SpanFields<'a>> {
     let mut span = SpanFields {
         trace_id: &[],
         span_id: &[],
@@ -227,13 +232,13 @@ fn read_span<'a>(bytes: &'a [u8], visitor: &mut impl Visitor<'a>) -> Result<Span
         match tag {
             1 => span.trace_id = value.bytes()?,
             2 => span.span_id = value.bytes()?,
-            3 => span.trace_state = value.string()?,
+            3 => span.trace_state = value.text::<V>()?,
             4 => span.parent_span_id = Some(value.bytes()?).filter(|p| !p.is_empty()),
-            5 => span.name = value.string()?,
+            5 => span.name = value.text::<V>()?,
             6 => span.kind = enumeration(value.varint()?),
             7 => span.start_time_unix_nano = value.fixed64()?,
             8 => span.end_time_unix_nano = value.fixed64()?,
-            9 => visitor.attribute(Set::Span, key_value(value.bytes()?)?)?,
+            9 => visitor.attribute(Set::Span, key_value::<V>(value.bytes()?)?)?,
             11 => read_event(value.bytes()?, visitor)?,
             13 => read_link(value.bytes()?, visitor)?,
             10 | 12 | 14 => {
@@ -241,7 +246,7 @@ fn read_span<'a>(bytes: &'a [u8], visitor: &mut impl Visitor<'a>) -> Result<Span
             },
             15 => for_each_field(value.bytes()?, |tag, value| {
                 match tag {
-                    2 => span.status_message = value.string()?,
+                    2 => span.status_message = value.text::<V>()?,
                     3 => span.status_code = enumeration(value.varint()?),
                     _ => {}
                 }
@@ -260,13 +265,13 @@ fn enumeration(varint: u64) -> u8 {
     (varint as i32).clamp(0, 255) as u8
 }
 
-fn read_event<'a>(bytes: &'a [u8], visitor: &mut impl Visitor<'a>) -> Result<()> {
+fn read_event<'a, V: Visitor<'a>>(bytes: &'a [u8], visitor: &mut V) -> Result<()> {
     let (mut time, mut name) = (0, "");
     for_each_field(bytes, |tag, value| {
         match tag {
             1 => time = value.fixed64()?,
-            2 => name = value.string()?,
-            3 => visitor.attribute(Set::Event, key_value(value.bytes()?)?)?,
+            2 => name = value.text::<V>()?,
+            3 => visitor.attribute(Set::Event, key_value::<V>(value.bytes()?)?)?,
             4 => {
                 value.varint()?;
             },
@@ -278,14 +283,14 @@ fn read_event<'a>(bytes: &'a [u8], visitor: &mut impl Visitor<'a>) -> Result<()>
     Ok(())
 }
 
-fn read_link<'a>(bytes: &'a [u8], visitor: &mut impl Visitor<'a>) -> Result<()> {
+fn read_link<'a, V: Visitor<'a>>(bytes: &'a [u8], visitor: &mut V) -> Result<()> {
     let (mut trace_id, mut span_id, mut trace_state, mut flags): (&[u8], &[u8], &str, u32) = (&[], &[], "", 0);
     for_each_field(bytes, |tag, value| {
         match tag {
             1 => trace_id = value.bytes()?,
             2 => span_id = value.bytes()?,
-            3 => trace_state = value.string()?,
-            4 => visitor.attribute(Set::Link, key_value(value.bytes()?)?)?,
+            3 => trace_state = value.text::<V>()?,
+            4 => visitor.attribute(Set::Link, key_value::<V>(value.bytes()?)?)?,
             5 => {
                 value.varint()?;
             },
@@ -299,14 +304,14 @@ fn read_link<'a>(bytes: &'a [u8], visitor: &mut impl Visitor<'a>) -> Result<()> 
 }
 
 /// A `KeyValue` message. Its `value` may come in several pieces, which merge: the last scalar wins.
-fn key_value(bytes: &[u8]) -> Result<Attribute<'_>> {
+fn key_value<'a, V: Visitor<'a>>(bytes: &'a [u8]) -> Result<Attribute<'a>> {
     let (mut key, mut scalar, mut nested) = ("", Scalar::Empty, false);
     for_each_field(bytes, |tag, value| {
         match tag {
-            1 => key = value.string()?,
+            1 => key = value.text::<V>()?,
             2 => for_each_field(value.bytes()?, |tag, value| {
                 match tag {
-                    1 => scalar = Scalar::Str(value.string()?),
+                    1 => scalar = Scalar::Str(value.text::<V>()?),
                     2 => scalar = Scalar::Bool(value.varint()? != 0),
                     3 => scalar = Scalar::Int(value.varint()? as i64),
                     4 => scalar = Scalar::Double(f64::from_bits(value.fixed64()?)),
@@ -393,6 +398,16 @@ impl<'a> Value<'a> {
     fn string(self) -> Result<&'a str> {
         std::str::from_utf8(self.bytes()?)
             .map_err(|_| WireError("invalid string value: data is not UTF-8 encoded".into()))
+    }
+
+    /// A string field as `V` reads it: checked, or taken as it is when `V` reads bytes already checked.
+    fn text<V: Visitor<'a>>(self) -> Result<&'a str> {
+        if V::CHECKED {
+            // SAFETY: `V::CHECKED` visitors read only spans that `scan` checked, this string included.
+            Ok(unsafe { std::str::from_utf8_unchecked(self.bytes()?) })
+        } else {
+            self.string()
+        }
     }
 }
 

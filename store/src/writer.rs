@@ -309,7 +309,10 @@ impl RecentKeys {
             return false;
         }
         if self.current.len() >= self.window {
-            self.previous = std::mem::take(&mut self.current);
+            // The older generation's table is emptied and reused: a fresh one grew (and faulted in its
+            // pages) all over again in every window.
+            std::mem::swap(&mut self.previous, &mut self.current);
+            self.current.clear();
         }
         true
     }
