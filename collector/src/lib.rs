@@ -95,13 +95,19 @@ impl Collector {
         }
         pipeline.set_ready(backend);
 
+        const GRPC_WINDOW: u32 = 1 << 20;
         let grpc = {
             let service = grpc::service(Arc::clone(&pipeline), config.limits.max_grpc_message_bytes);
             let stop = stopped(stop_rx.clone());
             let metrics = Arc::clone(&pipeline.metrics);
             let otlp_status = move |response| grpc::otlp_status(&metrics, response);
             tokio::spawn(async move {
+                // HTTP/2's default 64 KiB windows made a client wait for a window update every 64 KiB
+                // of a batch; 1 MiB lets a typical batch arrive in one go and bounds what one connection
+                // can have in flight before the collector reads it.
                 tonic::transport::Server::builder()
+                    .initial_stream_window_size(GRPC_WINDOW)
+                    .initial_connection_window_size(2 * GRPC_WINDOW)
                     .layer(tower::util::MapResponseLayer::new(otlp_status))
                     .add_service(service)
                     .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(grpc_listener), stop)
