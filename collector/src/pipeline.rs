@@ -61,7 +61,8 @@ pub struct Pipeline {
     forwarder: OnceLock<Forwarder>,
 }
 
-/// Decoded OTLP objects take about this many times their wire size in memory.
+/// What a request may hold while it is checked and stored, as a multiple of its protobuf size: the bytes
+/// themselves, the index of its spans and, for OTLP/JSON, the decoded objects it was encoded from.
 const DECODED_OVERHEAD: usize = 3;
 
 impl Pipeline {
