@@ -88,35 +88,10 @@ pub fn to_frame(spans: &[&WireSpan]) -> PolarsResult<DataFrame> {
 }
 
 fn resource_spans(request: &Bytes, bytes: &[u8], out: &mut Conversion<WireSpan>) -> Result<()> {
-    // A message field seen twice merges; the scopes are read once the whole resource is known.
-    let mut resource = Resource::default();
-    let mut scopes = Vec::new();
-    for_each_field(bytes, |tag, value| {
-        match tag {
-            1 => resource.merge(value.bytes()?)?,
-            2 => scopes.push(value.bytes()?),
-            3 => {
-                value.string()?;
-            },
-            _ => {}
-        }
-        Ok(())
-    })?;
+    let (resource, scopes) = header_and_items::<Resource>(bytes)?;
     let service_name = model::service_name(&resource.attributes);
     for scope_spans in scopes {
-        let mut scope = InstrumentationScope::default();
-        let mut spans = Vec::new();
-        for_each_field(scope_spans, |tag, value| {
-            match tag {
-                1 => scope.merge(value.bytes()?)?,
-                2 => spans.push(value.bytes()?),
-                3 => {
-                value.string()?;
-            },
-                _ => {}
-            }
-            Ok(())
-        })?;
+        let (scope, spans) = header_and_items::<InstrumentationScope>(scope_spans)?;
         let origin = Arc::new(Origin {
             service_name: service_name.clone(),
             resource_attributes: resource.attributes.clone(),
@@ -141,6 +116,26 @@ fn resource_spans(request: &Bytes, bytes: &[u8], out: &mut Conversion<WireSpan>)
         }
     }
     Ok(())
+}
+
+/// `ResourceSpans` and `ScopeSpans` alike: a header message (field 1: the resource, the scope), repeated
+/// items (field 2: the scopes' spans, the spans) and a schema URL (field 3). A header seen twice merges;
+/// the items are returned for reading once the whole header is known, wherever it came.
+fn header_and_items<H: Message + Default>(bytes: &[u8]) -> Result<(H, Vec<&[u8]>)> {
+    let mut header = H::default();
+    let mut items = Vec::new();
+    for_each_field(bytes, |tag, value| {
+        match tag {
+            1 => header.merge(value.bytes()?)?,
+            2 => items.push(value.bytes()?),
+            3 => {
+                value.string()?;
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok((header, items))
 }
 
 /// Which attribute set an attribute belongs to.
@@ -241,9 +236,7 @@ fn read_span<'a, V: Visitor<'a>>(bytes: &'a [u8], visitor: &mut V) -> Result<Spa
             9 => visitor.attribute(Set::Span, key_value::<V>(value.bytes()?)?)?,
             11 => read_event(value.bytes()?, visitor)?,
             13 => read_link(value.bytes()?, visitor)?,
-            10 | 12 | 14 => {
-                value.varint()?;
-            },
+            10 | 12 | 14 => value.expect(WireType::Varint)?,
             15 => for_each_field(value.bytes()?, |tag, value| {
                 match tag {
                     2 => span.status_message = value.text::<V>()?,
@@ -272,9 +265,7 @@ fn read_event<'a, V: Visitor<'a>>(bytes: &'a [u8], visitor: &mut V) -> Result<()
             1 => time = value.fixed64()?,
             2 => name = value.text::<V>()?,
             3 => visitor.attribute(Set::Event, key_value::<V>(value.bytes()?)?)?,
-            4 => {
-                value.varint()?;
-            },
+            4 => value.expect(WireType::Varint)?,
             _ => {}
         }
         Ok(())
@@ -291,9 +282,7 @@ fn read_link<'a, V: Visitor<'a>>(bytes: &'a [u8], visitor: &mut V) -> Result<()>
             2 => span_id = value.bytes()?,
             3 => trace_state = value.text::<V>()?,
             4 => visitor.attribute(Set::Link, key_value::<V>(value.bytes()?)?)?,
-            5 => {
-                value.varint()?;
-            },
+            5 => value.expect(WireType::Varint)?,
             6 => flags = value.fixed32()?,
             _ => {}
         }
@@ -315,12 +304,15 @@ fn key_value<'a, V: Visitor<'a>>(bytes: &'a [u8]) -> Result<Attribute<'a>> {
                     2 => scalar = Scalar::Bool(value.varint()? != 0),
                     3 => scalar = Scalar::Int(value.varint()? as i64),
                     4 => scalar = Scalar::Double(f64::from_bits(value.fixed64()?)),
-                    5 => {
-                        ArrayValue::decode(value.bytes()?)?;
-                        nested = true;
-                    }
-                    6 => {
-                        KeyValueList::decode(value.bytes()?)?;
+                    // Rare: checked by prost here and decoded by it at the flush.
+                    5 | 6 => {
+                        let bytes = value.bytes()?;
+                        if !V::CHECKED {
+                            match tag {
+                                5 => drop(ArrayValue::decode(bytes)?),
+                                _ => drop(KeyValueList::decode(bytes)?),
+                            }
+                        }
                         nested = true;
                     }
                     7 => scalar = Scalar::Bytes(value.bytes()?),
@@ -330,10 +322,7 @@ fn key_value<'a, V: Visitor<'a>>(bytes: &'a [u8]) -> Result<Attribute<'a>> {
                 }
                 Ok(())
             })?,
-            // `key_strindex`, meaningful in the profiles signal only.
-            3 => {
-                value.varint()?;
-            },
+            3 => value.expect(WireType::Varint)?, // `key_strindex`, for the profiles signal only
             _ => {}
         }
         Ok(())
@@ -366,24 +355,29 @@ impl<'a> Value<'a> {
         Ok(check_wire_type(wire_type, self.wire_type())?)
     }
 
+    /// prost's error for a field of the wrong wire type.
+    fn mismatch(self, expected: WireType) -> WireError {
+        self.expect(expected).expect_err("called for a value of another wire type")
+    }
+
     fn varint(self) -> Result<u64> {
         match self {
             Value::Varint(v) => Ok(v),
-            other => Err(other.expect(WireType::Varint).unwrap_err()),
+            other => Err(other.mismatch(WireType::Varint)),
         }
     }
 
     fn fixed64(self) -> Result<u64> {
         match self {
             Value::Fixed64(v) => Ok(v),
-            other => Err(other.expect(WireType::SixtyFourBit).unwrap_err()),
+            other => Err(other.mismatch(WireType::SixtyFourBit)),
         }
     }
 
     fn fixed32(self) -> Result<u32> {
         match self {
             Value::Fixed32(v) => Ok(v),
-            other => Err(other.expect(WireType::ThirtyTwoBit).unwrap_err()),
+            other => Err(other.mismatch(WireType::ThirtyTwoBit)),
         }
     }
 
@@ -391,7 +385,7 @@ impl<'a> Value<'a> {
     fn bytes(self) -> Result<&'a [u8]> {
         match self {
             Value::Bytes(v) => Ok(v),
-            other => Err(other.expect(WireType::LengthDelimited).unwrap_err()),
+            other => Err(other.mismatch(WireType::LengthDelimited)),
         }
     }
 
