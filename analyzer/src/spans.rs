@@ -336,17 +336,21 @@ impl RowColumns {
     }
 }
 
-/// Where a row of the merged table comes from: a thread's rows, and the row within them.
+/// Rows `row..row + len` of thread `part`'s rows, which go to the merged table together.
 #[derive(Clone, Copy)]
-struct Source {
+struct Run {
     part: u32,
     row: u32,
+    len: u32,
 }
 
 /// Merges the threads' rows into one table in which each trace's spans are contiguous (a counting sort on
-/// the trace number), the rows of a trace in the order the threads read them. Each column is gathered
-/// straight from the threads' rows, the columns shared out between `threads` threads: a merge is a pass
-/// of random reads over every column, which one thread would do alone while the other core waits.
+/// the trace number), the rows of a trace in the order the threads read them.
+///
+/// Segments hold a trace's spans together, so the threads' rows come in long runs that stay together in
+/// the merged table: the sort places runs (a trace's rows in one part), then neighbouring runs that
+/// continue each other are joined, and each column is copied run by run — mostly a few long copies — the
+/// columns shared out between `threads` threads, so the other core does not wait.
 fn merge_by_trace(mut parts: Vec<RowColumns>, threads: usize) -> SpanTable {
     // The first part's string ids and trace numbers stand; the others' are mapped onto them.
     let (first, others) = parts.split_first_mut().expect("at least one thread");
@@ -373,38 +377,63 @@ fn merge_by_trace(mut parts: Vec<RowColumns>, threads: usize) -> SpanTable {
     let strings = std::mem::take(&mut first.table.strings);
     let keys = std::mem::take(&mut first.table.keys);
 
-    let mut starts = vec![0usize; trace_ids.len() + 1];
-    for (part, map) in parts.iter().zip(&trace_maps) {
-        for &trace in &part.trace_of_row {
-            starts[map[trace as usize] as usize + 1] += 1;
-        }
+    // Each part's runs of rows of one trace, with the merged trace number.
+    let blocks: Vec<Vec<(u32, Run)>> = parts
+        .iter()
+        .zip(&trace_maps)
+        .enumerate()
+        .map(|(p, (part, map))| {
+            let mut blocks: Vec<(u32, Run)> = Vec::new();
+            for (row, &trace) in part.trace_of_row.iter().enumerate() {
+                let trace = map[trace as usize];
+                match blocks.last_mut() {
+                    Some((last, run)) if *last == trace => run.len += 1,
+                    _ => blocks.push((trace, Run { part: p as u32, row: row as u32, len: 1 })),
+                }
+            }
+            blocks
+        })
+        .collect();
+    // Counting sort of the blocks by trace; a trace's rows are counted for its range in the table.
+    let (mut rows_before, mut blocks_before) = (vec![0usize; trace_ids.len() + 1], vec![0usize; trace_ids.len() + 1]);
+    for &(trace, run) in blocks.iter().flatten() {
+        rows_before[trace as usize + 1] += run.len as usize;
+        blocks_before[trace as usize + 1] += 1;
     }
-    for i in 1..starts.len() {
-        starts[i] += starts[i - 1];
+    for i in 1..rows_before.len() {
+        rows_before[i] += rows_before[i - 1];
+        blocks_before[i] += blocks_before[i - 1];
     }
-    let traces = starts.windows(2).map(|w| w[0]..w[1]).collect();
-    let mut order = vec![Source { part: 0, row: 0 }; *starts.last().expect("one more start than traces")];
-    let mut next = starts;
-    for (p, (part, map)) in parts.iter().zip(&trace_maps).enumerate() {
-        for (row, &trace) in part.trace_of_row.iter().enumerate() {
-            let at = &mut next[map[trace as usize] as usize];
-            order[*at] = Source { part: p as u32, row: row as u32 };
-            *at += 1;
+    let traces = rows_before.windows(2).map(|w| w[0]..w[1]).collect();
+    let rows = *rows_before.last().expect("one more start than traces");
+    let mut placed = vec![Run { part: 0, row: 0, len: 0 }; *blocks_before.last().expect("one more start than traces")];
+    let mut next = blocks_before;
+    for &(trace, run) in blocks.iter().flatten() {
+        placed[next[trace as usize]] = run;
+        next[trace as usize] += 1;
+    }
+    drop(blocks);
+    let mut runs: Vec<Run> = Vec::new();
+    for run in placed {
+        match runs.last_mut() {
+            Some(last) if last.part == run.part && last.row + last.len == run.row => last.len += run.len,
+            _ => runs.push(run),
         }
     }
 
     let tables: Vec<&SpanTable> = parts.iter().map(|p| &p.table).collect();
-    let (order, tables) = (&order, &tables);
-    // String ids, mapped onto the first part's.
+    let (runs, tables) = (&runs, &tables);
+    // String ids, mapped onto the first part's (whose own map is the identity).
     let gather_strings = |column: &dyn Fn(&SpanTable) -> &[u32]| -> Vec<u32> {
-        let columns: Vec<&[u32]> = tables.iter().map(|t| column(t)).collect();
-        order
-            .iter()
-            .map(|s| match columns[s.part as usize][s.row as usize] {
-                NONE => NONE,
-                id => string_maps[s.part as usize][id as usize],
-            })
-            .collect()
+        let mut out = Vec::with_capacity(rows);
+        for run in runs {
+            let ids = &column(tables[run.part as usize])[run.row as usize..(run.row + run.len) as usize];
+            match run.part {
+                0 => out.extend_from_slice(ids),
+                p => out.extend(ids.iter().map(|&id| if id == NONE { NONE } else { string_maps[p as usize][id as usize] })),
+            }
+        }
+        out
     };
 
     let (mut span_id, mut parent_id, mut start, mut end) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -412,21 +441,23 @@ fn merge_by_trace(mut parts: Vec<RowColumns>, threads: usize) -> SpanTable {
     let (mut link_offsets, mut link_ids) = (Vec::new(), Vec::new());
     let mut attributes = vec![Vec::new(); keys.len()];
     let mut tasks: Vec<Box<dyn FnOnce() + Send + '_>> = vec![
-        Box::new(|| span_id = gather(order, tables, |t| &t.span_id)),
-        Box::new(|| parent_id = gather(order, tables, |t| &t.parent_id)),
-        Box::new(|| start = gather(order, tables, |t| &t.start)),
-        Box::new(|| end = gather(order, tables, |t| &t.end)),
+        Box::new(|| span_id = gather(runs, rows, tables, |t| &t.span_id)),
+        Box::new(|| parent_id = gather(runs, rows, tables, |t| &t.parent_id)),
+        Box::new(|| start = gather(runs, rows, tables, |t| &t.start)),
+        Box::new(|| end = gather(runs, rows, tables, |t| &t.end)),
         Box::new(|| name = gather_strings(&|t| &t.name)),
         Box::new(|| service = gather_strings(&|t| &t.service)),
         Box::new(|| process = gather_strings(&|t| &t.process)),
-        Box::new(|| kind = gather(order, tables, |t| &t.kind)),
+        Box::new(|| kind = gather(runs, rows, tables, |t| &t.kind)),
         Box::new(|| {
-            link_offsets.reserve(order.len() + 1);
+            link_offsets.reserve(rows + 1);
             link_offsets.push(0);
-            for s in order {
-                let (t, r) = (tables[s.part as usize], s.row as usize);
-                link_ids.extend_from_slice(&t.link_ids[t.link_offsets[r] as usize..t.link_offsets[r + 1] as usize]);
-                link_offsets.push(link_ids.len() as u32);
+            for run in runs {
+                let (t, from, to) = (tables[run.part as usize], run.row as usize, (run.row + run.len) as usize);
+                let (first, last) = (t.link_offsets[from], t.link_offsets[to]);
+                let shift = link_ids.len() as u32;
+                link_ids.extend_from_slice(&t.link_ids[first as usize..last as usize]);
+                link_offsets.extend(t.link_offsets[from + 1..=to].iter().map(|&o| o - first + shift));
             }
         }),
     ];
@@ -455,9 +486,12 @@ fn merge_by_trace(mut parts: Vec<RowColumns>, threads: usize) -> SpanTable {
 }
 
 /// One column of the threads' rows, in merged order.
-fn gather<T: Copy>(order: &[Source], tables: &[&SpanTable], column: fn(&SpanTable) -> &[T]) -> Vec<T> {
-    let columns: Vec<&[T]> = tables.iter().map(|t| column(t)).collect();
-    order.iter().map(|s| columns[s.part as usize][s.row as usize]).collect()
+fn gather<T: Copy>(runs: &[Run], rows: usize, tables: &[&SpanTable], column: fn(&SpanTable) -> &[T]) -> Vec<T> {
+    let mut out = Vec::with_capacity(rows);
+    for run in runs {
+        out.extend_from_slice(&column(tables[run.part as usize])[run.row as usize..(run.row + run.len) as usize]);
+    }
+    out
 }
 
 /// Runs `tasks` on `threads` threads, each taking the next task when done with one.
