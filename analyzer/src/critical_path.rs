@@ -195,11 +195,22 @@ pub struct ExemplarSpan {
 
 /// Shares of each segment in the median band and the tail of the interval's samples.
 pub fn summarise(table: &SpanTable, totals: &[i64], paths: &Paths) -> CriticalPath {
+    // The bands and the exemplars' ranks are selected, not sorted for: a band is a set of traces.
     let mut order: Vec<usize> = (0..totals.len()).collect();
-    order.sort_unstable_by_key(|&k| totals[k]);
     let n = order.len();
-    let median = &order[n * 2 / 5..(n * 3 / 5).max(n * 2 / 5 + 1).min(n)];
-    let tail = &order[(n * 99 / 100).min(n - 1)..];
+    let (p50, p99) = ((n - 1) / 2, ((n * 99).div_ceil(100)).clamp(1, n) - 1);
+    let (median_from, median_to, tail_from) = (n * 2 / 5, (n * 3 / 5).max(n * 2 / 5 + 1).min(n), (n * 99 / 100).min(n - 1));
+    let mut ranks = [median_from, p50, median_to, tail_from, p99];
+    ranks.sort_unstable();
+    let mut done = 0;
+    for rank in ranks.into_iter().filter(|&r| r < n) {
+        if rank >= done {
+            order[done..].select_nth_unstable_by_key(rank - done, |&k| totals[k]);
+            done = rank + 1;
+        }
+    }
+    let median = &order[median_from..median_to];
+    let tail = &order[tail_from..];
     let shares = |band: &[usize]| {
         let total: i64 = band.iter().map(|&k| totals[k]).sum::<i64>().max(1);
         let mut by_segment: FxMap<Segment, i64> = FxMap::default();
@@ -227,7 +238,7 @@ pub fn summarise(table: &SpanTable, totals: &[i64], paths: &Paths) -> CriticalPa
         .collect();
     segments.sort_by(|a, b| b.2.total_cmp(&a.2).then(b.1.total_cmp(&a.1)).then(a.0.cmp(&b.0)));
     let exemplar = |at: &'static str, k: usize| exemplar(table, paths.traces[k] as usize, at, totals[k]);
-    let exemplars = vec![exemplar("p50", order[(n - 1) / 2]), exemplar("p99", order[((n * 99).div_ceil(100)).clamp(1, n) - 1])];
+    let exemplars = vec![exemplar("p50", order[p50]), exemplar("p99", order[p99])];
     CriticalPath { median_traces: median.len(), tail_traces: tail.len(), segments, exemplars }
 }
 

@@ -65,6 +65,11 @@ impl HopSamples {
     }
 
     fn merge(&mut self, other: HopSamples) {
+        if self.values.is_empty() {
+            // Nothing here yet (every sample pushes a value): take the other's vectors instead of copying.
+            *self = other;
+            return;
+        }
         self.paths.merge(other.paths);
         self.values.extend(other.values);
         self.origins.extend(other.origins);
@@ -230,12 +235,26 @@ pub fn extract(table: &SpanTable, config: &Config, filters: &Filters) -> Extract
             extraction.samples.entry((category, variant, hop)).or_default().merge(samples);
         }
     }
-    for (key, samples) in extraction.samples.iter_mut() {
-        if !samples.paths.starts.is_empty() {
-            let paths = std::mem::take(&mut samples.paths);
-            extraction.critical_paths.insert(key.clone(), critical_path::summarise(table, &samples.values, &paths));
-        }
-    }
+    // One summary per interval hop, the hops shared out between the threads.
+    let mut with_paths: Vec<(&(usize, Option<String>, usize), &mut HopSamples)> =
+        extraction.samples.iter_mut().filter(|(_, samples)| !samples.paths.starts.is_empty()).collect();
+    let per_thread = with_paths.len().div_ceil(threads.max(1)).max(1);
+    let summaries: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = with_paths
+            .chunks_mut(per_thread)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let summarise = |(key, samples): &mut (&(usize, Option<String>, usize), &mut HopSamples)| {
+                        let paths = std::mem::take(&mut samples.paths);
+                        ((*key).clone(), critical_path::summarise(table, &samples.values, &paths))
+                    };
+                    chunk.iter_mut().map(summarise).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("analysis threads do not panic")).collect()
+    });
+    extraction.critical_paths.extend(summaries);
     extraction
 }
 
