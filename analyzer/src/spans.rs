@@ -190,7 +190,9 @@ impl TraceIndex {
 /// Spans in frame order, before grouping by trace.
 struct RowColumns {
     table: SpanTable,
-    trace_of_row: Vec<u32>,
+    /// Runs of consecutive rows of one trace: (trace number, first row, rows). Segments keep a trace's
+    /// spans together, so there are about as many runs as traces.
+    blocks: Vec<(u32, u32, u32)>,
     trace_index: FxMap<u128, u32>,
     /// The attributes rules read, in `table.keys` order.
     wanted: Vec<KeyProbe>,
@@ -226,7 +228,7 @@ impl RowColumns {
         };
         RowColumns {
             table,
-            trace_of_row: Vec::with_capacity(n),
+            blocks: Vec::new(),
             trace_index: FxMap::default(),
             wanted: keys.iter().map(|k| KeyProbe::new(k)).collect(),
             instance_keys: [KeyProbe::new("service.instance.id"), KeyProbe::new("host.name")],
@@ -254,7 +256,6 @@ impl RowColumns {
 
         let t = &mut self.table;
         let rows = trace_ids.len();
-        self.trace_of_row.reserve(rows);
         for column in [&mut t.span_id, &mut t.parent_id] {
             column.reserve(rows);
         }
@@ -295,7 +296,10 @@ impl RowColumns {
                 }
             };
             last_trace = Some((key, trace_no));
-            self.trace_of_row.push(trace_no);
+            match self.blocks.last_mut() {
+                Some((trace, _, len)) if *trace == trace_no => *len += 1,
+                _ => self.blocks.push((trace_no, t.span_id.len() as u32, 1)),
+            }
             t.span_id.push(id64(span_ids.value(row)));
             t.parent_id.push(if parents.is_valid(row) { id64(parents.value(row)) } else { 0 });
             t.name.push(name_ids.id(row, &mut t.strings));
@@ -378,25 +382,14 @@ fn merge_by_trace(mut parts: Vec<RowColumns>, threads: usize) -> SpanTable {
     let keys = std::mem::take(&mut first.table.keys);
 
     // Each part's runs of rows of one trace, with the merged trace number.
-    let blocks: Vec<Vec<(u32, Run)>> = parts
-        .iter()
-        .zip(&trace_maps)
-        .enumerate()
-        .map(|(p, (part, map))| {
-            let mut blocks: Vec<(u32, Run)> = Vec::new();
-            for (row, &trace) in part.trace_of_row.iter().enumerate() {
-                let trace = map[trace as usize];
-                match blocks.last_mut() {
-                    Some((last, run)) if *last == trace => run.len += 1,
-                    _ => blocks.push((trace, Run { part: p as u32, row: row as u32, len: 1 })),
-                }
-            }
-            blocks
+    let blocks = || {
+        parts.iter().zip(&trace_maps).enumerate().flat_map(|(p, (part, map))| {
+            part.blocks.iter().map(move |&(trace, row, len)| (map[trace as usize], Run { part: p as u32, row, len }))
         })
-        .collect();
+    };
     // Counting sort of the blocks by trace; a trace's rows are counted for its range in the table.
     let (mut rows_before, mut blocks_before) = (vec![0usize; trace_ids.len() + 1], vec![0usize; trace_ids.len() + 1]);
-    for &(trace, run) in blocks.iter().flatten() {
+    for (trace, run) in blocks() {
         rows_before[trace as usize + 1] += run.len as usize;
         blocks_before[trace as usize + 1] += 1;
     }
@@ -408,11 +401,10 @@ fn merge_by_trace(mut parts: Vec<RowColumns>, threads: usize) -> SpanTable {
     let rows = *rows_before.last().expect("one more start than traces");
     let mut placed = vec![Run { part: 0, row: 0, len: 0 }; *blocks_before.last().expect("one more start than traces")];
     let mut next = blocks_before;
-    for &(trace, run) in blocks.iter().flatten() {
+    for (trace, run) in blocks() {
         placed[next[trace as usize]] = run;
         next[trace as usize] += 1;
     }
-    drop(blocks);
     let mut runs: Vec<Run> = Vec::new();
     for run in placed {
         match runs.last_mut() {
