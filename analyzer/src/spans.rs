@@ -52,7 +52,8 @@ impl Interner {
 
 pub use hoptrace_store::fxhash::{FxHasher, FxMap};
 
-/// Every span of a time range, grouped by trace: the spans of trace `t` are rows `traces[t]`.
+/// Every span of a time range, grouped by trace: the spans of trace `t` are rows `traces[t]`. Rows outside
+/// every trace's range are copies left behind when a trace read in pieces was gathered: go by `traces`.
 #[derive(Default)]
 pub struct SpanTable {
     pub strings: Interner,
@@ -77,6 +78,7 @@ pub struct SpanTable {
 }
 
 impl SpanTable {
+    /// Rows in the columns (see the type's note on rows outside every trace).
     pub fn len(&self) -> usize {
         self.span_id.len()
     }
@@ -122,35 +124,34 @@ impl SpanTable {
         SpanTable::from_frames(std::iter::once(Ok(std::mem::take(frame))), keys)
     }
 
-    /// Builds the table from frames read one after another (a segment at a time), so only a frame or two
-    /// are in memory beside the table. Frames are shared out between threads, whose rows are merged.
+    /// Builds the table from frames read one after another (a segment at a time), so only a few frames
+    /// are in memory beside the table. One thread builds the table while the next frame is read (polars
+    /// decodes a segment's columns on its own threads): one table, where threads building their own had
+    /// to merge them, a second copy of every column.
     pub fn from_frames(
         frames: impl Iterator<Item = PolarsResult<DataFrame>> + Send,
         keys: &[String],
     ) -> PolarsResult<SpanTable> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
-        let frames = std::sync::Mutex::new(frames);
-        let parts: Vec<PolarsResult<RowColumns>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut rows = RowColumns::with_capacity(0, keys);
-                        loop {
-                            let next = frames.lock().expect("no thread panics holding the frames").next();
-                            let Some(frame) = next else { return Ok(rows) };
-                            let mut frame = frame?;
-                            frame.align_chunks_par();
-                            let chunks = frame.column(schema::TRACE_ID)?.as_materialized_series().chunks().len();
-                            for chunk in 0..chunks {
-                                rows.append_chunk(&frame, chunk)?;
-                            }
-                        }
-                    })
-                })
-                .collect();
-            workers.into_iter().map(|w| w.join().expect("table threads do not panic")).collect()
-        });
-        Ok(merge_by_trace(parts.into_iter().collect::<PolarsResult<_>>()?, threads))
+        let (next, read) = std::sync::mpsc::sync_channel(1);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                for frame in frames {
+                    if next.send(frame).is_err() {
+                        return; // the builder stopped at an error
+                    }
+                }
+            });
+            let mut rows = RowColumns::with_capacity(0, keys);
+            for frame in read {
+                let mut frame = frame?;
+                frame.align_chunks_par();
+                let chunks = frame.column(schema::TRACE_ID)?.as_materialized_series().chunks().len();
+                for chunk in 0..chunks {
+                    rows.append_chunk(&frame, chunk)?;
+                }
+            }
+            Ok(rows.into_table())
+        })
     }
 }
 
@@ -340,163 +341,56 @@ impl RowColumns {
     }
 }
 
-/// Rows `row..row + len` of thread `part`'s rows, which go to the merged table together.
-#[derive(Clone, Copy)]
-struct Run {
-    part: u32,
-    row: u32,
-    len: u32,
-}
-
-/// Merges the threads' rows into one table in which each trace's spans are contiguous (a counting sort on
-/// the trace number), the rows of a trace in the order the threads read them.
-///
-/// Segments hold a trace's spans together, so the threads' rows come in long runs that stay together in
-/// the merged table: the sort places runs (a trace's rows in one part), then neighbouring runs that
-/// continue each other are joined, and each column is copied run by run — mostly a few long copies — the
-/// columns shared out between `threads` threads, so the other core does not wait.
-fn merge_by_trace(mut parts: Vec<RowColumns>, threads: usize) -> SpanTable {
-    // The first part's string ids and trace numbers stand; the others' are mapped onto them.
-    let (first, others) = parts.split_first_mut().expect("at least one thread");
-    let mut string_maps: Vec<Vec<u32>> = vec![(0..first.table.strings.len() as u32).collect()];
-    let mut trace_maps: Vec<Vec<u32>> = vec![(0..first.table.trace_ids.len() as u32).collect()];
-    for other in others.iter() {
-        let o = &other.table;
-        string_maps.push((0..o.strings.len() as u32).map(|id| first.table.strings.intern(o.strings.resolve(id))).collect());
-        trace_maps.push(
-            o.trace_ids
-                .iter()
-                .map(|id| {
-                    let next = first.trace_index.len() as u32;
-                    let number = *first.trace_index.entry(u128::from_ne_bytes(*id)).or_insert(next);
-                    if number == next {
-                        first.table.trace_ids.push(*id);
-                    }
-                    number
-                })
-                .collect(),
-        );
-    }
-    let trace_ids = std::mem::take(&mut first.table.trace_ids);
-    let strings = std::mem::take(&mut first.table.strings);
-    let keys = std::mem::take(&mut first.table.keys);
-
-    // Each part's runs of rows of one trace, with the merged trace number.
-    let blocks = || {
-        parts.iter().zip(&trace_maps).enumerate().flat_map(|(p, (part, map))| {
-            part.blocks.iter().map(move |&(trace, row, len)| (map[trace as usize], Run { part: p as u32, row, len }))
-        })
-    };
-    // Counting sort of the blocks by trace; a trace's rows are counted for its range in the table.
-    let (mut rows_before, mut blocks_before) = (vec![0usize; trace_ids.len() + 1], vec![0usize; trace_ids.len() + 1]);
-    for (trace, run) in blocks() {
-        rows_before[trace as usize + 1] += run.len as usize;
-        blocks_before[trace as usize + 1] += 1;
-    }
-    for i in 1..rows_before.len() {
-        rows_before[i] += rows_before[i - 1];
-        blocks_before[i] += blocks_before[i - 1];
-    }
-    let traces = rows_before.windows(2).map(|w| w[0]..w[1]).collect();
-    let rows = *rows_before.last().expect("one more start than traces");
-    let mut placed = vec![Run { part: 0, row: 0, len: 0 }; *blocks_before.last().expect("one more start than traces")];
-    let mut next = blocks_before;
-    for (trace, run) in blocks() {
-        placed[next[trace as usize]] = run;
-        next[trace as usize] += 1;
-    }
-    let mut runs: Vec<Run> = Vec::new();
-    for run in placed {
-        match runs.last_mut() {
-            Some(last) if last.part == run.part && last.row + last.len == run.row => last.len += run.len,
-            _ => runs.push(run),
+impl RowColumns {
+    /// The table, each trace's rows contiguous. Segments keep a trace's spans together, so nearly every
+    /// trace is one run of rows already and stays where it is. A trace whose spans came in several runs
+    /// (written across flushes) has its rows copied, together, to the end of the table, where its range
+    /// points; the scattered originals stay behind, outside every trace's range.
+    fn into_table(self) -> SpanTable {
+        let RowColumns { mut table, blocks, .. } = self;
+        let mut traces: Vec<Range<usize>> = vec![0..0; table.trace_ids.len()];
+        let mut split = vec![false; traces.len()];
+        let mut seen = vec![false; traces.len()];
+        for &(trace, row, len) in &blocks {
+            let trace = trace as usize;
+            split[trace] |= seen[trace];
+            seen[trace] = true;
+            traces[trace] = row as usize..(row + len) as usize;
         }
-    }
-
-    let tables: Vec<&SpanTable> = parts.iter().map(|p| &p.table).collect();
-    let (runs, tables) = (&runs, &tables);
-    // String ids, mapped onto the first part's (whose own map is the identity).
-    let gather_strings = |column: &dyn Fn(&SpanTable) -> &[u32]| -> Vec<u32> {
-        let mut out = Vec::with_capacity(rows);
-        for run in runs {
-            let ids = &column(tables[run.part as usize])[run.row as usize..(run.row + run.len) as usize];
-            match run.part {
-                0 => out.extend_from_slice(ids),
-                p => out.extend(ids.iter().map(|&id| if id == NONE { NONE } else { string_maps[p as usize][id as usize] })),
+        let mut scattered: Vec<(u32, u32, u32)> = blocks.into_iter().filter(|&(trace, ..)| split[trace as usize]).collect();
+        scattered.sort_by_key(|&(trace, ..)| trace); // stable: a trace's runs stay in reading order
+        for runs in scattered.chunk_by(|a, b| a.0 == b.0) {
+            let from = table.len();
+            for &(_, row, len) in runs {
+                table.append_rows(row as usize..(row + len) as usize);
             }
+            traces[runs[0].0 as usize] = from..table.len();
         }
-        out
-    };
-
-    let (mut span_id, mut parent_id, mut start, mut end) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut name, mut service, mut process, mut kind) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut link_offsets, mut link_ids) = (Vec::new(), Vec::new());
-    let mut attributes = vec![Vec::new(); keys.len()];
-    let mut tasks: Vec<Box<dyn FnOnce() + Send + '_>> = vec![
-        Box::new(|| span_id = gather(runs, rows, tables, |t| &t.span_id)),
-        Box::new(|| parent_id = gather(runs, rows, tables, |t| &t.parent_id)),
-        Box::new(|| start = gather(runs, rows, tables, |t| &t.start)),
-        Box::new(|| end = gather(runs, rows, tables, |t| &t.end)),
-        Box::new(|| name = gather_strings(&|t| &t.name)),
-        Box::new(|| service = gather_strings(&|t| &t.service)),
-        Box::new(|| process = gather_strings(&|t| &t.process)),
-        Box::new(|| kind = gather(runs, rows, tables, |t| &t.kind)),
-        Box::new(|| {
-            link_offsets.reserve(rows + 1);
-            link_offsets.push(0);
-            for run in runs {
-                let (t, from, to) = (tables[run.part as usize], run.row as usize, (run.row + run.len) as usize);
-                let (first, last) = (t.link_offsets[from], t.link_offsets[to]);
-                let shift = link_ids.len() as u32;
-                link_ids.extend_from_slice(&t.link_ids[first as usize..last as usize]);
-                link_offsets.extend(t.link_offsets[from + 1..=to].iter().map(|&o| o - first + shift));
-            }
-        }),
-    ];
-    for (k, column) in attributes.iter_mut().enumerate() {
-        let gather_strings = &gather_strings;
-        tasks.push(Box::new(move || *column = gather_strings(&|t| &t.attributes[k])));
-    }
-    run_on(threads, tasks);
-    SpanTable {
-        strings,
-        trace_ids,
-        traces,
-        span_id,
-        parent_id,
-        name,
-        kind,
-        service,
-        process,
-        start,
-        end,
-        keys,
-        attributes,
-        link_offsets,
-        link_ids,
+        table.traces = traces;
+        table
     }
 }
 
-/// One column of the threads' rows, in merged order.
-fn gather<T: Copy>(runs: &[Run], rows: usize, tables: &[&SpanTable], column: fn(&SpanTable) -> &[T]) -> Vec<T> {
-    let mut out = Vec::with_capacity(rows);
-    for run in runs {
-        out.extend_from_slice(&column(tables[run.part as usize])[run.row as usize..(run.row + run.len) as usize]);
-    }
-    out
-}
-
-/// Runs `tasks` on `threads` threads, each taking the next task when done with one.
-fn run_on<'a>(threads: usize, tasks: Vec<Box<dyn FnOnce() + Send + 'a>>) {
-    let tasks = std::sync::Mutex::new(tasks.into_iter());
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let Some(task) = tasks.lock().expect("no thread panics holding the tasks").next() else { return };
-                task();
-            });
+impl SpanTable {
+    /// Appends a copy of `rows` at the end of every column.
+    fn append_rows(&mut self, rows: Range<usize>) {
+        self.span_id.extend_from_within(rows.clone());
+        self.parent_id.extend_from_within(rows.clone());
+        self.name.extend_from_within(rows.clone());
+        self.kind.extend_from_within(rows.clone());
+        self.service.extend_from_within(rows.clone());
+        self.process.extend_from_within(rows.clone());
+        self.start.extend_from_within(rows.clone());
+        self.end.extend_from_within(rows.clone());
+        for column in &mut self.attributes {
+            column.extend_from_within(rows.clone());
         }
-    });
+        for row in rows {
+            let links = self.link_offsets[row] as usize..self.link_offsets[row + 1] as usize;
+            self.link_ids.extend_from_within(links);
+            self.link_offsets.push(self.link_ids.len() as u32);
+        }
+    }
 }
 
 /// A span's 8-byte id as a number (big-endian, so it prints as the hex id does).
@@ -622,6 +516,45 @@ impl KeyProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A trace whose spans arrive in two runs (here in two frames, another trace between them) is
+    /// gathered at the end of the table, its links with it; the other traces stay where they were read.
+    #[test]
+    fn a_trace_read_in_pieces_is_gathered_in_one_range() {
+        use hoptrace_store::model::{Origin, SpanRow};
+        use opentelemetry_proto::tonic::trace::v1::span::Link;
+        let origin = std::sync::Arc::new(Origin { service_name: "svc".into(), ..Default::default() });
+        let span = |trace: u8, span: u8, links: &[u8]| SpanRow {
+            trace_id: [trace; 16],
+            span_id: [span; 8],
+            parent_span_id: None,
+            trace_state: String::new(),
+            flags: 0,
+            name: format!("span {span}"),
+            kind: 1,
+            start_time_unix_nano: u64::from(span),
+            end_time_unix_nano: u64::from(span) + 10,
+            status_code: 0,
+            status_message: String::new(),
+            attributes: Vec::new(),
+            events: Vec::new(),
+            links: links.iter().map(|&l| Link { trace_id: vec![trace; 16], span_id: vec![l; 8], ..Default::default() }).collect(),
+            origin: std::sync::Arc::clone(&origin),
+        };
+        let first = hoptrace_store::to_frame(&[span(1, 1, &[]), span(1, 2, &[1]), span(2, 3, &[])]).unwrap();
+        let second = hoptrace_store::to_frame(&[span(1, 4, &[1, 2]), span(3, 5, &[]), span(3, 6, &[5])]).unwrap();
+        let table = SpanTable::from_frames([Ok(first), Ok(second)].into_iter(), &[]).unwrap();
+
+        let trace = |t: usize| -> Vec<(u64, Vec<u64>)> {
+            table.traces[t].clone().map(|r| (table.span_id[r] & 0xff, table.links(r).iter().map(|l| l & 0xff).collect())).collect()
+        };
+        assert_eq!(table.trace_ids, [[1; 16], [2; 16], [3; 16]]);
+        assert_eq!(trace(0), [(1, vec![]), (2, vec![1]), (4, vec![1, 2])]);
+        assert_eq!(trace(1), [(3, vec![])]);
+        assert_eq!(trace(2), [(5, vec![]), (6, vec![5])]);
+        assert_eq!(table.traces, [6..9, 2..3, 4..6], "trace 1 moved to the end; the others where they were read");
+        assert_eq!(table.start[6..9], [1, 2, 4]);
+    }
 
     #[test]
     fn a_key_probe_matches_its_key_only_inline_or_not() {
