@@ -227,34 +227,44 @@ pub fn extract(table: &SpanTable, config: &Config, filters: &Filters) -> Extract
         handles.into_iter().map(|h| h.join().expect("analysis threads do not panic")).collect()
     });
     let mut extraction = Extraction::default();
+    // Each hop's samples from every thread, in thread order; merged (and, for an interval hop, its
+    // critical path summarised) hop by hop on both threads, the hops with paths first (the longest jobs).
+    let mut by_hop: FxMap<(usize, u32, usize), Vec<HopSamples>> = FxMap::default();
     for (samples, traces, spans) in parts {
         extraction.traces += traces;
         extraction.spans += spans;
-        for ((category, variant, hop), samples) in samples {
-            let variant = (variant != NONE).then(|| table.strings.resolve(variant).to_owned());
-            extraction.samples.entry((category, variant, hop)).or_default().merge(samples);
+        for (key, samples) in samples {
+            by_hop.entry(key).or_default().push(samples);
         }
     }
-    // One summary per interval hop, the hops shared out between the threads.
-    let mut with_paths: Vec<(&(usize, Option<String>, usize), &mut HopSamples)> =
-        extraction.samples.iter_mut().filter(|(_, samples)| !samples.paths.starts.is_empty()).collect();
-    let per_thread = with_paths.len().div_ceil(threads.max(1)).max(1);
-    let summaries: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = with_paths
-            .chunks_mut(per_thread)
-            .map(|chunk| {
-                scope.spawn(move || {
-                    let summarise = |(key, samples): &mut (&(usize, Option<String>, usize), &mut HopSamples)| {
+    let mut jobs: Vec<((usize, u32, usize), Vec<HopSamples>)> = by_hop.into_iter().collect();
+    jobs.sort_by_key(|(key, parts)| (parts.iter().all(|p| p.paths.starts.is_empty()), *key));
+    let jobs = std::sync::Mutex::new(jobs.into_iter());
+    let done: Vec<_> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    while let Some((key, parts)) = jobs.lock().expect("no thread panics holding the jobs").next() {
+                        let mut samples = HopSamples::default();
+                        parts.into_iter().for_each(|part| samples.merge(part));
                         let paths = std::mem::take(&mut samples.paths);
-                        ((*key).clone(), critical_path::summarise(table, &samples.values, &paths))
-                    };
-                    chunk.iter_mut().map(summarise).collect::<Vec<_>>()
+                        let summary = (!paths.starts.is_empty()).then(|| critical_path::summarise(table, &samples.values, &paths));
+                        done.push((key, samples, summary));
+                    }
+                    done
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("analysis threads do not panic")).collect()
+        workers.into_iter().flat_map(|w| w.join().expect("analysis threads do not panic")).collect()
     });
-    extraction.critical_paths.extend(summaries);
+    for ((category, variant, hop), samples, summary) in done {
+        let key = (category, (variant != NONE).then(|| table.strings.resolve(variant).to_owned()), hop);
+        if let Some(summary) = summary {
+            extraction.critical_paths.insert(key.clone(), summary);
+        }
+        extraction.samples.insert(key, samples);
+    }
     extraction
 }
 
