@@ -125,34 +125,58 @@ impl SpanTable {
     }
 
     /// Builds the table from frames read one after another (a segment at a time), so only a few frames
-    /// are in memory beside the table. One thread builds the table while the next frame is read (polars
-    /// decodes a segment's columns on its own threads): one table, where threads building their own had
-    /// to merge them, a second copy of every column.
+    /// are in memory beside the table. Three stages, each on its own thread, each going through every
+    /// frame in order: reading (polars decodes a segment's columns on its own threads), the columns
+    /// without strings (ids, times, trace numbers), and the strings, interned (on this thread). No rows
+    /// to merge: when threads built a table each, merging them was a second copy of every column.
     pub fn from_frames(
         frames: impl Iterator<Item = PolarsResult<DataFrame>> + Send,
         keys: &[String],
     ) -> PolarsResult<SpanTable> {
-        let (next, read) = std::sync::mpsc::sync_channel(1);
+        let (to_traces, for_traces) = std::sync::mpsc::sync_channel::<DataFrame>(1);
+        let (to_strings, for_strings) = std::sync::mpsc::sync_channel::<PolarsResult<DataFrame>>(1);
         std::thread::scope(|scope| {
+            // A stage that stops (at an error) closes its channel, which stops the reading.
             scope.spawn(move || {
                 for frame in frames {
-                    if next.send(frame).is_err() {
-                        return; // the builder stopped at an error
+                    match frame {
+                        Ok(mut frame) => {
+                            frame.align_chunks_par();
+                            if to_traces.send(frame.clone()).is_err() || to_strings.send(Ok(frame)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = to_strings.send(Err(e));
+                            return;
+                        }
                     }
                 }
             });
-            let mut rows = RowColumns::with_capacity(0, keys);
-            for frame in read {
-                let mut frame = frame?;
-                frame.align_chunks_par();
-                let chunks = frame.column(schema::TRACE_ID)?.as_materialized_series().chunks().len();
-                for chunk in 0..chunks {
+            let traces = scope.spawn(move || -> PolarsResult<TraceColumns> {
+                let mut traces = TraceColumns::default();
+                for frame in for_traces {
+                    for chunk in 0..chunks(&frame)? {
+                        traces.append_chunk(&frame, chunk)?;
+                    }
+                }
+                Ok(traces)
+            });
+            let mut rows = RowColumns::new(keys);
+            for frame in for_strings {
+                let frame = frame?;
+                for chunk in 0..chunks(&frame)? {
                     rows.append_chunk(&frame, chunk)?;
                 }
             }
-            Ok(rows.into_table())
+            let traces = traces.join().expect("the table's threads do not panic")?;
+            Ok(traces.into_table(rows.table))
         })
     }
+}
+
+fn chunks(frame: &DataFrame) -> PolarsResult<usize> {
+    Ok(frame.column(schema::TRACE_ID)?.as_materialized_series().chunks().len())
 }
 
 /// One trace's span ids, sorted, to resolve parent and link ids to the trace's spans. Reused trace after
@@ -188,13 +212,22 @@ impl TraceIndex {
     }
 }
 
-/// Spans in frame order, before grouping by trace.
-struct RowColumns {
+/// The columns of spans in frame order that need no strings: trace numbers, ids, kinds, times, links.
+#[derive(Default)]
+struct TraceColumns {
+    /// Only the columns named above are filled.
     table: SpanTable,
+    trace_index: FxMap<u128, u32>,
     /// Runs of consecutive rows of one trace: (trace number, first row, rows). Segments keep a trace's
     /// spans together, so there are about as many runs as traces.
     blocks: Vec<(u32, u32, u32)>,
-    trace_index: FxMap<u128, u32>,
+}
+
+/// The columns of spans in frame order that hold strings, interned: names, services, processes and the
+/// attributes rules read.
+struct RowColumns {
+    /// Only the columns named above are filled.
+    table: SpanTable,
     /// The attributes rules read, in `table.keys` order.
     wanted: Vec<KeyProbe>,
     /// The resource attributes that tell instances of one service apart, by preference.
@@ -211,43 +244,14 @@ fn chunk<'a, A: 'static>(frame: &'a DataFrame, name: &str, i: usize) -> PolarsRe
         .ok_or_else(|| polars_err!(SchemaMismatch: "column {name} has an unexpected type"))
 }
 
-impl RowColumns {
-    fn with_capacity(n: usize, keys: &[String]) -> RowColumns {
-        let table = SpanTable {
-            span_id: Vec::with_capacity(n),
-            parent_id: Vec::with_capacity(n),
-            name: Vec::with_capacity(n),
-            kind: Vec::with_capacity(n),
-            service: Vec::with_capacity(n),
-            process: Vec::with_capacity(n),
-            start: Vec::with_capacity(n),
-            end: Vec::with_capacity(n),
-            keys: keys.to_vec(),
-            attributes: keys.iter().map(|_| Vec::with_capacity(n)).collect(),
-            link_offsets: vec![0],
-            ..SpanTable::default()
-        };
-        RowColumns {
-            table,
-            blocks: Vec::new(),
-            trace_index: FxMap::default(),
-            wanted: keys.iter().map(|k| KeyProbe::new(k)).collect(),
-            instance_keys: [KeyProbe::new("service.instance.id"), KeyProbe::new("host.name")],
-            processes: FxMap::default(),
-        }
-    }
-
+impl TraceColumns {
     fn append_chunk(&mut self, frame: &DataFrame, i: usize) -> PolarsResult<()> {
         let trace_ids = chunk::<BinaryViewArray>(frame, schema::TRACE_ID, i)?;
         let span_ids = chunk::<BinaryViewArray>(frame, schema::SPAN_ID, i)?;
         let parents = chunk::<BinaryViewArray>(frame, schema::PARENT_SPAN_ID, i)?;
-        let names = chunk::<Utf8ViewArray>(frame, schema::NAME, i)?;
         let kinds = chunk::<PrimitiveArray<u8>>(frame, schema::KIND, i)?;
-        let services = chunk::<Utf8ViewArray>(frame, schema::SERVICE_NAME, i)?;
         let starts = chunk::<PrimitiveArray<u64>>(frame, schema::START_TIME, i)?;
         let ends = chunk::<PrimitiveArray<u64>>(frame, schema::END_TIME, i)?;
-        let attributes = AttributeLists::new(frame, schema::ATTRIBUTES, i)?;
-        let resource = AttributeLists::new(frame, schema::RESOURCE_ATTRIBUTES, i)?;
         let links = chunk::<ListArray<i64>>(frame, schema::LINK_SPAN_IDS, i)?;
         let link_span_ids = links
             .values()
@@ -257,10 +261,10 @@ impl RowColumns {
 
         let t = &mut self.table;
         let rows = trace_ids.len();
-        for column in [&mut t.span_id, &mut t.parent_id] {
-            column.reserve(rows);
+        if t.link_offsets.is_empty() {
+            t.link_offsets.push(0);
         }
-        for column in [&mut t.name, &mut t.service, &mut t.process] {
+        for column in [&mut t.span_id, &mut t.parent_id] {
             column.reserve(rows);
         }
         for column in [&mut t.start, &mut t.end] {
@@ -268,21 +272,10 @@ impl RowColumns {
         }
         t.kind.reserve(rows);
         t.link_offsets.reserve(rows);
-        for column in t.attributes.iter_mut() {
-            column.reserve(rows);
-        }
-        // Views are positions in this chunk's buffers: what the probes learnt of the last chunk's is void.
-        for probe in self.wanted.iter().chain(&self.instance_keys) {
-            probe.forget();
-        }
-        let mut name_ids = ViewIds::new(names);
-        let mut service_ids = ViewIds::new(services);
-        let mut value_ids = ViewIds::new(attributes.value_strings);
-        let mut instance_ids = ViewIds::new(resource.value_strings);
         // Segments hold a trace's spans together (the collector sorts a flush by trace), so most rows
         // belong to the trace of the row before and need no lookup.
         let mut last_trace: Option<(u128, u32)> = None;
-        for row in 0..trace_ids.len() {
+        for row in 0..rows {
             let trace: [u8; 16] = trace_ids.value(row).try_into().unwrap_or([0; 16]);
             let key = u128::from_ne_bytes(trace);
             let trace_no = match last_trace {
@@ -303,8 +296,54 @@ impl RowColumns {
             }
             t.span_id.push(id64(span_ids.value(row)));
             t.parent_id.push(if parents.is_valid(row) { id64(parents.value(row)) } else { 0 });
-            t.name.push(name_ids.id(row, &mut t.strings));
             t.kind.push(kinds.value(row));
+            t.start.push(starts.value(row) as i64);
+            t.end.push(ends.value(row) as i64);
+            let (from, to) = links.offsets().start_end(row);
+            for link in from..to {
+                t.link_ids.push(id64(link_span_ids.value(link)));
+            }
+            t.link_offsets.push(t.link_ids.len() as u32);
+        }
+        Ok(())
+    }
+}
+
+impl RowColumns {
+    fn new(keys: &[String]) -> RowColumns {
+        let table = SpanTable { keys: keys.to_vec(), attributes: vec![Vec::new(); keys.len()], ..SpanTable::default() };
+        RowColumns {
+            table,
+            wanted: keys.iter().map(|k| KeyProbe::new(k)).collect(),
+            instance_keys: [KeyProbe::new("service.instance.id"), KeyProbe::new("host.name")],
+            processes: FxMap::default(),
+        }
+    }
+
+    fn append_chunk(&mut self, frame: &DataFrame, i: usize) -> PolarsResult<()> {
+        let names = chunk::<Utf8ViewArray>(frame, schema::NAME, i)?;
+        let services = chunk::<Utf8ViewArray>(frame, schema::SERVICE_NAME, i)?;
+        let attributes = AttributeLists::new(frame, schema::ATTRIBUTES, i)?;
+        let resource = AttributeLists::new(frame, schema::RESOURCE_ATTRIBUTES, i)?;
+
+        let t = &mut self.table;
+        let rows = names.len();
+        for column in [&mut t.name, &mut t.service, &mut t.process] {
+            column.reserve(rows);
+        }
+        for column in t.attributes.iter_mut() {
+            column.reserve(rows);
+        }
+        // Views are positions in this chunk's buffers: what the probes learnt of the last chunk's is void.
+        for probe in self.wanted.iter().chain(&self.instance_keys) {
+            probe.forget();
+        }
+        let mut name_ids = ViewIds::new(names);
+        let mut service_ids = ViewIds::new(services);
+        let mut value_ids = ViewIds::new(attributes.value_strings);
+        let mut instance_ids = ViewIds::new(resource.value_strings);
+        for row in 0..rows {
+            t.name.push(name_ids.id(row, &mut t.strings));
             let service_id = service_ids.id(row, &mut t.strings);
             let instance = self.instance_keys.iter().find_map(|key| resource.value_index(row, key));
             let process_id = match instance.map(|i| instance_ids.id(i, &mut t.strings)) {
@@ -316,8 +355,6 @@ impl RowColumns {
             };
             t.service.push(service_id);
             t.process.push(process_id);
-            t.start.push(starts.value(row) as i64);
-            t.end.push(ends.value(row) as i64);
             for column in t.attributes.iter_mut() {
                 column.push(NONE);
             }
@@ -331,23 +368,29 @@ impl RowColumns {
                     *t.attributes[slot].last_mut().expect("pushed above") = value_ids.id(value, &mut t.strings);
                 }
             }
-            let (from, to) = links.offsets().start_end(row);
-            for link in from..to {
-                t.link_ids.push(id64(link_span_ids.value(link)));
-            }
-            t.link_offsets.push(t.link_ids.len() as u32);
         }
         Ok(())
     }
 }
 
-impl RowColumns {
-    /// The table, each trace's rows contiguous. Segments keep a trace's spans together, so nearly every
+impl TraceColumns {
+    /// The table of these columns and `strings`' (the same rows), each trace's rows contiguous. Segments keep a trace's spans together, so nearly every
     /// trace is one run of rows already and stays where it is. A trace whose spans came in several runs
     /// (written across flushes) has its rows copied, together, to the end of the table, where its range
     /// points; the scattered originals stay behind, outside every trace's range.
-    fn into_table(self) -> SpanTable {
-        let RowColumns { mut table, blocks, .. } = self;
+    fn into_table(self, strings: SpanTable) -> SpanTable {
+        let TraceColumns { table: ids, blocks, .. } = self;
+        let mut table = SpanTable {
+            trace_ids: ids.trace_ids,
+            span_id: ids.span_id,
+            parent_id: ids.parent_id,
+            kind: ids.kind,
+            start: ids.start,
+            end: ids.end,
+            link_offsets: if ids.link_offsets.is_empty() { vec![0] } else { ids.link_offsets },
+            link_ids: ids.link_ids,
+            ..strings
+        };
         let mut traces: Vec<Range<usize>> = vec![0..0; table.trace_ids.len()];
         let mut split = vec![false; traces.len()];
         let mut seen = vec![false; traces.len()];
@@ -554,6 +597,23 @@ mod tests {
         assert_eq!(trace(2), [(5, vec![]), (6, vec![5])]);
         assert_eq!(table.traces, [6..9, 2..3, 4..6], "trace 1 moved to the end; the others where they were read");
         assert_eq!(table.start[6..9], [1, 2, 4]);
+    }
+
+    /// An error in any stage — reading a frame, or a frame a stage cannot use — ends the build with that
+    /// error, whatever the other stages were doing.
+    #[test]
+    fn an_unreadable_frame_is_an_error_not_a_hang() {
+        let good = || hoptrace_store::to_frame(std::iter::empty()).unwrap();
+        let read_error = SpanTable::from_frames([Ok(good()), Err(polars_err!(ComputeError: "disk on fire")), Ok(good())].into_iter(), &[]);
+        assert!(read_error.err().is_some_and(|e| e.to_string().contains("disk on fire")));
+        let mut no_links = good();
+        no_links.drop_in_place(schema::LINK_SPAN_IDS).unwrap();
+        let mut no_names = good();
+        no_names.drop_in_place(schema::NAME).unwrap();
+        for bad in [no_links, no_names] {
+            let frames = [Ok(good()), Ok(bad), Ok(good()), Ok(good())].into_iter();
+            assert!(SpanTable::from_frames(frames, &[]).is_err());
+        }
     }
 
     #[test]
