@@ -154,7 +154,7 @@ impl SpanTable {
                 }
             });
             let traces = scope.spawn(move || -> PolarsResult<TraceColumns> {
-                let mut traces = TraceColumns::default();
+                let mut traces = TraceColumns::new();
                 for frame in for_traces {
                     for chunk in 0..chunks(&frame)? {
                         traces.append_chunk(&frame, chunk)?;
@@ -162,7 +162,7 @@ impl SpanTable {
                 }
                 Ok(traces)
             });
-            let mut rows = RowColumns::new(keys);
+            let mut rows = StringColumns::new(keys);
             for frame in for_strings {
                 let frame = frame?;
                 for chunk in 0..chunks(&frame)? {
@@ -213,7 +213,6 @@ impl TraceIndex {
 }
 
 /// The columns of spans in frame order that need no strings: trace numbers, ids, kinds, times, links.
-#[derive(Default)]
 struct TraceColumns {
     /// Only the columns named above are filled.
     table: SpanTable,
@@ -225,7 +224,7 @@ struct TraceColumns {
 
 /// The columns of spans in frame order that hold strings, interned: names, services, processes and the
 /// attributes rules read.
-struct RowColumns {
+struct StringColumns {
     /// Only the columns named above are filled.
     table: SpanTable,
     /// The attributes rules read, in `table.keys` order.
@@ -245,6 +244,11 @@ fn chunk<'a, A: 'static>(frame: &'a DataFrame, name: &str, i: usize) -> PolarsRe
 }
 
 impl TraceColumns {
+    fn new() -> TraceColumns {
+        let table = SpanTable { link_offsets: vec![0], ..SpanTable::default() };
+        TraceColumns { table, trace_index: FxMap::default(), blocks: Vec::new() }
+    }
+
     fn append_chunk(&mut self, frame: &DataFrame, i: usize) -> PolarsResult<()> {
         let trace_ids = chunk::<BinaryViewArray>(frame, schema::TRACE_ID, i)?;
         let span_ids = chunk::<BinaryViewArray>(frame, schema::SPAN_ID, i)?;
@@ -261,9 +265,6 @@ impl TraceColumns {
 
         let t = &mut self.table;
         let rows = trace_ids.len();
-        if t.link_offsets.is_empty() {
-            t.link_offsets.push(0);
-        }
         for column in [&mut t.span_id, &mut t.parent_id] {
             column.reserve(rows);
         }
@@ -309,10 +310,10 @@ impl TraceColumns {
     }
 }
 
-impl RowColumns {
-    fn new(keys: &[String]) -> RowColumns {
+impl StringColumns {
+    fn new(keys: &[String]) -> StringColumns {
         let table = SpanTable { keys: keys.to_vec(), attributes: vec![Vec::new(); keys.len()], ..SpanTable::default() };
-        RowColumns {
+        StringColumns {
             table,
             wanted: keys.iter().map(|k| KeyProbe::new(k)).collect(),
             instance_keys: [KeyProbe::new("service.instance.id"), KeyProbe::new("host.name")],
@@ -387,7 +388,7 @@ impl TraceColumns {
             kind: ids.kind,
             start: ids.start,
             end: ids.end,
-            link_offsets: if ids.link_offsets.is_empty() { vec![0] } else { ids.link_offsets },
+            link_offsets: ids.link_offsets,
             link_ids: ids.link_ids,
             ..strings
         };
