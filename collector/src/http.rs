@@ -72,7 +72,7 @@ async fn export(State(state): State<HttpState>, headers: HeaderMap, body: Body) 
         }
         Err(BodyError::Invalid(msg)) => return refusal(format, Refusal::Invalid(msg), &state),
     };
-    if let Err(r) = state.pipeline.grow(&mut admission, decoded.protobuf.len(), t) {
+    if let Err(r) = state.pipeline.grow(&mut admission, decoded.batch.request.len(), t) {
         return refusal(format, r, &state);
     }
     match state.pipeline.export(decoded, t).await {

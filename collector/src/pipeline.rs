@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hoptrace_store::postgres::PgStore;
-use hoptrace_store::{Batch, SpanStore, SubmitError};
+use hoptrace_store::{Rejection, SpanStore, SubmitError};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -148,20 +148,20 @@ impl Pipeline {
             Metrics::add(&m.requests_refused, transport, 1);
             return Err(Refusal::Unavailable("the collector is starting (replaying its write-ahead log)".into()));
         };
-        let Decoded { protobuf, spans: conversion } = request;
-        let accepted = conversion.rows.len() as u64;
-        let rejected = conversion.rejected.len() as u64;
-        Metrics::add(&m.spans_received, transport, accepted + rejected);
-        let partial_success = conversion.error_message().map(|error_message| ExportTracePartialSuccess {
-            rejected_spans: rejected as i64,
+        let Decoded { batch, rejected } = request;
+        let partial_success = Rejection::message(&rejected).map(|error_message| ExportTracePartialSuccess {
+            rejected_spans: rejected.len() as i64,
             error_message,
         });
+        let accepted = batch.spans.len() as u64;
+        let rejected = rejected.len() as u64;
+        Metrics::add(&m.spans_received, transport, accepted + rejected);
         if accepted > 0 {
             // The forward endpoint validates as this collector does, so it keeps the same spans.
-            let forward = self.forwarder.get().map(|f| (f, protobuf.clone()));
+            let forward = self.forwarder.get().map(|f| (f, batch.request.clone()));
             match backend {
                 Backend::Embedded(store) => {
-                    let done = match store.submit(Batch { spans: conversion.rows, request: protobuf }) {
+                    let done = match store.submit(batch) {
                         Ok(done) => done,
                         Err(e) => {
                             Metrics::add(&m.spans_refused, transport, accepted + rejected);
@@ -183,7 +183,7 @@ impl Pipeline {
                 }
                 Backend::Postgres(db) => {
                     // The database takes decoded rows; the request was checked already, so this decodes.
-                    let decoded = ExportTraceServiceRequest::decode(protobuf.as_ref())
+                    let decoded = ExportTraceServiceRequest::decode(batch.request.as_ref())
                         .map_err(|e| Refusal::Invalid(format!("invalid OTLP protobuf: {e}")))?;
                     if let Err(e) = db.write(&hoptrace_store::convert(decoded).rows).await {
                         Metrics::add(&m.spans_refused, transport, accepted + rejected);

@@ -94,15 +94,11 @@ impl<R> Default for Conversion<R> {
     }
 }
 
-impl<R> Conversion<R> {
-    /// The `partial_success.error_message` for this request, if anything was rejected.
-    pub fn error_message(&self) -> Option<String> {
-        let first = self.rejected.first()?;
-        Some(format!(
-            "{} span(s) rejected: {} (first reason shown)",
-            self.rejected.len(),
-            first.describe()
-        ))
+impl Rejection {
+    /// The `partial_success.error_message` for a request's rejections, if there are any.
+    pub fn message(rejected: &[Rejection]) -> Option<String> {
+        let first = rejected.first()?;
+        Some(format!("{} span(s) rejected: {} (first reason shown)", rejected.len(), first.describe()))
     }
 }
 

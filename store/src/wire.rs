@@ -55,7 +55,7 @@ impl WireSpan {
         (self.trace_id, self.span_id)
     }
 
-    /// The order of rows in a segment (see [`model::SpanRow::segment_order`]).
+    /// The order of rows in a segment (see [`model::segment_order`]).
     pub fn segment_order(&self) -> (crate::segment::Hour, TraceId, u64, SpanId) {
         model::segment_order(self.trace_id, self.span_id, self.start_time_unix_nano)
     }

@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use bytes::Bytes;
-use hoptrace_store::{Conversion, WireSpan};
+use hoptrace_store::{Batch, Rejection};
 use prost::Message;
 
 /// The payload encodings of OTLP/HTTP.
@@ -66,11 +66,11 @@ pub fn decompress(encoding: Option<&str>, body: &[u8], limit: usize) -> Result<V
     }
 }
 
-/// A checked request: its protobuf encoding, which the write-ahead log stores, and its spans, which
-/// point into it.
+/// A checked request: its accepted spans with the protobuf encoding they point into (which the
+/// write-ahead log stores), and the spans it rejected.
 pub struct Decoded {
-    pub protobuf: Bytes,
-    pub spans: Conversion<WireSpan>,
+    pub batch: Batch,
+    pub rejected: Vec<Rejection>,
 }
 
 /// Checks an uncompressed body in the given format. A JSON body is decoded and encoded as protobuf, so
@@ -80,9 +80,9 @@ pub fn decode(format: Format, body: Vec<u8>) -> Result<Decoded, BodyError> {
         Format::Protobuf => Bytes::from(body),
         Format::Json => Bytes::from(super::json::decode(&body).map_err(BodyError::Invalid)?.encode_to_vec()),
     };
-    let spans = hoptrace_store::wire::scan(&protobuf)
-        .map_err(|e| BodyError::Invalid(format!("invalid OTLP protobuf: {e}")))?;
-    Ok(Decoded { protobuf, spans })
+    let (batch, rejected) =
+        Batch::scan(protobuf).map_err(|e| BodyError::Invalid(format!("invalid OTLP protobuf: {e}")))?;
+    Ok(Decoded { batch, rejected })
 }
 
 #[cfg(test)]
