@@ -123,10 +123,13 @@ impl Baselines {
             }
             Err(source) => return Err(BaselineError::Io { path, source }),
         };
-        let baseline: Baseline =
-            serde_json::from_str(&text).map_err(|e| BaselineError::Invalid { path: path.clone(), reason: e.to_string() })?;
+        let baseline: Baseline = serde_json::from_str(&text)
+            .map_err(|e| BaselineError::Invalid { path: path.clone(), reason: e.to_string() })?;
         if baseline.schema != SCHEMA {
-            return Err(BaselineError::Invalid { path, reason: format!("schema {:?}, expected {SCHEMA:?}", baseline.schema) });
+            return Err(BaselineError::Invalid {
+                path,
+                reason: format!("schema {:?}, expected {SCHEMA:?}", baseline.schema),
+            });
         }
         Ok(baseline)
     }
@@ -186,7 +189,13 @@ mod tests {
         let missing = baselines.load("main").unwrap_err().to_string();
         assert!(missing.contains("no baseline \"main\""), "{missing}");
         assert!(baselines.list().unwrap().is_empty());
-        let b = Baseline { schema: SCHEMA.into(), name: "main".into(), created: "t".into(), source: "s".into(), hops: vec![] };
+        let b = Baseline {
+            schema: SCHEMA.into(),
+            name: "main".into(),
+            created: "t".into(),
+            source: "s".into(),
+            hops: vec![],
+        };
         baselines.save(&b).unwrap();
         assert_eq!(baselines.load("main").unwrap(), b);
         assert_eq!(baselines.list().unwrap(), vec![b]);

@@ -17,6 +17,7 @@ use crate::baseline::Baseline;
 use crate::config::Percentile;
 use crate::report::human;
 use crate::stats::nearest_rank;
+use hoptrace_text::{Align, Table};
 
 pub const SCHEMA: &str = "hoptrace.compare/v1";
 /// The chance that pure noise flags anything in a whole comparison: well under the 1 % a CI gate can
@@ -156,16 +157,50 @@ pub fn compare(before: &Baseline, after: &Baseline, gate: Gate) -> Comparison {
     }
 }
 
-/// The resampling seed of a hop: the Fx state of its key. Undoing the rotation that [`FxHasher::finish`]
-/// adds for hash tables keeps every seed, and so every verdict on the same inputs, as it was before the
-/// rotation was added.
-///
-/// [`FxHasher::finish`]: crate::spans::FxHasher
+/// The resampling seed of a hop, from its key alone: the words of its `Hash` mixed as the Fx hash mixes
+/// them (multiply-rotate, no finishing rotation), fixed here so that the same inputs give the same verdict
+/// in every run and build whatever a hash map crate's tuning; the values are those compare has always used.
 fn seed_of(key: &Key) -> u64 {
     use std::hash::{Hash, Hasher};
-    let mut h = crate::spans::FxHasher::default();
-    key.hash(&mut h);
-    h.finish().rotate_right(26) | 1
+    struct Words(u64);
+    impl Hasher for Words {
+        fn write(&mut self, bytes: &[u8]) {
+            for chunk in bytes.chunks(8) {
+                let mut word = [0u8; 8];
+                word[..chunk.len()].copy_from_slice(chunk);
+                self.write_u64(u64::from_le_bytes(word));
+            }
+        }
+        fn write_u8(&mut self, i: u8) {
+            self.write_u64(i as u64)
+        }
+        fn write_usize(&mut self, i: usize) {
+            self.write_u64(i as u64)
+        }
+        fn write_u64(&mut self, word: u64) {
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+        fn finish(&self) -> u64 {
+            self.0
+        }
+    }
+    let mut words = Words(0);
+    key.hash(&mut words);
+    words.finish() | 1
+}
+
+/// The bootstrap's draws: xorshift64, not the analyzer's [`crate::rng::Rng`], because a verdict at the edge
+/// of the gate depends on the exact resamples drawn, and these are the draws every verdict so far was
+/// made with (a SplitMix64 stream flips a borderline p95 verdict in `tests/compare.rs`).
+struct Resampler(u64);
+
+impl Resampler {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (((self.0 >> 11) as u128 * n as u128) >> 53) as usize
+    }
 }
 
 /// One percentile measured on both sides, before judging.
@@ -178,7 +213,7 @@ struct Measured {
 }
 
 fn measure(before: &[i64], after: &[i64], resamples: usize, seed: u64) -> Vec<Measured> {
-    let mut rng = Rng(seed);
+    let mut rng = Resampler(seed);
     let sorted = |v: &[i64]| {
         let mut v = v.to_vec();
         v.sort_unstable();
@@ -212,7 +247,12 @@ fn measure(before: &[i64], after: &[i64], resamples: usize, seed: u64) -> Vec<Me
         .map(|(&(percentile, f), logs)| {
             let mean = logs.iter().sum::<f64>() / logs.len().max(1) as f64;
             let var = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (logs.len().max(2) - 1) as f64;
-            Measured { percentile, before_ns: nearest_rank(&a_all, f), after_ns: nearest_rank(&b_all, f), log_se: var.sqrt() }
+            Measured {
+                percentile,
+                before_ns: nearest_rank(&a_all, f),
+                after_ns: nearest_rank(&b_all, f),
+                log_se: var.sqrt(),
+            }
         })
         .collect()
 }
@@ -240,13 +280,30 @@ fn judge(m: &Measured, gate: Gate, z: f64) -> PercentileChange {
 }
 
 /// The standard normal quantile (Acklam's rational approximation, relative error below 1.2e-9).
+#[allow(clippy::excessive_precision)] // the coefficients as published
 fn normal_quantile(p: f64) -> f64 {
-    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383577518672690e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] =
+        [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
     const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
     let tail = |q: f64| {
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     };
     if p < 0.02425 {
         tail((-2.0 * p.ln()).sqrt())
@@ -268,17 +325,6 @@ fn subset(sorted: &[i64]) -> Vec<i64> {
     (0..BOOTSTRAP_SAMPLES).map(|i| sorted[i * sorted.len() / BOOTSTRAP_SAMPLES]).collect()
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 11) as u128 * n as u128 >> 53) as usize
-    }
-}
-
 fn mark(v: Verdict) -> &'static str {
     match v {
         Verdict::Regression => "REGRESSION",
@@ -294,7 +340,8 @@ fn cell(p: &PercentileChange) -> String {
 }
 
 fn cells(h: &HopChange) -> [String; 3] {
-    let find = |label: &str| h.percentiles.iter().find(|p| p.percentile == label).map(cell).unwrap_or_else(|| "—".into());
+    let find =
+        |label: &str| h.percentiles.iter().find(|p| p.percentile == label).map(cell).unwrap_or_else(|| "—".into());
     [find("p50"), find("p95"), find("p99")]
 }
 
@@ -305,10 +352,11 @@ impl Comparison {
             "hoptrace compare against baseline {:?} (threshold {:.0}%): {} regression(s), {} improvement(s)\n",
             self.baseline, self.threshold_pct, self.regressions, self.improvements
         );
-        let mut rows = vec![["category", "variant", "hop", "p50", "p95", "p99", ""].map(str::to_owned).to_vec()];
+        let mut table = Table::new(&[Align::Left; 7]).indent("  ");
+        table.row(["category", "variant", "hop", "p50", "p95", "p99", ""]);
         for h in &self.hops {
             let [p50, p95, p99] = cells(h);
-            rows.push(vec![
+            table.row([
                 h.category.clone(),
                 h.variant.clone().unwrap_or_else(|| "(all)".into()),
                 h.hop.clone(),
@@ -318,12 +366,7 @@ impl Comparison {
                 mark(h.verdict).into(),
             ]);
         }
-        let widths: Vec<usize> = (0..7).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-        for row in rows {
-            let line: Vec<String> =
-                row.iter().enumerate().map(|(i, t)| format!("{t}{}", " ".repeat(widths[i] - t.chars().count()))).collect();
-            let _ = writeln!(out, "  {}", line.join("  ").trim_end());
-        }
+        out.push_str(&table.render());
         for h in self.hops.iter().filter(|h| h.verdict == Verdict::Regression) {
             for p in h.percentiles.iter().filter(|p| p.verdict == Verdict::Regression) {
                 let _ = writeln!(

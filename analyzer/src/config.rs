@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use hoptrace_otlp::SpanKind;
 use serde::Deserialize;
 
 /// The categories of the reference workflow system, used when no `--config` is given.
@@ -95,8 +96,7 @@ pub enum Edge {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Selector {
     pub name: Option<NamePattern>,
-    /// OTLP span kind number: 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
-    pub kind: Option<u8>,
+    pub kind: Option<SpanKind>,
     pub service: Option<String>,
     pub attributes: Vec<(String, String)>,
     pub parent: Option<Box<Selector>>,
@@ -149,7 +149,9 @@ impl Percentile {
 
 impl Target {
     pub fn parse(text: &str) -> Result<Target, String> {
-        let bad = || format!("{text:?}: a target is percentiles below durations, such as \"p99 < 50ms\" or \"p50 < 5ms, p99 < 20ms\"");
+        let bad = || {
+            format!("{text:?}: a target is percentiles below durations, such as \"p99 < 50ms\" or \"p50 < 5ms, p99 < 20ms\"")
+        };
         let mut limits = Vec::new();
         for condition in text.split(',') {
             let (percentile, limit) = condition.split_once('<').ok_or_else(bad)?;
@@ -254,7 +256,10 @@ impl RawValidation {
                 return Err(invalid(at, "is defined twice"));
             }
             if lifecycle.group_by.is_none() && lifecycle.expect.keys().any(|k| k != "*") {
-                return Err(invalid(format!("{at}: expect"), "names variants, but the lifecycle has no group_by (use expect.\"*\")"));
+                return Err(invalid(
+                    format!("{at}: expect"),
+                    "names variants, but the lifecycle has no group_by (use expect.\"*\")",
+                ));
             }
             lifecycles.push(Lifecycle {
                 root: lifecycle.root.check(&format!("{at}: root"))?,
@@ -349,7 +354,10 @@ impl RawHop {
                     None | Some("end") => Edge::End,
                     Some("start") => Edge::Start,
                     Some(other) => {
-                        return Err(invalid(format!("{at}: from_edge"), format!("{other:?} is neither \"start\" nor \"end\"")))
+                        return Err(invalid(
+                            format!("{at}: from_edge"),
+                            format!("{other:?} is neither \"start\" nor \"end\""),
+                        ))
                     }
                 },
             },
@@ -370,17 +378,12 @@ impl RawSelector {
     fn check(self, at: &str) -> Result<Selector, ConfigError> {
         let kind = match self.kind.as_deref() {
             None => None,
-            Some("internal") => Some(1),
-            Some("server") => Some(2),
-            Some("client") => Some(3),
-            Some("producer") => Some(4),
-            Some("consumer") => Some(5),
-            Some(other) => {
-                return Err(invalid(
+            Some(name) => Some(SpanKind::from_name(name).ok_or_else(|| {
+                invalid(
                     format!("{at}.kind"),
-                    format!("{other:?} is not a span kind: internal, server, client, producer or consumer"),
-                ))
-            }
+                    format!("{name:?} is not a span kind: internal, server, client, producer or consumer"),
+                )
+            })?),
         };
         let parent = self.parent.map(|p| p.check(&format!("{at}.parent")).map(Box::new)).transpose()?;
         let selector = Selector {
@@ -407,7 +410,14 @@ mod tests {
         let names: Vec<&str> = config.categories.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
-            ["task_initialization", "step_enqueueing", "worker_execution", "event_propagation", "e2e_latency", "handler_overhead"]
+            [
+                "task_initialization",
+                "step_enqueueing",
+                "worker_execution",
+                "event_propagation",
+                "e2e_latency",
+                "handler_overhead"
+            ]
         );
         let e2e = &config.categories[4].hops[0];
         assert_eq!(e2e.target_for("tree_7").unwrap().limits, vec![(Percentile::P99, Duration::from_millis(1500))]);
@@ -439,7 +449,10 @@ mod tests {
     #[test]
     fn targets_parse_and_bad_ones_say_how_to_write_them() {
         let t = Target::parse("p50 < 5ms, p99 < 1.5s").unwrap();
-        assert_eq!(t.limits, vec![(Percentile::P50, Duration::from_millis(5)), (Percentile::P99, Duration::from_millis(1500))]);
+        assert_eq!(
+            t.limits,
+            vec![(Percentile::P50, Duration::from_millis(5)), (Percentile::P99, Duration::from_millis(1500))]
+        );
         for bad in ["p99 > 5ms", "p98 < 5ms", "p99 < fast", ""] {
             assert!(Target::parse(bad).unwrap_err().contains("such as \"p99 < 50ms\""), "{bad}");
         }

@@ -12,11 +12,9 @@
 //! [`summarise`] turns the paths of an interval hop's traces into each segment's share of the interval
 //! in the median band and in the tail, with the median and 99th-percentile traces as exemplars.
 
-use crate::spans::{FxMap, SpanTable, NONE};
+use hoptrace_otlp::SpanKind;
 
-const CLIENT: u8 = 3;
-const PRODUCER: u8 = 4;
-const CONSUMER: u8 = 5;
+use crate::spans::{FxMap, SpanTable, NONE};
 
 /// A piece of the critical path: a span's own time, or the gap from one span to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -30,7 +28,7 @@ pub enum Segment {
 /// Whether the span at row `child` runs apart from its parent at row `parent` (it is a consumer, or a read
 /// under a producer).
 pub fn asynchronous(t: &SpanTable, parent: usize, child: usize) -> bool {
-    t.kind[child] == CONSUMER || (t.kind[child] == CLIENT && t.kind[parent] == PRODUCER)
+    t.kind[child] == SpanKind::Consumer || (t.kind[child] == SpanKind::Client && t.kind[parent] == SpanKind::Producer)
 }
 
 /// The critical path of the trace in rows `base..base + times.len()` that ends at `last`'s end, clipped to
@@ -199,7 +197,8 @@ pub fn summarise(table: &SpanTable, totals: &[i64], paths: &Paths) -> CriticalPa
     let mut order: Vec<usize> = (0..totals.len()).collect();
     let n = order.len();
     let (p50, p99) = ((n - 1) / 2, ((n * 99).div_ceil(100)).clamp(1, n) - 1);
-    let (median_from, median_to, tail_from) = (n * 2 / 5, (n * 3 / 5).max(n * 2 / 5 + 1).min(n), (n * 99 / 100).min(n - 1));
+    let (median_from, median_to, tail_from) =
+        (n * 2 / 5, (n * 3 / 5).max(n * 2 / 5 + 1).min(n), (n * 99 / 100).min(n - 1));
     let mut ranks = [median_from, p50, median_to, tail_from, p99];
     ranks.sort_unstable();
     let mut done = 0;
@@ -289,13 +288,13 @@ mod tests {
     /// within the trace and rows of the table differ, as they do in real tables.
     fn table(spans: &[S]) -> SpanTable {
         let mut t = SpanTable::default();
-        let other: S = ("elsewhere", CONSUMER, NONE, 0, 1, "x");
+        let other: S = ("elsewhere", SpanKind::Consumer.code(), NONE, 0, 1, "x");
         for (i, &(name, kind, parent, start, end, process)) in std::iter::once(&other).chain(spans).enumerate() {
             t.span_id.push(i as u64 + 1);
             t.parent_id.push(if parent == NONE { 0 } else { parent as u64 + 1 });
             let name = t.strings.intern(name);
             t.name.push(name);
-            t.kind.push(kind);
+            t.kind.push(SpanKind::from_code(kind));
             let process = t.strings.intern(process);
             t.service.push(process);
             t.process.push(process);
@@ -377,16 +376,16 @@ mod tests {
     fn two_step_cycles_chain_through_both_queues() {
         // Step one's result is processed by the orchestrator, which enqueues step two, which completes.
         let spans = [
-            ("POST", 2, NONE, 0, 5, "orch"),               // 0
-            ("send step", 4, 0, 1, 2, "orch"),            // 1
-            ("process step", 5, 1, 4, 10, "worker"),      // 2
-            ("send result", 4, 2, 6, 8, "worker"),        // 3
-            ("process result", 5, 3, 12, 30, "orch"),     // 4
-            ("send step", 4, 4, 13, 14, "orch"),          // 5
-            ("process step", 5, 5, 16, 25, "worker"),     // 6
-            ("send result", 4, 6, 20, 22, "worker"),      // 7
-            ("process result", 5, 7, 26, 35, "orch"),     // 8
-            ("complete", 1, 8, 30, 34, "orch"),           // 9
+            ("POST", 2, NONE, 0, 5, "orch"),          // 0
+            ("send step", 4, 0, 1, 2, "orch"),        // 1
+            ("process step", 5, 1, 4, 10, "worker"),  // 2
+            ("send result", 4, 2, 6, 8, "worker"),    // 3
+            ("process result", 5, 3, 12, 30, "orch"), // 4
+            ("send step", 4, 4, 13, 14, "orch"),      // 5
+            ("process step", 5, 5, 16, 25, "worker"), // 6
+            ("send result", 4, 6, 20, 22, "worker"),  // 7
+            ("process result", 5, 7, 26, 35, "orch"), // 8
+            ("complete", 1, 8, 30, 34, "orch"),       // 9
         ];
         let p = path(&spans, 0, 9);
         let get = |label: &str| p.iter().find(|(l, _)| l == label).map_or(0, |(_, n)| *n);

@@ -85,8 +85,7 @@ pub async fn export(
         for ((values, origins), ordinals) in chunks {
             let value_ms: Vec<f64> = values.iter().map(|&v| v as f64 / 1e6).collect();
             let start_us: Vec<i64> = origins.iter().map(|&(_, at)| at / 1_000).collect();
-            let trace_ids: Vec<String> =
-                origins.iter().map(|&(trace, _)| table.trace_id_hex(trace as usize)).collect();
+            let trace_ids: Vec<String> = origins.iter().map(|&(trace, _)| table.trace_id_hex(trace as usize)).collect();
             let result = sqlx::query(
                 "INSERT INTO hoptrace_hop_samples (time, run_id, category, variant, hop, value_ms, trace_id, ordinal) \
                  SELECT timestamptz 'epoch' + s.us * interval '1 microsecond', $1, $2, $3, $4, s.v, s.t, s.o \

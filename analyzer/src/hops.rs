@@ -202,7 +202,9 @@ pub fn extract(table: &SpanTable, config: &Config, filters: &Filters) -> Extract
     let plan = Plan::new(table, config, filters);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(table.traces.len().max(1));
     let per_thread = table.traces.len().div_ceil(threads.max(1)).max(1);
-    let parts: Vec<(FxMap<(usize, u32, usize), HopSamples>, usize, usize)> = std::thread::scope(|scope| {
+    // Per thread: its samples by (category, variant, hop), and its counts of traces and spans.
+    type Part = (FxMap<(usize, u32, usize), HopSamples>, usize, usize);
+    let parts: Vec<Part> = std::thread::scope(|scope| {
         let handles: Vec<_> = table
             .traces
             .chunks(per_thread)
@@ -249,7 +251,8 @@ pub fn extract(table: &SpanTable, config: &Config, filters: &Filters) -> Extract
                         let mut samples = HopSamples::default();
                         parts.into_iter().for_each(|part| samples.merge(part));
                         let paths = std::mem::take(&mut samples.paths);
-                        let summary = (!paths.starts.is_empty()).then(|| critical_path::summarise(table, &samples.values, &paths));
+                        let summary = (!paths.starts.is_empty())
+                            .then(|| critical_path::summarise(table, &samples.values, &paths));
                         done.push((key, samples, summary));
                     }
                     done
@@ -311,9 +314,11 @@ fn analyse_trace(
     let duration = |i: usize| t.end[base + i] - t.start[base + i];
     for rule in &plan.rules {
         let mut record = |i: usize, value: i64, correction: Option<Correction>| {
-            out.entry((rule.category, variant(rule.group_slot, i as u32), rule.hop))
-                .or_default()
-                .push(value, plan.with_origins.then(|| (trace_no, t.start[base + i])), correction);
+            out.entry((rule.category, variant(rule.group_slot, i as u32), rule.hop)).or_default().push(
+                value,
+                plan.with_origins.then(|| (trace_no, t.start[base + i])),
+                correction,
+            );
         };
         match rule.measure {
             CompiledMeasure::Duration(sel) => {

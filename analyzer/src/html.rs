@@ -8,6 +8,8 @@
 
 use std::fmt::Write as _;
 
+use hoptrace_text::escape_markup as esc;
+
 use crate::config::Percentile;
 use crate::critical_path::Exemplar;
 use crate::report::{human, CriticalPathReport, HopReport, Report};
@@ -16,13 +18,11 @@ use crate::stats::Verdict;
 const PALETTE: [&str; 10] =
     ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 
-fn esc(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+/// `targets(category, variant, hop)`: the limits drawn on a hop's distribution.
+pub type Targets<'a> = dyn Fn(&str, &str, &str) -> Vec<(Percentile, i64)> + 'a;
 
 /// The page.
-/// `targets(category, variant, hop)` gives the limits drawn on a hop's distribution.
-pub fn render(report: &Report, targets: &dyn Fn(&str, &str, &str) -> Vec<(Percentile, i64)>) -> String {
+pub fn render(report: &Report, targets: &Targets) -> String {
     let mut body = String::new();
     let _ = write!(
         body,
@@ -38,7 +38,8 @@ pub fn render(report: &Report, targets: &dyn Fn(&str, &str, &str) -> Vec<(Percen
         body.push_str("<p>No hop of any category matched a span in this range.</p>");
     }
     for category in &report.categories {
-        let _ = write!(body, "<section><h2>{}</h2><p class=meta>{}</p>", esc(&category.name), esc(&category.description));
+        let _ =
+            write!(body, "<section><h2>{}</h2><p class=meta>{}</p>", esc(&category.name), esc(&category.description));
         for variant in &category.variants {
             let label = variant.variant.as_deref().unwrap_or("(all)");
             let _ = write!(body, "<h3>{}</h3>", esc(label));

@@ -13,6 +13,7 @@ pub mod export;
 pub mod hops;
 pub mod html;
 pub mod report;
+pub mod rng;
 pub mod select;
 pub mod skew;
 pub mod spans;
@@ -36,7 +37,12 @@ pub fn load(store: impl Into<Location>, range: TimeRange, keys: &[String]) -> an
 }
 
 /// Reads the spans of `range` from `store` and reports on them.
-pub fn analyze(store: impl Into<Location>, range: TimeRange, config: &Config, filters: &Filters) -> anyhow::Result<Report> {
+pub fn analyze(
+    store: impl Into<Location>,
+    range: TimeRange,
+    config: &Config,
+    filters: &Filters,
+) -> anyhow::Result<Report> {
     analyze_with(store, range, config, filters, false)
 }
 

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use hoptrace_text::{Align, Table};
 use serde::Serialize;
 
 use crate::config::{Config, Measure, Percentile};
@@ -203,9 +204,7 @@ impl Report {
     }
 
     fn hops(&self) -> impl Iterator<Item = (&CategoryReport, &VariantReport, &HopReport)> {
-        self.categories
-            .iter()
-            .flat_map(|c| c.variants.iter().flat_map(move |v| v.hops.iter().map(move |h| (c, v, h))))
+        self.categories.iter().flat_map(|c| c.variants.iter().flat_map(move |v| v.hops.iter().map(move |h| (c, v, h))))
     }
 }
 
@@ -257,19 +256,8 @@ impl SkewTotals {
     }
 }
 
-/// A duration for people: `0.842 ms`, `12.5 ms`, `1.204 s`.
-pub fn human(ns: i64) -> String {
-    let ms = ns as f64 / 1e6;
-    if ms.abs() >= 1000.0 {
-        format!("{:.3} s", ms / 1000.0)
-    } else if ms.abs() >= 100.0 {
-        format!("{ms:.1} ms")
-    } else if ms.abs() >= 10.0 {
-        format!("{ms:.2} ms")
-    } else {
-        format!("{ms:.3} ms")
-    }
-}
+/// A duration for people: `0.842 ms`, `12.50 ms`, `1.204 s` (see [`hoptrace_text::duration`]).
+pub use hoptrace_text::duration as human;
 
 fn cell(value: Option<i64>, p: Percentile) -> String {
     match value {
@@ -319,12 +307,20 @@ pub fn table(report: &Report, colour: bool) -> String {
         return out;
     }
     let heads = ["hop", "count", "p50", "p95", "p99", "max", "mean", "target", ""];
+    let colours = |_: usize, text: &str| match (colour, text) {
+        (true, "pass") => Some(format!("\x1b[32m{text}\x1b[0m")),
+        (true, "FAIL") => Some(format!("\x1b[31m{text}\x1b[0m")),
+        (true, "few samples") => Some(format!("\x1b[33m{text}\x1b[0m")),
+        _ => None,
+    };
     for category in &report.categories {
         let _ = write!(out, "\n{} — {}\n", category.name, category.description);
         for variant in &category.variants {
-            let mut rows = vec![heads.map(str::to_owned).to_vec()];
+            use Align::{Left, Right};
+            let mut table = Table::new(&[Left, Right, Right, Right, Right, Right, Right, Left, Left]).indent("    ");
+            table.row(heads);
             for hop in &variant.hops {
-                rows.push(vec![
+                table.row([
                     hop.hop.clone(),
                     hop.count.to_string(),
                     cell(hop.p50_ns, Percentile::P50),
@@ -336,28 +332,8 @@ pub fn table(report: &Report, colour: bool) -> String {
                     verdict_text(hop.verdict).to_owned(),
                 ]);
             }
-            let widths: Vec<usize> =
-                (0..heads.len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
             let _ = writeln!(out, "  {}", variant_label(variant));
-            for row in rows {
-                let mut line = String::from("    ");
-                for (i, text) in row.iter().enumerate() {
-                    let pad = widths[i] - text.chars().count();
-                    let shown = match (colour, text.as_str()) {
-                        (true, "pass") => format!("\x1b[32m{text}\x1b[0m"),
-                        (true, "FAIL") => format!("\x1b[31m{text}\x1b[0m"),
-                        (true, "few samples") => format!("\x1b[33m{text}\x1b[0m"),
-                        _ => text.clone(),
-                    };
-                    if i == 0 || i >= 7 {
-                        let _ = write!(line, "{shown}{}  ", " ".repeat(pad));
-                    } else {
-                        let _ = write!(line, "{}{shown}  ", " ".repeat(pad));
-                    }
-                }
-                out.push_str(line.trim_end());
-                out.push('\n');
-            }
+            out.push_str(&table.render_styled(colours));
             if let Some(path) = &variant.critical_path {
                 out.push_str(&critical_path_lines(path));
             }

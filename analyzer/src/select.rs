@@ -1,6 +1,8 @@
 //! Selectors compiled against a span table: name patterns resolved to the table's interned names once,
 //! attribute keys to columns, so testing a span is a few array reads.
 
+use hoptrace_otlp::SpanKind;
+
 use crate::config::Selector;
 use crate::spans::{SpanTable, NONE};
 
@@ -37,7 +39,7 @@ impl Matches {
 struct CompiledSelector {
     /// Indexed by string id: whether the span name matches. `None`: any name.
     names: Option<Vec<bool>>,
-    kind: Option<u8>,
+    kind: Option<SpanKind>,
     /// Service string id; [`NONE`] when the service never occurs (so nothing matches).
     service: Option<u32>,
     attributes: Vec<(usize, u32)>,
@@ -108,8 +110,8 @@ impl Selectors {
         // Parent conditions, in selector order: a parent condition's own selector is finished first.
         for (k, selector) in self.list.iter().enumerate() {
             let Some(p) = selector.parent else { continue };
-            for i in 0..n {
-                if out.get(i, k) && (parent[i] == NONE || !out.get(parent[i] as usize, p)) {
+            for (i, &up) in parent.iter().enumerate().take(n) {
+                if out.get(i, k) && (up == NONE || !out.get(up as usize, p)) {
                     out.set(i, k, false);
                 }
             }

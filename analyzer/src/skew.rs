@@ -14,10 +14,9 @@
 //! When the bounds contradict each other (no offset satisfies them all) the process is marked
 //! inconsistent: its gaps are kept as measured and counted as uncorrectable.
 
-use crate::spans::{SpanTable, NONE};
+use hoptrace_otlp::SpanKind;
 
-const CLIENT: u8 = 3;
-const SERVER: u8 = 2;
+use crate::spans::{SpanTable, NONE};
 
 /// Per process of the current trace: (process id, offset in ns, consistent).
 #[derive(Debug, Default)]
@@ -54,7 +53,7 @@ pub fn estimate(
         if pa == pb {
             return;
         }
-        let pull = !synchronous && t.kind[base + b] == CLIENT;
+        let pull = !synchronous && t.kind[base + b] == SpanKind::Client;
         let high = if pull { t.end[base + b] } else { t.start[base + b] } - t.start[base + a];
         let low = if synchronous { t.end[base + b] - t.end[base + a] } else { i64::MIN };
         // Store with the smaller process id first, negating when flipped.
@@ -67,10 +66,9 @@ pub fn estimate(
             None => out.bounds.push((p, q, low, high)),
         }
     };
-    for b in 0..n {
-        let a = parent[b];
+    for (b, &a) in parent.iter().enumerate().take(n) {
         if a != NONE {
-            let synchronous = t.kind[base + a as usize] == CLIENT && t.kind[base + b] == SERVER;
+            let synchronous = t.kind[base + a as usize] == SpanKind::Client && t.kind[base + b] == SpanKind::Server;
             bound(a as usize, b, synchronous);
         }
         for &link in t.links(base + b) {
@@ -126,11 +124,11 @@ mod tests {
         ];
         let (orch, worker) = (name(&mut t, "orchestration"), name(&mut t, "worker"));
         t.trace_ids = vec![[1; 16]];
-        t.traces = vec![0..4];
+        t.traces = std::iter::once(0..4).collect();
         t.span_id = vec![1, 2, 3, 4];
         t.parent_id = vec![0, 1, 2, 3];
         t.name = names.to_vec();
-        t.kind = vec![4, 5, 4, 5];
+        t.kind = [4, 5, 4, 5].map(SpanKind::from_code).to_vec();
         t.service = vec![orch, worker, worker, orch];
         t.process = t.service.clone();
         t.start = vec![0, worker_process_at, 6 * MS, result_at];

@@ -4,10 +4,9 @@
 //! keeps only the attributes some rule asks for, so ten million spans fit in a few hundred megabytes.
 
 use std::cell::Cell;
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::ops::Range;
 
+use hoptrace_otlp::SpanKind;
 use hoptrace_store::schema;
 use polars::prelude::*;
 use polars_arrow::array::{Array, BinaryViewArray, ListArray, PrimitiveArray, Utf8ViewArray, View};
@@ -18,7 +17,7 @@ pub const NONE: u32 = u32::MAX;
 /// Strings seen in the spans, each stored once and referred to by number.
 #[derive(Default)]
 pub struct Interner {
-    ids: HashMap<Box<str>, u32, BuildHasherDefault<FxHasher>>,
+    ids: FxMap<Box<str>, u32>,
     strings: Vec<Box<str>>,
 }
 
@@ -50,7 +49,9 @@ impl Interner {
     }
 }
 
-pub use hoptrace_store::fxhash::{FxHasher, FxMap};
+/// The hash map of the analyzer's hot paths (short strings and ids hash in a few instructions). Not
+/// resistant to chosen keys: for data the process has already accepted, never as a defence.
+pub use rustc_hash::FxHashMap as FxMap;
 
 /// Every span of a time range, grouped by trace: the spans of trace `t` are rows `traces[t]`. Rows outside
 /// every trace's range are copies left behind when a trace read in pieces was gathered: go by `traces`.
@@ -63,7 +64,7 @@ pub struct SpanTable {
     /// The parent's span id, 0 for a root.
     pub parent_id: Vec<u64>,
     pub name: Vec<u32>,
-    pub kind: Vec<u8>,
+    pub kind: Vec<SpanKind>,
     pub service: Vec<u32>,
     /// The process that emitted the span: service name plus `service.instance.id` (or `host.name`).
     pub process: Vec<u32>,
@@ -297,7 +298,7 @@ impl TraceColumns {
             }
             t.span_id.push(id64(span_ids.value(row)));
             t.parent_id.push(if parents.is_valid(row) { id64(parents.value(row)) } else { 0 });
-            t.kind.push(kinds.value(row));
+            t.kind.push(SpanKind::from_code(kinds.value(row)));
             t.start.push(starts.value(row) as i64);
             t.end.push(ends.value(row) as i64);
             let (from, to) = links.offsets().start_end(row);
@@ -363,7 +364,9 @@ impl StringColumns {
             let (from, to) = attributes.keys.offsets().start_end(row);
             let value_base = attributes.values.offsets().start_end(row).0;
             for i in from..to {
-                let Some(slot) = self.wanted.iter().position(|k| k.matches(attributes.key_strings, i)) else { continue };
+                let Some(slot) = self.wanted.iter().position(|k| k.matches(attributes.key_strings, i)) else {
+                    continue;
+                };
                 let value = value_base + (i - from);
                 if attributes.value_strings.is_valid(value) {
                     *t.attributes[slot].last_mut().expect("pushed above") = value_ids.id(value, &mut t.strings);
@@ -401,7 +404,8 @@ impl TraceColumns {
             seen[trace] = true;
             traces[trace] = row as usize..(row + len) as usize;
         }
-        let mut scattered: Vec<(u32, u32, u32)> = blocks.into_iter().filter(|&(trace, ..)| split[trace as usize]).collect();
+        let mut scattered: Vec<(u32, u32, u32)> =
+            blocks.into_iter().filter(|&(trace, ..)| split[trace as usize]).collect();
         scattered.sort_by_key(|&(trace, ..)| trace); // stable: a trace's runs stay in reading order
         for runs in scattered.chunk_by(|a, b| a.0 == b.0) {
             let from = table.len();
@@ -565,7 +569,7 @@ mod tests {
     /// gathered at the end of the table, its links with it; the other traces stay where they were read.
     #[test]
     fn a_trace_read_in_pieces_is_gathered_in_one_range() {
-        use hoptrace_store::model::{Origin, SpanRow};
+        use hoptrace_otlp::{Origin, SpanRow};
         use opentelemetry_proto::tonic::trace::v1::span::Link;
         let origin = std::sync::Arc::new(Origin { service_name: "svc".into(), ..Default::default() });
         let span = |trace: u8, span: u8, links: &[u8]| SpanRow {
@@ -582,7 +586,10 @@ mod tests {
             status_message: String::new(),
             attributes: Vec::new(),
             events: Vec::new(),
-            links: links.iter().map(|&l| Link { trace_id: vec![trace; 16], span_id: vec![l; 8], ..Default::default() }).collect(),
+            links: links
+                .iter()
+                .map(|&l| Link { trace_id: vec![trace; 16], span_id: vec![l; 8], ..Default::default() })
+                .collect(),
             origin: std::sync::Arc::clone(&origin),
         };
         let first = hoptrace_store::to_frame(&[span(1, 1, &[]), span(1, 2, &[1]), span(2, 3, &[])]).unwrap();
@@ -590,7 +597,10 @@ mod tests {
         let table = SpanTable::from_frames([Ok(first), Ok(second)].into_iter(), &[]).unwrap();
 
         let trace = |t: usize| -> Vec<(u64, Vec<u64>)> {
-            table.traces[t].clone().map(|r| (table.span_id[r] & 0xff, table.links(r).iter().map(|l| l & 0xff).collect())).collect()
+            table.traces[t]
+                .clone()
+                .map(|r| (table.span_id[r] & 0xff, table.links(r).iter().map(|l| l & 0xff).collect()))
+                .collect()
         };
         assert_eq!(table.trace_ids, [[1; 16], [2; 16], [3; 16]]);
         assert_eq!(trace(0), [(1, vec![]), (2, vec![1]), (4, vec![1, 2])]);
@@ -605,7 +615,10 @@ mod tests {
     #[test]
     fn an_unreadable_frame_is_an_error_not_a_hang() {
         let good = || hoptrace_store::to_frame(std::iter::empty()).unwrap();
-        let read_error = SpanTable::from_frames([Ok(good()), Err(polars_err!(ComputeError: "disk on fire")), Ok(good())].into_iter(), &[]);
+        let read_error = SpanTable::from_frames(
+            [Ok(good()), Err(polars_err!(ComputeError: "disk on fire")), Ok(good())].into_iter(),
+            &[],
+        );
         assert!(read_error.err().is_some_and(|e| e.to_string().contains("disk on fire")));
         let mut no_links = good();
         no_links.drop_in_place(schema::LINK_SPAN_IDS).unwrap();
@@ -620,9 +633,9 @@ mod tests {
     #[test]
     fn a_key_probe_matches_its_key_only_inline_or_not() {
         let strings = Utf8ViewArray::from_slice_values([
-            "task.template",    // 13 bytes: in a buffer
-            "task.templatf",    // same length and prefix
-            "step.handler",     // 12 bytes: inline
+            "task.template", // 13 bytes: in a buffer
+            "task.templatf", // same length and prefix
+            "step.handler",  // 12 bytes: inline
             "step.handlex",
             "step",
             "",
@@ -653,7 +666,8 @@ mod tests {
 
     #[test]
     fn view_ids_give_each_string_its_interned_id_past_the_cache_limit_too() {
-        let texts: Vec<String> = (0..ViewIds::LIMIT + 100).map(|i| format!("a rather long string {}", i % (ViewIds::LIMIT + 10))).collect();
+        let texts: Vec<String> =
+            (0..ViewIds::LIMIT + 100).map(|i| format!("a rather long string {}", i % (ViewIds::LIMIT + 10))).collect();
         let all: Vec<&str> = texts.iter().chain(texts.iter().take(50)).map(String::as_str).collect();
         let strings = Utf8ViewArray::from_slice_values(&all);
         let mut interner = Interner::default();

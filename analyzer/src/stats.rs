@@ -47,7 +47,7 @@ impl Summary {
             if n < samples_needed(p) {
                 return None;
             }
-            let rank = nearest_rank_index(n, fraction(p));
+            let rank = hoptrace_text::nearest_rank_index(n, fraction(p));
             let (_, value, _) = values[done..].select_nth_unstable(rank - done);
             let value = *value;
             done = rank;
@@ -66,14 +66,9 @@ impl Summary {
     }
 }
 
-/// The smallest sample with at least `fraction` of the samples at or below it.
+/// The smallest sample with at least `fraction` of the samples at or below it (`sorted` not empty).
 pub fn nearest_rank(sorted: &[i64], fraction: f64) -> i64 {
-    sorted[nearest_rank_index(sorted.len(), fraction)]
-}
-
-/// The position of the nearest-rank percentile among `n` sorted samples.
-fn nearest_rank_index(n: usize, fraction: f64) -> usize {
-    ((fraction * n as f64).ceil().max(1.0) as usize).min(n) - 1
+    hoptrace_text::nearest_rank(sorted, fraction).expect("percentiles of no samples are not asked for")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -12,10 +12,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use hoptrace_store::model::{Origin, SpanRow};
+use hoptrace_otlp::{Origin, SpanKind, SpanRow};
 use hoptrace_store::segment::{self, Hour};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::span::Link;
+
+use crate::rng::Rng;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -72,31 +74,10 @@ impl Truth {
     }
 }
 
-/// SplitMix64: small, fast and the same everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// A log-normal latency with this median (ns) and spread (sigma of the log).
-    fn latency(&mut self, median_ns: f64, sigma: f64) -> i64 {
-        let (u1, u2) = (self.unit().max(1e-12), self.unit());
-        let normal = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-        (median_ns * (sigma * normal).exp()).round().max(1.0) as i64
-    }
-}
-
 const US: f64 = 1_000.0;
+
+/// The collector's default row group size.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// Generates the spans and the truth, writing segments into `dir` (when given) as it goes.
 pub fn generate(scenario: &Scenario, dir: Option<&Path>) -> hoptrace_store::Result<(Vec<SpanRow>, Truth)> {
@@ -140,7 +121,7 @@ pub fn generate(scenario: &Scenario, dir: Option<&Path>) -> hoptrace_store::Resu
 
 /// Shuffles the spans, so a shuffled-out remainder of them (smaller than `size`) arrives in a later
 /// segment, as late spans do; writes the rest as segments of `size` spans by hour of start, each in the
-/// order the collector writes a flush (`SpanRow::segment_order`). With `all`, writes everything.
+/// order the collector writes a flush (`segment::write_flush`). With `all`, writes everything.
 fn write_segments(
     dir: &Path,
     pending: &mut Vec<SpanRow>,
@@ -150,7 +131,7 @@ fn write_segments(
     all: bool,
 ) -> hoptrace_store::Result<()> {
     for i in (1..pending.len()).rev() {
-        pending.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+        pending.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
     }
     let size = size.max(1);
     let rest = if all { Vec::new() } else { pending.split_off(pending.len() - pending.len() % size) };
@@ -158,14 +139,10 @@ fn write_segments(
     for row in pending.iter() {
         by_hour.entry(Hour::of_nanos(row.start_time_unix_nano)).or_default().push(row);
     }
-    for (hour, rows) in by_hour {
+    for (_hour, rows) in by_hour {
         for part in rows.chunks(size) {
             *segment_no += 1;
-            let mut part = part.to_vec();
-            part.sort_unstable_by_key(|r| r.segment_order());
-            let mut frame = hoptrace_store::to_frame(part.iter().copied())
-                .map_err(|source| hoptrace_store::StoreError::Parquet { path: dir.to_owned(), source })?;
-            segment::write(dir, hour, *segment_no, *segment_no, &mut frame, 128 * 1024)?;
+            segment::write_flush(dir, *segment_no, part.iter().copied(), ROW_GROUP_ROWS)?;
         }
     }
     *pending = rest;
@@ -175,7 +152,7 @@ fn write_segments(
 fn origin(service: &str, instance: &str) -> Origin {
     Origin {
         service_name: service.into(),
-        resource_attributes: vec![kv("service.name", service), kv("service.instance.id", instance)],
+        resource_attributes: vec![kv(hoptrace_otlp::SERVICE_NAME, service), kv("service.instance.id", instance)],
         scope_name: "hoptrace-instrumentation".into(),
         scope_version: String::new(),
     }
@@ -192,17 +169,11 @@ fn kv(key: &str, value: &str) -> KeyValue {
 fn trace_id(seed: u64, task: u64) -> [u8; 16] {
     let mut rng = Rng(seed ^ task.wrapping_mul(0x2545_f491_4f6c_dd1d));
     let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&rng.next().to_be_bytes());
-    id[8..].copy_from_slice(&rng.next().to_be_bytes());
+    id[..8].copy_from_slice(&rng.next_u64().to_be_bytes());
+    id[8..].copy_from_slice(&rng.next_u64().to_be_bytes());
     id[0] |= 1;
     id
 }
-
-const INTERNAL: u8 = 1;
-const SERVER: u8 = 2;
-const CLIENT: u8 = 3;
-const PRODUCER: u8 = 4;
-const CONSUMER: u8 = 5;
 
 struct TraceBuilder<'a> {
     rng: &'a mut Rng,
@@ -226,7 +197,7 @@ impl TraceBuilder<'_> {
     fn span(
         &mut self,
         name: &str,
-        kind: u8,
+        kind: SpanKind,
         parent: Option<Placed>,
         start: i64,
         end: i64,
@@ -244,7 +215,7 @@ impl TraceBuilder<'_> {
             trace_state: String::new(),
             flags: 1,
             name: name.into(),
-            kind,
+            kind: kind.code(),
             start_time_unix_nano: (start + skew) as u64,
             end_time_unix_nano: (end + skew) as u64,
             status_code: 0,
@@ -259,7 +230,15 @@ impl TraceBuilder<'_> {
         Placed { id, start, end }
     }
 
-    fn orch(&mut self, name: &str, kind: u8, parent: Option<Placed>, start: i64, end: i64, attrs: &[(&str, &str)]) -> Placed {
+    fn orch(
+        &mut self,
+        name: &str,
+        kind: SpanKind,
+        parent: Option<Placed>,
+        start: i64,
+        end: i64,
+        attrs: &[(&str, &str)],
+    ) -> Placed {
         let origin = self.orchestration.clone();
         self.span(name, kind, parent, start, end, &origin, 0, attrs, None)
     }
@@ -286,8 +265,8 @@ fn task_trace(
     let self_parts: Vec<i64> = (0..2).map(|_| b.rng.latency(60.0 * US, 0.5)).collect();
     let at = t0 + self_parts[0];
     let root_index = b.spans.len();
-    let root = b.orch("POST /v1/tasks", SERVER, None, t0, t0, task_attrs);
-    let call = b.orch("SELECT hoptrace_create_task", CLIENT, Some(root), at, at + create, &[]);
+    let root = b.orch("POST /v1/tasks", SpanKind::Server, None, t0, t0, task_attrs);
+    let call = b.orch("SELECT hoptrace_create_task", SpanKind::Client, Some(root), at, at + create, &[]);
     let first_send = sends(b, call, at + create / 10, at + create - create / 10);
     let root_end = at + create + self_parts[1];
     b.spans[root_index].end_time_unix_nano = root_end as u64;
@@ -302,14 +281,13 @@ fn task_trace(
         let worker = workers[w].clone();
         let skew = scenario.worker_clock_skew_ns.get(w).copied().unwrap_or(0);
         let step_name = format!("step_{step}");
-        let step_attrs: &[(&str, &str)] =
-            &[("task.uuid", uuid), ("step.name", &step_name), ("step.handler", handler)];
+        let step_attrs: &[(&str, &str)] = &[("task.uuid", uuid), ("step.name", &step_name), ("step.handler", handler)];
         // The step_ready event reaches the worker.
         let notify = b.rng.latency(300.0 * US, 0.4);
         let publish = send.1;
         b.span(
             "receive step_ready",
-            CONSUMER,
+            SpanKind::Consumer,
             Some(publish),
             publish.start + notify,
             publish.start + notify + 10_000,
@@ -323,7 +301,17 @@ fn task_trace(
         let queue_wait = b.rng.latency(400.0 * US, 0.5);
         let claim = (b.rng.latency(500.0 * US, 0.3) as f64 * scenario.claim_factor).round() as i64;
         let claim_start = send.0.end + queue_wait;
-        b.span("receive step_queue", CLIENT, Some(send.0), claim_start, claim_start + claim, &worker, skew, step_attrs, None);
+        b.span(
+            "receive step_queue",
+            SpanKind::Client,
+            Some(send.0),
+            claim_start,
+            claim_start + claim,
+            &worker,
+            skew,
+            step_attrs,
+            None,
+        );
         let gap = b.rng.latency(20.0 * US, 0.3);
         let process_start = claim_start + claim + gap;
         let fw: Vec<i64> = (0..4).map(|_| b.rng.latency(15.0 * US, 0.5)).collect();
@@ -341,7 +329,7 @@ fn task_trace(
         process_attrs.push(("task.template", template));
         let process = b.span(
             "process step_queue",
-            CONSUMER,
+            SpanKind::Consumer,
             Some(send.0),
             process_start,
             process_end,
@@ -351,11 +339,31 @@ fn task_trace(
             Some(send.0),
         );
         let execute_name = format!("execute {handler}");
-        b.span(&execute_name, INTERNAL, Some(process), exec_start, exec_start + execute, &worker, skew, &[("step.handler", handler)], None);
-        let result_send = b.span("send result_queue", PRODUCER, Some(process), submit_start, submit_start + submit, &worker, skew, &[("messaging.system", "pgmq")], None);
+        b.span(
+            &execute_name,
+            SpanKind::Internal,
+            Some(process),
+            exec_start,
+            exec_start + execute,
+            &worker,
+            skew,
+            &[("step.handler", handler)],
+            None,
+        );
+        let result_send = b.span(
+            "send result_queue",
+            SpanKind::Producer,
+            Some(process),
+            submit_start,
+            submit_start + submit,
+            &worker,
+            skew,
+            &[("messaging.system", "pgmq")],
+            None,
+        );
         let result_publish = b.span(
             "publish result_ready",
-            PRODUCER,
+            SpanKind::Producer,
             Some(result_send),
             submit_start,
             submit_start + submit,
@@ -364,7 +372,17 @@ fn task_trace(
             &[("messaging.system", "pg_notify"), ("messaging.destination.name", "result_ready")],
             None,
         );
-        b.span("settle step_queue", CLIENT, Some(process), settle_start, settle_start + settle, &worker, skew, &[], None);
+        b.span(
+            "settle step_queue",
+            SpanKind::Client,
+            Some(process),
+            settle_start,
+            settle_start + settle,
+            &worker,
+            skew,
+            &[],
+            None,
+        );
         truth.add("worker_execution", handler, "queue wait", queue_wait);
         truth.add("worker_execution", handler, "claim", claim);
         truth.add("worker_execution", handler, "execute", execute);
@@ -377,7 +395,7 @@ fn task_trace(
         let notify_back = b.rng.latency(300.0 * US, 0.4);
         b.span(
             "receive result_ready",
-            CONSUMER,
+            SpanKind::Consumer,
             Some(result_publish),
             submit_start + notify_back,
             submit_start + notify_back + 10_000,
@@ -390,17 +408,34 @@ fn task_trace(
         let result_wait = b.rng.latency(400.0 * US, 0.5);
         let result_claim = b.rng.latency(500.0 * US, 0.3);
         let result_claim_start = submit_start + submit + result_wait;
-        b.orch("receive result_queue", CLIENT, Some(result_send), result_claim_start, result_claim_start + result_claim, &[]);
+        b.orch(
+            "receive result_queue",
+            SpanKind::Client,
+            Some(result_send),
+            result_claim_start,
+            result_claim_start + result_claim,
+            &[],
+        );
         let pr_start = result_claim_start + result_claim + b.rng.latency(20.0 * US, 0.3);
         let select = b.rng.latency(120.0 * US, 0.3);
         let update = b.rng.latency(150.0 * US, 0.3);
         let orchestration = b.orchestration.clone();
         let pr_index = b.spans.len();
-        let pr = b.span("process result_queue", CONSUMER, Some(result_send), pr_start, pr_start, &orchestration, 0, &[("task.uuid", uuid)], Some(result_send));
+        let pr = b.span(
+            "process result_queue",
+            SpanKind::Consumer,
+            Some(result_send),
+            pr_start,
+            pr_start,
+            &orchestration,
+            0,
+            &[("task.uuid", uuid)],
+            Some(result_send),
+        );
         let mut at = pr_start + 10_000;
-        b.orch("SELECT tasks", CLIENT, Some(pr), at, at + select, &[]);
+        b.orch("SELECT tasks", SpanKind::Client, Some(pr), at, at + select, &[]);
         at += select;
-        b.orch("UPDATE workflow_steps", CLIENT, Some(pr), at, at + update, &[]);
+        b.orch("UPDATE workflow_steps", SpanKind::Client, Some(pr), at, at + update, &[]);
         at += update;
         if step < steps {
             let (next, end, discover) = enqueue(b, pr, at, template, uuid);
@@ -410,12 +445,19 @@ fn task_trace(
             at = end;
         } else {
             let complete = b.rng.latency(200.0 * US, 0.3);
-            b.orch("complete task", INTERNAL, Some(pr), at, at + complete, &[("task.uuid", uuid), ("task.template", template)]);
+            b.orch(
+                "complete task",
+                SpanKind::Internal,
+                Some(pr),
+                at,
+                at + complete,
+                &[("task.uuid", uuid), ("task.template", template)],
+            );
             at += complete;
             complete_end = at;
         }
         let settle_r = b.rng.latency(350.0 * US, 0.3);
-        b.orch("settle result_queue", CLIENT, Some(pr), at, at + settle_r, &[]);
+        b.orch("settle result_queue", SpanKind::Client, Some(pr), at, at + settle_r, &[]);
         at += settle_r + 5_000;
         b.spans[pr_index].end_time_unix_nano = at as u64;
         truth.add("step_enqueueing", template, "result processing", at - pr_start);
@@ -425,23 +467,36 @@ fn task_trace(
 
 /// `enqueue ready steps` with its discovery query and one send (+ publish); returns ((send, publish),
 /// end, duration).
-fn enqueue(b: &mut TraceBuilder, parent: Placed, start: i64, template: &str, uuid: &str) -> ((Placed, Placed), i64, i64) {
+fn enqueue(
+    b: &mut TraceBuilder,
+    parent: Placed,
+    start: i64,
+    template: &str,
+    uuid: &str,
+) -> ((Placed, Placed), i64, i64) {
     let discover = b.rng.latency(200.0 * US, 0.3);
     let send = b.rng.latency(250.0 * US, 0.3);
     let tail = b.rng.latency(10.0 * US, 0.3);
     let end = start + discover + send + tail;
-    let enqueue = b.orch("enqueue ready steps", INTERNAL, Some(parent), start, end, &[("task.uuid", uuid), ("task.template", template), ("step.count", "1")]);
-    b.orch("UPDATE workflow_steps", CLIENT, Some(enqueue), start, start + discover, &[]);
+    let enqueue = b.orch(
+        "enqueue ready steps",
+        SpanKind::Internal,
+        Some(parent),
+        start,
+        end,
+        &[("task.uuid", uuid), ("task.template", template), ("step.count", "1")],
+    );
+    b.orch("UPDATE workflow_steps", SpanKind::Client, Some(enqueue), start, start + discover, &[]);
     let send_start = start + discover;
     (sends(b, enqueue, send_start, send_start + send), end, end - start)
 }
 
 /// A step message sent with notify: `send step_queue` and, under it, `publish step_ready`.
 fn sends(b: &mut TraceBuilder, parent: Placed, start: i64, end: i64) -> (Placed, Placed) {
-    let s = b.orch("send step_queue", PRODUCER, Some(parent), start, end, &[("messaging.system", "pgmq")]);
+    let s = b.orch("send step_queue", SpanKind::Producer, Some(parent), start, end, &[("messaging.system", "pgmq")]);
     let p = b.orch(
         "publish step_ready",
-        PRODUCER,
+        SpanKind::Producer,
         Some(s),
         start,
         end,

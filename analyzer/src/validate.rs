@@ -7,7 +7,10 @@
 
 use std::collections::BTreeMap;
 
+use hoptrace_text::{escape_markup as xml, Align, Table};
 use serde::Serialize;
+
+use hoptrace_otlp::SpanKind;
 
 use crate::config::Config;
 use crate::select::Selectors;
@@ -26,9 +29,6 @@ pub const RULES: &[(&str, &str)] = &[
     ("expected_structure", "the lifecycle's span counts for its variant"),
     ("child_within_parent", "a synchronous child lies within its parent, within the clock-skew bound"),
 ];
-
-const PRODUCER: u8 = 4;
-const CONSUMER: u8 = 5;
 
 /// One broken rule in one trace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -136,15 +136,15 @@ pub fn validate(table: &SpanTable, config: &Config, settled_before: i64, run: Op
             if table.parent_id[r] != 0 && parent.is_none() {
                 fail("no_orphans", Some(r), format!("parent {:016x} is not in the trace", table.parent_id[r]));
             }
-            if table.kind[r] == CONSUMER {
-                let paired = parent.is_some_and(|p| table.kind[p] == PRODUCER)
-                    || table.links(r).iter().any(|&l| find(l).is_some_and(|p| table.kind[p] == PRODUCER));
+            if table.kind[r] == SpanKind::Consumer {
+                let paired = parent.is_some_and(|p| table.kind[p] == SpanKind::Producer)
+                    || table.links(r).iter().any(|&l| find(l).is_some_and(|p| table.kind[p] == SpanKind::Producer));
                 if !paired {
                     fail("consumer_paired", Some(r), "no parent or link to a producer in this trace".into());
                 }
             }
             if let Some(p) = parent {
-                let synchronous = table.kind[p] != PRODUCER && table.kind[r] != CONSUMER;
+                let synchronous = table.kind[p] != SpanKind::Producer && table.kind[r] != SpanKind::Consumer;
                 if synchronous && (table.start[r] < table.start[p] - bound || table.end[r] > table.end[p] + bound) {
                     fail(
                         "child_within_parent",
@@ -176,7 +176,12 @@ pub fn validate(table: &SpanTable, config: &Config, settled_before: i64, run: Op
                         fail(
                             "expected_structure",
                             Some(root),
-                            format!("{} {:?} spans, expected {count} for {}", found, name, variant.unwrap_or("this lifecycle")),
+                            format!(
+                                "{} {:?} spans, expected {count} for {}",
+                                found,
+                                name,
+                                variant.unwrap_or("this lifecycle")
+                            ),
                         );
                     }
                 }
@@ -192,13 +197,16 @@ pub fn validate(table: &SpanTable, config: &Config, settled_before: i64, run: Op
             for &trace_no in traces {
                 let others: Vec<String> =
                     traces.iter().filter(|&&t| t != trace_no).map(|&t| table.trace_id_hex(t as usize)).collect();
-                found.push((trace_no as usize, Failure {
-                    trace_id: table.trace_id_hex(trace_no as usize),
-                    rule: "one_trace_per_key",
-                    lifecycle: None,
-                    span: None,
-                    detail: format!("{key_name}={} is also in {}", table.strings.resolve(key), others.join(", ")),
-                }));
+                found.push((
+                    trace_no as usize,
+                    Failure {
+                        trace_id: table.trace_id_hex(trace_no as usize),
+                        rule: "one_trace_per_key",
+                        lifecycle: None,
+                        span: None,
+                        detail: format!("{key_name}={} is also in {}", table.strings.resolve(key), others.join(", ")),
+                    },
+                ));
             }
         }
     }
@@ -266,7 +274,13 @@ impl std::str::FromStr for MaxBroken {
     fn from_str(text: &str) -> Result<Self, String> {
         let bad = || format!("{text:?} is neither a count (3) nor a percentage (0.5%)");
         match text.strip_suffix('%') {
-            Some(p) => p.trim().parse::<f64>().ok().filter(|p| (0.0..=100.0).contains(p)).map(MaxBroken::Percent).ok_or_else(bad),
+            Some(p) => p
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .map(MaxBroken::Percent)
+                .ok_or_else(bad),
             None => text.trim().parse().map(MaxBroken::Count).map_err(|_| bad()),
         }
     }
@@ -288,14 +302,23 @@ impl Validation {
             "hoptrace validate: {} traces checked, {} intact, {} broken, {} pending\n",
             self.traces_checked, self.intact, self.broken, self.pending
         );
-        let width = RULES.iter().map(|(r, _)| r.len()).max().unwrap_or(0);
+        let mut rules = Table::new(&[Align::Left, Align::Right, Align::Left]).indent("  ").min_widths(&[0, 10]);
         for (rule, what) in RULES {
             let broken = self.by_rule.get(rule).copied().unwrap_or(0);
             let mark = if broken == 0 { "ok".to_owned() } else { format!("{broken} broken") };
-            let _ = writeln!(out, "  {rule:<width$}  {mark:>10}  {what}");
+            rules.row([*rule, mark.as_str(), *what]);
         }
+        out.push_str(&rules.render());
         if !self.failures.is_empty() {
-            let _ = writeln!(out, "\nfailures{}:", if self.failures.len() > limit { format!(" (first {limit} of {})", self.failures.len()) } else { String::new() });
+            let _ = writeln!(
+                out,
+                "\nfailures{}:",
+                if self.failures.len() > limit {
+                    format!(" (first {limit} of {})", self.failures.len())
+                } else {
+                    String::new()
+                }
+            );
             for f in self.failures.iter().take(limit) {
                 let span = f.span.as_ref().map(|s| format!(" at {s}")).unwrap_or_default();
                 let lifecycle = f.lifecycle.as_ref().map(|l| format!(" [{l}]")).unwrap_or_default();
@@ -312,7 +335,8 @@ impl Validation {
     /// JUnit XML: a test suite with one test case per rule and lifecycle; a failing case lists its traces.
     pub fn junit(&self, config: &Config) -> String {
         use std::fmt::Write as _;
-        let mut lifecycles: Vec<Option<&str>> = config.validation.lifecycles.iter().map(|l| Some(l.name.as_str())).collect();
+        let mut lifecycles: Vec<Option<&str>> =
+            config.validation.lifecycles.iter().map(|l| Some(l.name.as_str())).collect();
         lifecycles.push(None);
         let mut cases = String::new();
         let (mut tests, mut failed) = (0, 0);
@@ -331,9 +355,17 @@ impl Validation {
                     failed += 1;
                     let mut traces: Vec<&str> = hits.iter().map(|f| f.trace_id.as_str()).collect();
                     traces.dedup();
-                    let body: Vec<String> = hits.iter().map(|f| {
-                        format!("trace {}{}: {}", f.trace_id, f.span.as_ref().map(|s| format!(" at {s}")).unwrap_or_default(), f.detail)
-                    }).collect();
+                    let body: Vec<String> = hits
+                        .iter()
+                        .map(|f| {
+                            format!(
+                                "trace {}{}: {}",
+                                f.trace_id,
+                                f.span.as_ref().map(|s| format!(" at {s}")).unwrap_or_default(),
+                                f.detail
+                            )
+                        })
+                        .collect();
                     let _ = write!(
                         cases,
                         "\n      <failure message=\"{}: {} trace(s) broken\">{}</failure>\n    ",
@@ -349,10 +381,6 @@ impl Validation {
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"hoptrace validate\" tests=\"{tests}\" failures=\"{failed}\">\n  <testsuite name=\"trace correlation\" tests=\"{tests}\" failures=\"{failed}\">\n{cases}  </testsuite>\n</testsuites>\n"
         )
     }
-}
-
-fn xml(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -405,7 +433,7 @@ mod tests {
                 t.parent_id.push(span.parent);
                 let name = t.strings.intern(span.name);
                 t.name.push(name);
-                t.kind.push(span.kind);
+                t.kind.push(SpanKind::from_code(span.kind));
                 let service = t.strings.intern("svc");
                 t.service.push(service);
                 t.process.push(service);
@@ -469,10 +497,7 @@ mod tests {
         assert_eq!(with(&|t| t.push(s(1, 9, 0, "start", 2, 0, 1))), ["single_root"]);
         assert_eq!(with(&|t| t[0].name = "begin"), ["expected_root"]);
         assert_eq!(with(&|t| t.push(s(1, 9, 77, "log", 1, 1, 2))), ["no_orphans"]);
-        assert_eq!(
-            with(&|t| t.extend([s(1, 9, 1, "log", 1, 1, 2), s(1, 9, 1, "log", 1, 2, 3)])),
-            ["unique_span_ids"]
-        );
+        assert_eq!(with(&|t| t.extend([s(1, 9, 1, "log", 1, 1, 2), s(1, 9, 1, "log", 1, 2, 3)])), ["unique_span_ids"]);
         assert_eq!(with(&|t| t.push(s(1, 0, 1, "log", 1, 1, 2))), ["valid_ids"]);
         assert_eq!(with(&|t| t.push(s(1, 9, 1, "log", 1, 5, 4))), ["end_after_start"]);
         assert_eq!(
@@ -497,7 +522,8 @@ mod tests {
         split.key = Some("k1");
         spans.push(split);
         let result = validate(&table(&spans), &config(), i64::MAX, None);
-        let split: Vec<_> = result.failures.iter().filter(|f| f.rule == "one_trace_per_key").map(|f| &f.trace_id).collect();
+        let split: Vec<_> =
+            result.failures.iter().filter(|f| f.rule == "one_trace_per_key").map(|f| &f.trace_id).collect();
         assert_eq!(split.len(), 2);
         assert_eq!(result.broken, 2);
         assert_eq!(result.by_rule["one_trace_per_key"], 2);
@@ -545,11 +571,7 @@ mod tests {
         spans.push(split);
         let result = validate(&table(&spans), &config(), i64::MAX, None);
         let golden = |name: &str, actual: &str| {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-            if std::env::var_os("UPDATE_GOLDEN").is_some() {
-                std::fs::write(&path, actual).unwrap();
-            }
-            assert_eq!(actual, std::fs::read_to_string(&path).unwrap(), "{name}");
+            hoptrace_testkit::golden(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden"), name, actual)
         };
         golden("validate.txt", &result.table(50));
         golden("validate.json", &result.json());

@@ -10,13 +10,7 @@ use hoptrace_analyzer::synthetic::{self, Scenario};
 const ANALYZER: &str = env!("CARGO_BIN_EXE_analyzer");
 
 fn golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing golden file {}", path.display()));
-    assert!(actual == expected, "{name} differs from its golden file:\n--- expected\n{expected}\n--- actual\n{actual}");
+    hoptrace_testkit::golden(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden"), name, actual);
 }
 
 /// A small store: 60 tasks of linear_3 and diamond-free linear_10, noop and simple_calculation handlers.
@@ -39,11 +33,26 @@ fn stdout(output: &Output) -> String {
 #[test]
 fn every_format_matches_its_golden_file() {
     let dir = store();
-    for (format, file) in [("table", "report.txt"), ("json", "report.json"), ("csv", "report.csv"), ("markdown", "report.md")] {
+    for (format, file) in
+        [("table", "report.txt"), ("json", "report.json"), ("csv", "report.csv"), ("markdown", "report.md")]
+    {
         let out = analyzer(dir.path(), &["report", "--store", "data", "--run", "synthetic", "--format", format]);
         golden(file, &stdout(&out));
     }
-    let out = analyzer(dir.path(), &["report", "--store", "data", "--run", "synthetic", "--category", "e2e_latency", "--category", "handler_overhead"]);
+    let out = analyzer(
+        dir.path(),
+        &[
+            "report",
+            "--store",
+            "data",
+            "--run",
+            "synthetic",
+            "--category",
+            "e2e_latency",
+            "--category",
+            "handler_overhead",
+        ],
+    );
     golden("report-two-categories.txt", &stdout(&out));
 }
 
@@ -64,7 +73,10 @@ fn the_json_report_is_versioned_and_self_describing() {
 #[test]
 fn an_empty_range_says_so_and_is_not_an_error() {
     let dir = store();
-    let out = analyzer(dir.path(), &["report", "--store", "data", "--from", "2020-01-01T00:00:00Z", "--to", "2020-01-02T00:00:00Z"]);
+    let out = analyzer(
+        dir.path(),
+        &["report", "--store", "data", "--from", "2020-01-01T00:00:00Z", "--to", "2020-01-02T00:00:00Z"],
+    );
     let table = stdout(&out);
     assert!(table.contains("0 traces, 0 spans"), "{table}");
     assert!(table.contains("no hop of any category matched a span in this range"), "{table}");
@@ -84,7 +96,10 @@ fn usage_and_config_errors_exit_1_with_the_reason() {
         (&["report", "--store", "data", "--config", "bad.toml"], "category \"c\" hop \"h\": target: \"p99 < soon\""),
         (&["report", "--store", "data", "--config", "absent.toml"], "reading absent.toml"),
         (&["report", "--store", "data", "--category", "e2e"], "no category \"e2e\"; categories: task_initialization"),
-        (&["report", "--store", "data", "--from", "2026-11-30T00:00:00Z", "--to", "2026-11-29T00:00:00Z"], "--from must be before --to"),
+        (
+            &["report", "--store", "data", "--from", "2026-11-30T00:00:00Z", "--to", "2026-11-29T00:00:00Z"],
+            "--from must be before --to",
+        ),
     ];
     for (args, says) in cases {
         let out = analyzer(dir.path(), args);

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use hoptrace_analyzer::synthetic::{self, Scenario};
-use hoptrace_store::scratch::ScratchDb;
+use hoptrace_testkit::ScratchDb;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, Row};
 
@@ -71,11 +71,13 @@ async fn every_dashboard_query_returns_rows_from_an_exported_run() {
     assert!(again.starts_with("exported 0 new samples"), "a second export adds nothing: {again}");
 
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
-    let count: i64 = sqlx::query("SELECT count(*) FROM hoptrace_hop_samples").fetch_one(&mut conn).await.unwrap().get(0);
+    let count: i64 =
+        sqlx::query("SELECT count(*) FROM hoptrace_hop_samples").fetch_one(&mut conn).await.unwrap().get(0);
     assert_eq!(count as u64, new);
     let in_range: u64 = first.split('(').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
     assert_eq!(new, in_range, "every sample of the range is written, none merged with another");
-    let checks: i64 = sqlx::query("SELECT count(*) FROM hoptrace_correlation").fetch_one(&mut conn).await.unwrap().get(0);
+    let checks: i64 =
+        sqlx::query("SELECT count(*) FROM hoptrace_correlation").fetch_one(&mut conn).await.unwrap().get(0);
     assert_eq!(checks, 2, "one correlation row per export");
     let target: f64 = sqlx::query(
         "SELECT target_ms FROM hoptrace_hop_targets WHERE category = 'e2e_latency' AND variant = 'linear_3' AND percentile = 'p99'",
@@ -93,9 +95,19 @@ async fn every_dashboard_query_returns_rows_from_an_exported_run() {
     for variable in variables {
         let name = variable["name"].as_str().unwrap();
         let sql = expand(variable["query"].as_str().unwrap(), &vars);
-        let values: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut conn).await.unwrap().iter().map(|r| r.get(0)).collect();
+        let values: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         assert!(!values.is_empty(), "variable {name} has no values");
-        let chosen = if name == "category" && values.contains(&"worker_execution".to_owned()) { "worker_execution".to_owned() } else { values[0].clone() };
+        let chosen = if name == "category" && values.contains(&"worker_execution".to_owned()) {
+            "worker_execution".to_owned()
+        } else {
+            values[0].clone()
+        };
         vars.push((name, chosen));
     }
     for panel in dashboard["panels"].as_array().unwrap() {
@@ -115,7 +127,8 @@ async fn every_dashboard_query_returns_rows_from_an_exported_run() {
 #[test]
 fn provisioning_names_the_data_sources_the_dashboard_uses() {
     let datasources = repo_file("dashboards/provisioning/datasources/hoptrace.yaml");
-    let uids: Vec<&str> = datasources["datasources"].as_array().unwrap().iter().map(|d| d["uid"].as_str().unwrap()).collect();
+    let uids: Vec<&str> =
+        datasources["datasources"].as_array().unwrap().iter().map(|d| d["uid"].as_str().unwrap()).collect();
     assert_eq!(uids, ["hoptrace-pg", "hoptrace-jaeger"]);
     let providers = repo_file("dashboards/provisioning/dashboards/hoptrace.yaml");
     assert_eq!(providers["providers"][0]["type"], "file");

@@ -101,7 +101,10 @@ fn a_service_filter_keeps_the_hops_measured_on_that_service() {
         ["claim", "execute", "framework", "handler", "overhead", "publish to reception", "queue wait", "submit"]
     );
     let want = truth_rows(&truth);
-    assert_eq!(got[&("worker_execution".into(), "noop".into(), "claim".into())], want[&("worker_execution".into(), "noop".into(), "claim".into())]);
+    assert_eq!(
+        got[&("worker_execution".into(), "noop".into(), "claim".into())],
+        want[&("worker_execution".into(), "noop".into(), "claim".into())]
+    );
     let steps = &("event_propagation".to_owned(), "step_ready".to_owned(), "publish to reception".to_owned());
     assert_eq!(got[steps], want[steps], "step_ready is received by workers");
     assert!(!got.keys().any(|k| k.1 == "result_ready"), "result_ready is received by the orchestrator");
@@ -110,8 +113,7 @@ fn a_service_filter_keeps_the_hops_measured_on_that_service() {
 #[test]
 fn skewed_worker_clocks_leave_durations_exact_and_gaps_corrected_into_causal_bounds() {
     // worker-2 runs 5 ms behind the orchestrator: its spans seem to start before the messages they handle.
-    let scenario =
-        Scenario { tasks: 300, worker_clock_skew_ns: vec![0, -5_000_000], ..Scenario::default() };
+    let scenario = Scenario { tasks: 300, worker_clock_skew_ns: vec![0, -5_000_000], ..Scenario::default() };
     let (dir, truth) = generated(&scenario);
     let config = Config::built_in();
     let report = analyze(dir.path(), TimeRange::all(), &config, &Filters::default()).unwrap();

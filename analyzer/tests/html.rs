@@ -36,7 +36,10 @@ fn without_details(mut value: Value) -> Value {
     for category in value["categories"].as_array_mut().unwrap() {
         for variant in category["variants"].as_array_mut().unwrap() {
             for hop in variant["hops"].as_array_mut().unwrap() {
-                assert!(hop.as_object_mut().unwrap().remove("distribution").is_some(), "every hop has its distribution");
+                assert!(
+                    hop.as_object_mut().unwrap().remove("distribution").is_some(),
+                    "every hop has its distribution"
+                );
             }
             if let Some(path) = variant["critical_path"].as_object_mut() {
                 assert_eq!(path.remove("exemplars").unwrap().as_array().unwrap().len(), 2, "p50 and p99 exemplars");
@@ -49,13 +52,29 @@ fn without_details(mut value: Value) -> Value {
 #[test]
 fn the_page_carries_the_json_report_and_a_chart_for_each_part() {
     let dir = store();
-    let json: Value = serde_json::from_str(&run(dir.path(), &["report", "--store", "data", "--run", "synthetic", "--format", "json"])).unwrap();
+    let json: Value = serde_json::from_str(&run(
+        dir.path(),
+        &["report", "--store", "data", "--run", "synthetic", "--format", "json"],
+    ))
+    .unwrap();
     run(dir.path(), &["report", "--store", "data", "--run", "synthetic", "--format", "html", "-o", "report.html"]);
     let page = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert_eq!(without_details(embedded(&page)), json, "the page's data is the JSON report");
 
-    let hops: usize = json["categories"].as_array().unwrap().iter().flat_map(|c| c["variants"].as_array().unwrap()).map(|v| v["hops"].as_array().unwrap().len()).sum();
-    let paths = json["categories"].as_array().unwrap().iter().flat_map(|c| c["variants"].as_array().unwrap()).filter(|v| !v["critical_path"].is_null()).count();
+    let hops: usize = json["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["variants"].as_array().unwrap())
+        .map(|v| v["hops"].as_array().unwrap().len())
+        .sum();
+    let paths = json["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["variants"].as_array().unwrap())
+        .filter(|v| !v["critical_path"].is_null())
+        .count();
     assert_eq!(page.matches("<svg class=cdf").count(), hops);
     assert_eq!(page.matches("<svg class=stacked").count(), paths);
     assert_eq!(page.matches("<svg class=waterfall").count(), 2 * paths);
@@ -66,7 +85,11 @@ fn the_page_carries_the_json_report_and_a_chart_for_each_part() {
         assert!(!page.contains(external), "the page refers to {external}");
     }
     // Without -o, the HTML format refuses to write a page to a terminal.
-    let out = Command::new(ANALYZER).current_dir(dir.path()).args(["report", "--store", "data", "--format", "html"]).output().unwrap();
+    let out = Command::new(ANALYZER)
+        .current_dir(dir.path())
+        .args(["report", "--store", "data", "--format", "html"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("-o report.html"));
 }
@@ -90,7 +113,7 @@ fn the_page_opens_in_headless_chromium_without_console_errors() {
         .unwrap();
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{log}");
-    for error in log.lines().filter(|l| l.contains("CONSOLE") || l.contains("Uncaught")) {
+    if let Some(error) = log.lines().find(|l| l.contains("CONSOLE") || l.contains("Uncaught")) {
         panic!("console error: {error}");
     }
     let png = std::fs::read(&shot).unwrap();

@@ -6,9 +6,9 @@ use std::process::Command;
 
 use hoptrace_analyzer::synthetic::{self, Scenario};
 use hoptrace_analyzer::{analyze_with, report, Config, Filters};
-use hoptrace_store::postgres::PgStore;
-use hoptrace_store::scratch::ScratchDb;
+use hoptrace_store::PgStore;
 use hoptrace_store::{segment, Location, TimeRange};
+use hoptrace_testkit::ScratchDb;
 
 const ANALYZER: &str = env!("CARGO_BIN_EXE_analyzer");
 
@@ -24,7 +24,10 @@ async fn the_report_is_identical_on_both_stores() {
     for (n, part) in rows.chunks(3_000).enumerate() {
         let n = n as u64 + 1;
         let hour = segment::Hour::of_nanos(part[0].start_time_unix_nano);
-        assert!(part.iter().all(|r| segment::Hour::of_nanos(r.start_time_unix_nano) == hour), "the synthetic run fits one hour");
+        assert!(
+            part.iter().all(|r| segment::Hour::of_nanos(r.start_time_unix_nano) == hour),
+            "the synthetic run fits one hour"
+        );
         let mut frame = hoptrace_store::to_frame(part).unwrap();
         segment::write(dir.path(), hour, n, n, &mut frame, 128 * 1024).unwrap();
     }
@@ -52,11 +55,17 @@ async fn the_report_is_identical_on_both_stores() {
         let (a, b) = (lines(&reports[0]), lines(&reports[1]));
         let first = a.iter().zip(&b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
         let context = |l: &[String]| l[first.saturating_sub(12)..(first + 4).min(l.len())].join("\n");
-        panic!("the reports differ from line {first}:\n--- data directory\n{}\n--- PostgreSQL\n{}", context(&a), context(&b));
+        panic!(
+            "the reports differ from line {first}:\n--- data directory\n{}\n--- PostgreSQL\n{}",
+            context(&a),
+            context(&b)
+        );
     }
 
     // The command line takes the URL as --store, for every command.
-    let cli = |args: &[&str]| Command::new(ANALYZER).args(args).args(["--store", &url, "--run", "synthetic"]).output().unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(ANALYZER).args(args).args(["--store", &url, "--run", "synthetic"]).output().unwrap()
+    };
     let out = cli(&["report", "--format", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

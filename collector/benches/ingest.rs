@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hoptrace_collector::otlp::raw::{RawCodec, EXPORT_PATH};
+use hoptrace_otlp::EXPORT_PATH;
+use hoptrace_testkit::grpc::RawCodec;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -57,22 +58,12 @@ fn template() -> Template {
                 },
                 span_id: marker(i).to_vec(),
                 parent_span_id: if i % 8 == 0 { Vec::new() } else { marker(i - 1).to_vec() },
-                name: ["process step_queue", "send step_queue", "INSERT workflow_steps", "POST /v1/tasks"][i % 4].into(),
+                name: ["process step_queue", "send step_queue", "INSERT workflow_steps", "POST /v1/tasks"][i % 4]
+                    .into(),
                 kind: (i % 5 + 1) as i32,
                 start_time_unix_nano: start,
                 end_time_unix_nano: start + 250_000 + (i as u64 * 7919) % 100_000,
-                attributes: vec![
-                    kv("messaging.system", Value::StringValue("pgmq".into())),
-                    kv("messaging.destination.name", Value::StringValue("step_queue".into())),
-                    kv("messaging.message.id", Value::IntValue(100_000 + i as i64)),
-                    kv("db.system.name", Value::StringValue("postgresql".into())),
-                    kv("task.uuid", Value::StringValue(format!("0190c6d2-7a1b-7c3d-8e4f-{:012x}", i / 8))),
-                    kv("task.template", Value::StringValue("linear_3".into())),
-                    kv("step.name", Value::StringValue(format!("step_{}", i % 8))),
-                    kv("step.handler", Value::StringValue("noop".into())),
-                    kv("benchmark.run_id", Value::StringValue("bench-0001".into())),
-                    kv("retry", Value::BoolValue(false)),
-                ],
+                attributes: hoptrace_testkit::spans::benchmark_attributes(i),
                 status: Some(Status { code: 1, message: String::new() }),
                 ..Default::default()
             }
@@ -99,7 +90,12 @@ fn template() -> Template {
     let span_id_offsets = (0..SPANS_PER_BATCH)
         .flat_map(|i| {
             let m = marker(i);
-            bytes.windows(8).enumerate().filter(move |(_, w)| *w == m).map(move |(at, _)| (at, i as u64)).collect::<Vec<_>>()
+            bytes
+                .windows(8)
+                .enumerate()
+                .filter(move |(_, w)| *w == m)
+                .map(move |(at, _)| (at, i as u64))
+                .collect::<Vec<_>>()
         })
         .collect();
     let trace_marker = [0xD1, 0xD2, 0xD3, 0xD4, 0x42, 0x42, 0x42, 0x42];
@@ -123,7 +119,7 @@ impl Template {
         }
         for &(at, t) in &self.trace_id_offsets {
             out[at..at + 8].copy_from_slice(&mix(!(base + t)).to_le_bytes());
-            out[at + 8..at + 16].copy_from_slice(&mix(base + t ^ 0x5555).to_le_bytes());
+            out[at + 8..at + 16].copy_from_slice(&mix((base + t) ^ 0x5555).to_le_bytes());
         }
         Bytes::from(out)
     }
@@ -143,7 +139,14 @@ struct Counts {
 }
 
 /// Drives `concurrency` senders for `duration`; ids never repeat across the whole process.
-async fn load(proto: Proto, addr: &str, concurrency: usize, duration: Duration, tpl: Arc<Template>, seq: Arc<AtomicU64>) -> Arc<Counts> {
+async fn load(
+    proto: Proto,
+    addr: &str,
+    concurrency: usize,
+    duration: Duration,
+    tpl: Arc<Template>,
+    seq: Arc<AtomicU64>,
+) -> Arc<Counts> {
     let counts = Arc::new(Counts::default());
     let deadline = Instant::now() + duration;
     let mut tasks = Vec::new();
@@ -248,7 +251,13 @@ fn start_collector(data_dir: &Path) -> Target {
         .stdout(Stdio::null())
         .spawn()
         .expect("collector binary");
-    Target { name: "hoptrace", child, grpc: format!("127.0.0.1:{g}"), http: format!("127.0.0.1:{h}"), data_dir: Some(data_dir.into()) }
+    Target {
+        name: "hoptrace",
+        child,
+        grpc: format!("127.0.0.1:{g}"),
+        http: format!("127.0.0.1:{h}"),
+        data_dir: Some(data_dir.into()),
+    }
 }
 
 fn rotel_binary() -> Option<PathBuf> {
@@ -270,7 +279,13 @@ fn start_rotel(bin: &Path) -> Target {
         .stderr(Stdio::null())
         .spawn()
         .expect("rotel-agent");
-    Target { name: "rotel (blackhole)", child, grpc: format!("127.0.0.1:{g}"), http: format!("127.0.0.1:{h}"), data_dir: None }
+    Target {
+        name: "rotel (blackhole)",
+        child,
+        grpc: format!("127.0.0.1:{g}"),
+        http: format!("127.0.0.1:{h}"),
+        data_dir: None,
+    }
 }
 
 struct Phase {
@@ -280,7 +295,14 @@ struct Phase {
     failed: u64,
 }
 
-async fn phase(t: &Target, proto: Proto, concurrency: usize, duration: Duration, tpl: &Arc<Template>, seq: &Arc<AtomicU64>) -> Phase {
+async fn phase(
+    t: &Target,
+    proto: Proto,
+    concurrency: usize,
+    duration: Duration,
+    tpl: &Arc<Template>,
+    seq: &Arc<AtomicU64>,
+) -> Phase {
     let pid = t.child.id();
     let addr = if proto == Proto::Grpc { &t.grpc } else { &t.http };
     let cpu0 = cpu_seconds(pid);
@@ -323,7 +345,11 @@ async fn main() {
         secs,
         concurrency
     );
-    assert_eq!(tpl.span_id_offsets.len(), SPANS_PER_BATCH * 2 - SPANS_PER_BATCH.div_ceil(8), "every span id and parent id located");
+    assert_eq!(
+        tpl.span_id_offsets.len(),
+        SPANS_PER_BATCH * 2 - SPANS_PER_BATCH.div_ceil(8),
+        "every span id and parent id located"
+    );
     assert_eq!(tpl.trace_id_offsets.len(), SPANS_PER_BATCH, "every trace id located");
 
     let dir = tempfile::tempdir().unwrap();
@@ -334,7 +360,10 @@ async fn main() {
         _ => {}
     }
     let mut per_cpu = std::collections::HashMap::new();
-    println!("{:<20} {:<5} {:>12} {:>16} {:>9} {:>8}", "target", "proto", "spans/s", "spans/CPU-s", "refused", "failed");
+    println!(
+        "{:<20} {:<5} {:>12} {:>16} {:>9} {:>8}",
+        "target", "proto", "spans/s", "spans/CPU-s", "refused", "failed"
+    );
     for t in targets {
         wait_for_port(t.grpc.rsplit(':').next().unwrap().parse().unwrap()).await;
         wait_for_port(t.http.rsplit(':').next().unwrap().parse().unwrap()).await;
@@ -343,7 +372,12 @@ async fn main() {
             let label = if proto == Proto::Grpc { "grpc" } else { "http" };
             println!(
                 "{:<20} {:<5} {:>12.0} {:>16.0} {:>9} {:>8}   RSS now {:.0} MiB",
-                t.name, label, p.spans_per_s, p.spans_per_cpu_s, p.refused, p.failed,
+                t.name,
+                label,
+                p.spans_per_s,
+                p.spans_per_cpu_s,
+                p.refused,
+                p.failed,
                 status_kib(t.child.id(), "VmRSS:") as f64 / 1024.0
             );
             per_cpu.insert((t.name, label), p.spans_per_cpu_s);
@@ -376,7 +410,7 @@ async fn main() {
             );
             let name = t.name;
             stop(t);
-            let paths = hoptrace_store::reader::segment_paths(&data_dir, hoptrace_store::TimeRange::all()).unwrap();
+            let paths = hoptrace_store::read::segment_paths(&data_dir, hoptrace_store::TimeRange::all()).unwrap();
             let bytes: u64 = paths.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
             let stored = hoptrace_store::scan(&data_dir, hoptrace_store::TimeRange::all())
                 .unwrap()
@@ -384,7 +418,13 @@ async fn main() {
                 .collect()
                 .unwrap();
             let stored = stored.column("len").unwrap().u32().unwrap().get(0).unwrap_or(0) as f64;
-            println!("{:<20} stored {} spans in {} segments: {:.1} bytes/span", name, stored, paths.len(), bytes as f64 / stored.max(1.0));
+            println!(
+                "{:<20} stored {} spans in {} segments: {:.1} bytes/span",
+                name,
+                stored,
+                paths.len(),
+                bytes as f64 / stored.max(1.0)
+            );
         } else {
             stop(t);
         }

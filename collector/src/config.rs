@@ -193,7 +193,7 @@ impl Config {
             return Err("storage.flush_interval must be greater than zero".into());
         }
         if let Some(url) = &self.storage.postgres {
-            if !hoptrace_store::postgres::is_url(url) {
+            if !hoptrace_store::backend::postgres::is_url(url) {
                 return Err(format!("storage.postgres {url:?} must be a postgres:// URL"));
             }
         }
@@ -225,25 +225,11 @@ impl Config {
     }
 }
 
-/// "250ms", "2s", "1m": a number and a unit.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as \"500ms\" or \"2s\""))?;
-    let seconds = match unit.trim() {
-        "ms" => number / 1e3,
-        "s" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return Err(format!("{text:?} needs a unit: ms, s, m or h")),
-    };
-    Ok(Duration::from_secs_f64(seconds))
-}
-
+/// "250ms", "2s", "1m 30s": humantime's durations, as every hoptrace command takes them.
 fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
-    parse_duration(&text).map_err(serde::de::Error::custom)
+    humantime::parse_duration(text.trim())
+        .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration such as \"500ms\" or \"2s\" ({e})")))
 }
 
 #[cfg(test)]

@@ -67,7 +67,12 @@ impl Forwarder {
         let queued = self.stats.queue_bytes.fetch_add(len, Relaxed);
         self.stats.queue_spans.fetch_add(spans, Relaxed);
         let sent = queued + len <= self.max_queue_bytes
-            && self.tx.lock().expect("not poisoned").as_ref().is_some_and(|tx| tx.send(Request { body, spans }).is_ok());
+            && self
+                .tx
+                .lock()
+                .expect("not poisoned")
+                .as_ref()
+                .is_some_and(|tx| tx.send(Request { body, spans }).is_ok());
         if !sent {
             self.stats.queue_bytes.fetch_sub(len, Relaxed);
             self.stats.queue_spans.fetch_sub(spans, Relaxed);
@@ -89,7 +94,12 @@ impl Forwarder {
     }
 }
 
-async fn send_loop(client: reqwest::Client, url: String, mut rx: mpsc::UnboundedReceiver<Request>, stats: Arc<ForwardStats>) {
+async fn send_loop(
+    client: reqwest::Client,
+    url: String,
+    mut rx: mpsc::UnboundedReceiver<Request>,
+    stats: Arc<ForwardStats>,
+) {
     while let Some(Request { body, spans }) = rx.recv().await {
         let len = body.len() as u64;
         let sent = send(&client, &url, body, &stats).await;

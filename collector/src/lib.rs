@@ -1,5 +1,12 @@
 //! hoptrace's collector: OTLP/gRPC and OTLP/HTTP receivers in front of the durable span store.
 //!
+//! ```text
+//! receiver/  OTLP/gRPC and OTLP/HTTP, the body rules     ─► pipeline ─► store (hoptrace_store::Backend)
+//! forward    everything accepted, to another OTLP endpoint  ◄─┘
+//! query/     the Jaeger query API, read from the store
+//! config, metrics
+//! ```
+//!
 //! Both receivers share one [`pipeline::Pipeline`]: admission under a memory budget, validation into
 //! accepted and rejected spans, and the hand-off to the store, which answers once the spans are in its
 //! write-ahead log. [`Collector::start`] binds the listeners first (so `/health` can say "starting"),
@@ -7,25 +14,23 @@
 
 pub mod config;
 pub mod forward;
-pub mod grpc;
-pub mod http;
 pub mod metrics;
-pub mod otlp;
 pub mod pipeline;
 pub mod query;
+pub mod receiver;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use hoptrace_store::postgres::PgStore;
-use hoptrace_store::SpanStore;
+use hoptrace_store::{Backend, PgStore, SpanStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::Config;
-use pipeline::{Backend, Pipeline};
+use pipeline::Pipeline;
+use receiver::{grpc, http};
 
 /// A running collector.
 pub struct Collector {
@@ -67,11 +72,13 @@ impl Collector {
         };
         tracing::info!(%http_addr, "OTLP/HTTP listening (/v1/traces, /health, /metrics)");
 
-        let backend = match &config.storage.postgres {
+        let backend: Arc<dyn Backend> = match &config.storage.postgres {
             Some(url) => {
-                let db = PgStore::connect(url).await.with_context(|| format!("cannot open the span store in {}", config.location()))?;
+                let db = PgStore::connect(url)
+                    .await
+                    .with_context(|| format!("cannot open the span store in {}", config.location()))?;
                 tracing::info!(store = %config.location(), "span store open (PostgreSQL)");
-                Backend::Postgres(db)
+                Arc::new(db)
             }
             None => {
                 let data_dir = config.data_dir.clone();
@@ -85,7 +92,7 @@ impl Collector {
                     replayed_spans = recovery.replayed_spans,
                     "span store open"
                 );
-                Backend::Embedded(Arc::new(store))
+                Arc::new(store)
             }
         };
         if config.forward.endpoint.is_some() {
@@ -134,8 +141,8 @@ impl Collector {
         for server in self.servers {
             server.await??;
         }
-        if let Some(store) = self.pipeline.store().cloned() {
-            tokio::task::spawn_blocking(move || store.shutdown()).await?.context("final flush failed")?;
+        if let Some(backend) = self.pipeline.backend().cloned() {
+            tokio::task::spawn_blocking(move || backend.shutdown()).await?.context("final flush failed")?;
         }
         if let Some(forwarder) = self.pipeline.forwarder() {
             forwarder.stop().await;

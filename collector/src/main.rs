@@ -41,9 +41,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     match run(Args::parse()).await {
@@ -64,7 +62,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config.data_dir = dir;
     }
     if let Some(url) = args.store {
-        if !hoptrace_store::postgres::is_url(&url) {
+        if !hoptrace_store::backend::postgres::is_url(&url) {
             anyhow::bail!("--store takes a postgres:// URL; for a data directory use --data-dir");
         }
         config.storage.postgres = Some(url);

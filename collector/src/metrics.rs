@@ -51,28 +51,79 @@ impl Metrics {
             }
         }
         let mut single = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP hoptrace_{name} {help}\n# TYPE hoptrace_{name} {kind}\nhoptrace_{name} {value}");
+            let _ =
+                writeln!(out, "# HELP hoptrace_{name} {help}\n# TYPE hoptrace_{name} {kind}\nhoptrace_{name} {value}");
         };
-        single("collector_inflight_bytes", "gauge", "Request bytes admitted and not yet acknowledged.", self.inflight_bytes.load(Relaxed));
+        single(
+            "collector_inflight_bytes",
+            "gauge",
+            "Request bytes admitted and not yet acknowledged.",
+            self.inflight_bytes.load(Relaxed),
+        );
         if let Some(s) = store {
             let v = |a: &AtomicU64| a.load(Relaxed);
-            single("store_spans_duplicate_total", "counter", "Spans dropped as duplicates of a recent (trace id, span id).", v(&s.spans_duplicate));
+            single(
+                "store_spans_duplicate_total",
+                "counter",
+                "Spans dropped as duplicates of a recent (trace id, span id).",
+                v(&s.spans_duplicate),
+            );
             single("store_spans_stored_total", "counter", "Spans written to Parquet segments.", v(&s.spans_stored));
             single("store_wal_bytes_total", "counter", "Bytes appended to the write-ahead log.", v(&s.wal_bytes));
-            single("store_wal_syncs_total", "counter", "fsyncs of the write-ahead log (one per commit group).", v(&s.wal_syncs));
-            single("store_segments_written_total", "counter", "Parquet segments written by flushes.", v(&s.segments_written));
-            single("store_segment_bytes_written_total", "counter", "Bytes of Parquet written by flushes and compactions.", v(&s.segment_bytes_written));
+            single(
+                "store_wal_syncs_total",
+                "counter",
+                "fsyncs of the write-ahead log (one per commit group).",
+                v(&s.wal_syncs),
+            );
+            single(
+                "store_segments_written_total",
+                "counter",
+                "Parquet segments written by flushes.",
+                v(&s.segments_written),
+            );
+            single(
+                "store_segment_bytes_written_total",
+                "counter",
+                "Bytes of Parquet written by flushes and compactions.",
+                v(&s.segment_bytes_written),
+            );
             single("store_compactions_total", "counter", "Compactions of small segments.", v(&s.compactions));
-            single("store_flush_errors_total", "counter", "Flushes that failed (their spans stay in the WAL).", v(&s.flush_errors));
+            single(
+                "store_flush_errors_total",
+                "counter",
+                "Flushes that failed (their spans stay in the WAL).",
+                v(&s.flush_errors),
+            );
             single("store_queue_depth", "gauge", "Batches waiting for the write-ahead log.", v(&s.queue_depth));
             single("store_memtable_spans", "gauge", "Acknowledged spans not yet in a segment.", v(&s.memtable_spans));
         }
         if let Some(f) = forward {
             let v = |a: &AtomicU64| a.load(Relaxed);
-            single("forward_spans_forwarded_total", "counter", "Accepted spans the forward endpoint acknowledged.", v(&f.spans_forwarded));
-            single("forward_spans_dropped_total", "counter", "Accepted spans not forwarded because the queue was full.", v(&f.spans_dropped));
-            single("forward_spans_failed_total", "counter", "Spans the forward endpoint refused for good, or left queued at shutdown.", v(&f.spans_failed));
-            single("forward_retries_total", "counter", "Sends retried after a retryable answer or a transport error.", v(&f.retries));
+            single(
+                "forward_spans_forwarded_total",
+                "counter",
+                "Accepted spans the forward endpoint acknowledged.",
+                v(&f.spans_forwarded),
+            );
+            single(
+                "forward_spans_dropped_total",
+                "counter",
+                "Accepted spans not forwarded because the queue was full.",
+                v(&f.spans_dropped),
+            );
+            single(
+                "forward_spans_failed_total",
+                "counter",
+                "Spans the forward endpoint refused for good, or left queued at shutdown.",
+                v(&f.spans_failed),
+            );
+            single(
+                "forward_retries_total",
+                "counter",
+                "Sends retried after a retryable answer or a transport error.",
+                v(&f.retries),
+            );
             single("forward_queue_bytes", "gauge", "Request bytes waiting to be forwarded.", v(&f.queue_bytes));
         }
         out

@@ -5,17 +5,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use hoptrace_store::postgres::PgStore;
-use hoptrace_store::{Rejection, SpanStore, SubmitError};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use prost::Message;
+use hoptrace_otlp::Rejection;
+use hoptrace_store::{AppendError, Backend};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::forward::Forwarder;
-use crate::otlp::body::Decoded;
 use crate::metrics::{Metrics, Transport};
+use crate::receiver::body::Decoded;
 
 /// Why a request was not accepted; each maps to the status the OTLP specification prescribes.
 #[derive(Debug, thiserror::Error)]
@@ -44,16 +41,8 @@ impl Drop for Admission {
     }
 }
 
-/// Where accepted spans go.
-pub enum Backend {
-    /// The embedded store: write-ahead log, then Parquet segments.
-    Embedded(Arc<SpanStore>),
-    /// A PostgreSQL database: acknowledged once the batch's transaction has committed.
-    Postgres(PgStore),
-}
-
 pub struct Pipeline {
-    backend: OnceLock<Backend>,
+    backend: OnceLock<Arc<dyn Backend>>,
     budget: Arc<Semaphore>,
     budget_kib: usize,
     pub metrics: Arc<Metrics>,
@@ -80,7 +69,7 @@ impl Pipeline {
 
     /// Called once the store has replayed its log (or the database is connected): from then on `/health`
     /// is ready and requests are taken.
-    pub fn set_ready(&self, backend: Backend) {
+    pub fn set_ready(&self, backend: Arc<dyn Backend>) {
         let _ = self.backend.set(backend);
     }
 
@@ -88,12 +77,9 @@ impl Pipeline {
         self.backend.get().is_some()
     }
 
-    /// The embedded store, when that is the backend and it is open.
-    pub fn store(&self) -> Option<&Arc<SpanStore>> {
-        match self.backend.get() {
-            Some(Backend::Embedded(store)) => Some(store),
-            _ => None,
-        }
+    /// The store, once it is open.
+    pub fn backend(&self) -> Option<&Arc<dyn Backend>> {
+        self.backend.get()
     }
 
     /// From now on every accepted request is also forwarded.
@@ -149,47 +135,27 @@ impl Pipeline {
             return Err(Refusal::Unavailable("the collector is starting (replaying its write-ahead log)".into()));
         };
         let Decoded { batch, rejected } = request;
-        let partial_success = Rejection::message(&rejected).map(|error_message| ExportTracePartialSuccess {
-            rejected_spans: rejected.len() as i64,
-            error_message,
-        });
+        let partial_success = Rejection::message(&rejected)
+            .map(|error_message| ExportTracePartialSuccess { rejected_spans: rejected.len() as i64, error_message });
         let accepted = batch.spans.len() as u64;
         let rejected = rejected.len() as u64;
         Metrics::add(&m.spans_received, transport, accepted + rejected);
         if accepted > 0 {
             // The forward endpoint validates as this collector does, so it keeps the same spans.
             let forward = self.forwarder.get().map(|f| (f, batch.request.clone()));
-            match backend {
-                Backend::Embedded(store) => {
-                    let done = match store.submit(batch) {
-                        Ok(done) => done,
-                        Err(e) => {
-                            Metrics::add(&m.spans_refused, transport, accepted + rejected);
-                            Metrics::add(&m.requests_refused, transport, 1);
-                            return Err(match e {
-                                SubmitError::Full => Refusal::Busy,
-                                SubmitError::Closed => Refusal::Unavailable("the collector is shutting down".into()),
-                            });
-                        }
-                    };
-                    match done.await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => {
-                            Metrics::add(&m.spans_refused, transport, accepted + rejected);
-                            return Err(Refusal::Unavailable(format!("spans could not be made durable: {e}")));
-                        }
-                        Err(_) => return Err(Refusal::Unavailable("the collector is shutting down".into())),
+            if let Err(e) = backend.append(batch).await {
+                Metrics::add(&m.spans_refused, transport, accepted + rejected);
+                return Err(match e {
+                    AppendError::Busy => {
+                        Metrics::add(&m.requests_refused, transport, 1);
+                        Refusal::Busy
                     }
-                }
-                Backend::Postgres(db) => {
-                    // The database takes decoded rows; the request was checked already, so this decodes.
-                    let decoded = ExportTraceServiceRequest::decode(batch.request.as_ref())
-                        .map_err(|e| Refusal::Invalid(format!("invalid OTLP protobuf: {e}")))?;
-                    if let Err(e) = db.write(&hoptrace_store::convert(decoded).rows).await {
-                        Metrics::add(&m.spans_refused, transport, accepted + rejected);
-                        return Err(Refusal::Unavailable(format!("spans could not be stored: {e}")));
+                    AppendError::Closed => {
+                        Metrics::add(&m.requests_refused, transport, 1);
+                        Refusal::Unavailable("the collector is shutting down".into())
                     }
-                }
+                    AppendError::Failed(reason) => Refusal::Unavailable(reason),
+                });
             }
             if let Some((forwarder, body)) = forward {
                 forwarder.offer(body, accepted);

@@ -88,7 +88,8 @@ async fn acknowledged_spans_survive_kill_9_exactly_once() {
             let (client, url) = (client.clone(), format!("{}/v1/traces", proc.http));
             sends.push(tokio::spawn(async move {
                 let body = batch(n).encode_to_vec();
-                let ok = match client.post(url).header("content-type", "application/x-protobuf").body(body).send().await {
+                let ok = match client.post(url).header("content-type", "application/x-protobuf").body(body).send().await
+                {
                     Ok(r) => r.status() == 200,
                     Err(_) => false,
                 };
@@ -113,7 +114,13 @@ async fn acknowledged_spans_survive_kill_9_exactly_once() {
         // A retried batch after restart is also not stored twice.
         if let Some(&n) = acknowledged.first() {
             let body = batch(n).encode_to_vec();
-            let r = client.post(format!("{}/v1/traces", proc.http)).header("content-type", "application/x-protobuf").body(body).send().await.unwrap();
+            let r = client
+                .post(format!("{}/v1/traces", proc.http))
+                .header("content-type", "application/x-protobuf")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200);
         }
     }

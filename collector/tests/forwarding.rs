@@ -95,7 +95,10 @@ async fn when_the_queue_is_full_a_drops_counts_and_keeps_acknowledging() {
     }
     let metrics = client.get(a.http_url("/metrics")).send().await.unwrap().text().await.unwrap();
     let value = |name: &str| -> u64 {
-        let line = metrics.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("no {name} in {metrics}"));
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
     let dropped = value("hoptrace_forward_spans_dropped_total");

@@ -5,7 +5,8 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use hoptrace_collector::otlp::raw::{RawCodec, EXPORT_PATH};
+use hoptrace_otlp::EXPORT_PATH;
+use hoptrace_testkit::grpc::RawCodec;
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::Code;

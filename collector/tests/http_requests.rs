@@ -138,7 +138,8 @@ async fn bad_input_gets_its_status_and_loses_nothing_accepted() {
     assert_eq!(malformed.content_type, JSON);
     assert!(status_message(&malformed).contains("invalid OTLP/JSON"), "{}", status_message(&malformed));
 
-    let bad_id = post(&url, JSON, None, br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz"}]}]}]}"#.to_vec()).await;
+    let bad_id =
+        post(&url, JSON, None, br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz"}]}]}]}"#.to_vec()).await;
     assert_eq!(bad_id.status, 400);
     assert!(status_message(&bad_id).contains("not a hex string"), "{}", status_message(&bad_id));
 

@@ -8,9 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use hoptrace_store::schema;
-use opentelemetry::trace::{
-    Event, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{Event, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter, SpanLinks};
@@ -59,10 +57,7 @@ fn trace(trace_byte: u8) -> Vec<SpanData> {
             KeyValue::new("http.response.status_code", 201i64),
             KeyValue::new("sampled", true),
             KeyValue::new("load", 0.75),
-            KeyValue::new(
-                "tags",
-                Value::Array(Array::String(vec![StringValue::from("a"), StringValue::from("b")])),
-            ),
+            KeyValue::new("tags", Value::Array(Array::String(vec![StringValue::from("a"), StringValue::from("b")]))),
         ],
         dropped_attributes_count: 0,
         events,
@@ -90,20 +85,17 @@ fn trace(trace_byte: u8) -> Vec<SpanData> {
 
 fn resource() -> Resource {
     Resource::builder_empty()
-        .with_attributes([
-            KeyValue::new("service.name", "orchestration"),
-            KeyValue::new("host.name", "node-1"),
-        ])
+        .with_attributes([KeyValue::new("service.name", "orchestration"), KeyValue::new("host.name", "node-1")])
         .build()
 }
 
 fn check(df: &polars::prelude::DataFrame, trace_byte: u8) {
     let trace_hex = hex::encode([trace_byte; 16]);
-    let rows: Vec<usize> = (0..df.height())
-        .filter(|&i| hex::encode(bin_at(df, schema::TRACE_ID, i).unwrap()) == trace_hex)
-        .collect();
+    let rows: Vec<usize> =
+        (0..df.height()).filter(|&i| hex::encode(bin_at(df, schema::TRACE_ID, i).unwrap()) == trace_hex).collect();
     assert_eq!(rows.len(), 2, "both spans of trace {trace_hex} stored once");
-    let root = rows.iter().copied().find(|&i| str_at(df, schema::NAME, i).as_deref() == Some("POST /v1/tasks")).unwrap();
+    let root =
+        rows.iter().copied().find(|&i| str_at(df, schema::NAME, i).as_deref() == Some("POST /v1/tasks")).unwrap();
     let child = rows.iter().copied().find(|&i| i != root).unwrap();
 
     assert_eq!(bin_at(df, schema::SPAN_ID, root).unwrap(), vec![0xa1; 8]);
@@ -140,10 +132,7 @@ fn check(df: &polars::prelude::DataFrame, trace_byte: u8) {
     assert_eq!(ev.field_by_name("time_unix_nano").unwrap().u64().unwrap().get(0), Some(T0 + 1_500));
     assert_eq!(ev.field_by_name("name").unwrap().str().unwrap().get(0), Some("retry"));
     let ev_attrs = attrs_in(ev, 0);
-    assert_eq!(
-        ev_attrs,
-        vec![("attempt".into(), Attr::Int(2)), ("reason".into(), Attr::Str("timeout".into()))]
-    );
+    assert_eq!(ev_attrs, vec![("attempt".into(), Attr::Int(2)), ("reason".into(), Attr::Str("timeout".into()))]);
 
     let links = list_at(df, schema::LINKS, root);
     assert_eq!(links.len(), 1);
@@ -165,11 +154,8 @@ fn check(df: &polars::prelude::DataFrame, trace_byte: u8) {
 async fn grpc_and_http_exporters_round_trip_every_field() {
     let running = start().await;
 
-    let mut grpc = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(running.grpc_url())
-        .build()
-        .unwrap();
+    let mut grpc =
+        opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(running.grpc_url()).build().unwrap();
     grpc.set_resource(&resource());
     grpc.export(trace(0x11)).await.expect("gRPC export acknowledged");
 

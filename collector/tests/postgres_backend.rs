@@ -3,9 +3,9 @@
 
 mod common;
 
-use hoptrace_store::postgres::PgStore;
-use hoptrace_store::scratch::ScratchDb;
+use hoptrace_store::PgStore;
 use hoptrace_store::TimeRange;
+use hoptrace_testkit::ScratchDb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_go_to_postgres_and_the_query_api_reads_them_there() {

@@ -17,9 +17,7 @@ use std::future::Future;
 use std::time::SystemTime;
 
 use opentelemetry::baggage::BaggageExt;
-use opentelemetry::trace::{
-    FutureExt as _, Link, SpanKind, Status, TraceContextExt, Tracer as _,
-};
+use opentelemetry::trace::{FutureExt as _, Link, SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 
 use crate::Telemetry;
@@ -109,7 +107,14 @@ impl Hop {
     ) -> HopSpan {
         let mut attributes = messaging(system, "receive", queue);
         attributes.push(KeyValue::new("messaging.message.id", message_id.to_string()));
-        HopSpan::start(producer, format!("receive {queue}"), SpanKind::Client, attributes, Some(read_started), Vec::new())
+        HopSpan::start(
+            producer,
+            format!("receive {queue}"),
+            SpanKind::Client,
+            attributes,
+            Some(read_started),
+            Vec::new(),
+        )
     }
 
     /// Processing one message: a child of the producer's context that also links to it.

@@ -24,9 +24,7 @@ pub fn to_json(cx: &Context) -> Value {
 pub fn extract(carrier: &Value) -> Context {
     let empty = Map::new();
     let object = carrier.as_object().unwrap_or(&empty);
-    global::get_text_map_propagator(|propagator| {
-        propagator.extract_with_context(&Context::new(), &JsonFields(object))
-    })
+    global::get_text_map_propagator(|propagator| propagator.extract_with_context(&Context::new(), &JsonFields(object)))
 }
 
 struct JsonCarrier<'a>(&'a mut Map<String, Value>);

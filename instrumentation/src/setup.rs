@@ -50,8 +50,7 @@ impl Telemetry {
             resource = resource.with_service_name(default_service_name);
         }
         let resource = resource.build();
-        let provider =
-            SdkTracerProvider::builder().with_resource(resource).with_batch_exporter(exporter).build();
+        let provider = SdkTracerProvider::builder().with_resource(resource).with_batch_exporter(exporter).build();
         global::set_tracer_provider(provider.clone());
         Ok(Telemetry { provider: Some(provider) })
     }

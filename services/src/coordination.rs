@@ -78,7 +78,14 @@ pub async fn create_task(
 }
 
 /// A step's message on the step queue: what the worker needs to run it.
-fn step_message(task_uuid: Uuid, template: &str, step_name: &str, handler: &str, context: &Value, inputs: Value) -> Value {
+fn step_message(
+    task_uuid: Uuid,
+    template: &str,
+    step_name: &str,
+    handler: &str,
+    context: &Value,
+    inputs: Value,
+) -> Value {
     json!({
         "task_uuid": task_uuid,
         "template": template,
@@ -196,11 +203,9 @@ impl StepResult {
 async fn record_result(tx: &mut PgConnection, cx: &Context, result: &StepResult) -> Result<ResultOutcome, sqlx::Error> {
     let task = Hop::db(cx, "SELECT", "tasks")
         .run(
-            sqlx::query_as::<_, (String, String)>(
-                "SELECT template, status FROM tasks WHERE task_uuid = $1 FOR UPDATE",
-            )
-            .bind(result.task_uuid)
-            .fetch_optional(&mut *tx),
+            sqlx::query_as::<_, (String, String)>("SELECT template, status FROM tasks WHERE task_uuid = $1 FOR UPDATE")
+                .bind(result.task_uuid)
+                .fetch_optional(&mut *tx),
         )
         .await?;
     let Some((template, task_status)) = task else { return Ok(ResultOutcome::Malformed) };
@@ -237,12 +242,11 @@ async fn record_result(tx: &mut PgConnection, cx: &Context, result: &StepResult)
         ResultOutcome::Finished { task_uuid: result.task_uuid, status: "error" }
     } else {
         let enqueued = enqueue_ready_steps(tx, cx, result.task_uuid, &template).await?;
-        let unfinished: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM workflow_steps WHERE task_uuid = $1 AND status <> 'complete'",
-        )
-        .bind(result.task_uuid)
-        .fetch_one(&mut *tx)
-        .await?;
+        let unfinished: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM workflow_steps WHERE task_uuid = $1 AND status <> 'complete'")
+                .bind(result.task_uuid)
+                .fetch_one(&mut *tx)
+                .await?;
         if unfinished == 0 {
             let span = Hop::internal(cx, "complete task");
             span.set_attribute(KeyValue::new("task.uuid", result.task_uuid.to_string()));

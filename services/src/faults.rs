@@ -47,7 +47,8 @@ pub fn delay(hop: Delayed) -> Option<Duration> {
 
 fn delays_from_env() -> anyhow::Result<Vec<(Delayed, Duration)>> {
     let mut delays = Vec::new();
-    for item in std::env::var("HOPTRACE_DELAY").unwrap_or_default().split(',').map(str::trim).filter(|i| !i.is_empty()) {
+    for item in std::env::var("HOPTRACE_DELAY").unwrap_or_default().split(',').map(str::trim).filter(|i| !i.is_empty())
+    {
         let known: Vec<&str> = DELAYED.iter().map(|(n, _)| *n).collect();
         let Some((name, duration)) = item.split_once('=') else {
             anyhow::bail!("HOPTRACE_DELAY: {item:?} is not hop=duration (hops: {})", known.join(", "));
@@ -65,7 +66,8 @@ fn delays_from_env() -> anyhow::Result<Vec<(Delayed, Duration)>> {
 /// Reads `HOPTRACE_FAULTS` and `HOPTRACE_DELAY`; an unknown name is an error naming the known ones.
 pub fn from_env() -> anyhow::Result<()> {
     let mut faults = Vec::new();
-    for name in std::env::var("HOPTRACE_FAULTS").unwrap_or_default().split(',').map(str::trim).filter(|n| !n.is_empty()) {
+    for name in std::env::var("HOPTRACE_FAULTS").unwrap_or_default().split(',').map(str::trim).filter(|n| !n.is_empty())
+    {
         match NAMES.iter().find(|(known, _)| *known == name) {
             Some((_, fault)) => faults.push(*fault),
             None => {

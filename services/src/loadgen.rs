@@ -69,14 +69,12 @@ impl Variant {
 fn variants(scenario: &str) -> Option<Vec<Variant>> {
     let v = |template, context| Variant { template, context };
     Some(match scenario {
-        "task_initialization" => ["linear_3", "diamond_4", "tree_7"]
-            .into_iter()
-            .map(|t| v(t, json!({"handler": "noop"})))
-            .collect(),
-        "step_enqueueing" => ["linear_3", "linear_10", "linear_50"]
-            .into_iter()
-            .map(|t| v(t, json!({"handler": "noop"})))
-            .collect(),
+        "task_initialization" => {
+            ["linear_3", "diamond_4", "tree_7"].into_iter().map(|t| v(t, json!({"handler": "noop"}))).collect()
+        }
+        "step_enqueueing" => {
+            ["linear_3", "linear_10", "linear_50"].into_iter().map(|t| v(t, json!({"handler": "noop"}))).collect()
+        }
         "worker_execution" => ["noop", "simple_calculation", "database_query"]
             .into_iter()
             .map(|h| v("linear_3", json!({"handler": h, "value": 6})))
@@ -191,7 +189,10 @@ impl TaskClient {
             Ok(response) if response.status() == reqwest::StatusCode::CREATED => response,
             Ok(response) => {
                 let status = response.status();
-                return Attempt::Failed(format!("POST /v1/tasks answered {status}: {}", response.text().await.unwrap_or_default()));
+                return Attempt::Failed(format!(
+                    "POST /v1/tasks answered {status}: {}",
+                    response.text().await.unwrap_or_default()
+                ));
             }
             Err(err) => return Attempt::Failed(format!("POST /v1/tasks: {err}")),
         };
@@ -222,9 +223,14 @@ impl TaskClient {
                         (format!("complete {label}"), started.elapsed()),
                     ]);
                 }
-                Some("error") => return Attempt::Failed(format!("task {task_uuid} ({}) failed: {view}", variant.template)),
+                Some("error") => {
+                    return Attempt::Failed(format!("task {task_uuid} ({}) failed: {view}", variant.template))
+                }
                 _ if Instant::now() >= deadline => {
-                    return Attempt::TimedOut(format!("task {task_uuid} ({}) did not finish in {:?}", variant.template, self.timeout))
+                    return Attempt::TimedOut(format!(
+                        "task {task_uuid} ({}) did not finish in {:?}",
+                        variant.template, self.timeout
+                    ))
                 }
                 _ => {}
             }
@@ -416,13 +422,9 @@ pub fn new_run_id() -> String {
     format!("run-{}-{}", now.as_secs(), std::process::id())
 }
 
-/// Nearest-rank percentile of sorted samples.
+/// Nearest-rank percentile of sorted samples (`p` in percent), zero for none.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
+    hoptrace_text::nearest_rank(sorted, p / 100.0).unwrap_or_default()
 }
 
 /// The summary printed at the end of a run.
@@ -439,21 +441,26 @@ pub fn summary(outcome: &Outcome, run_id: &str) -> String {
         outcome.timed_out,
         run_id
     );
-    out.push_str(&format!("  {:<38} {:>7} {:>10} {:>10} {:>10} {:>10}\n", "client side", "count", "p50", "p95", "p99", "max"));
+    use hoptrace_text::{millis, Align::*, Table};
+    let mut table = Table::new(&[Left, Right, Right, Right, Right, Right])
+        .indent("  ")
+        .gap(" ")
+        .min_widths(&[38, 7, 10, 10, 10, 10]);
+    table.row(["client side", "count", "p50", "p95", "p99", "max"].map(str::to_owned));
     for (name, samples) in &outcome.latencies {
         let mut sorted = samples.clone();
         sorted.sort();
-        let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
-        out.push_str(&format!(
-            "  {:<38} {:>7} {:>10} {:>10} {:>10} {:>10}\n",
-            name,
-            sorted.len(),
+        let ms = |d: Duration| millis(d.as_nanos() as i64, 2);
+        table.row([
+            name.clone(),
+            sorted.len().to_string(),
             ms(percentile(&sorted, 50.0)),
             ms(percentile(&sorted, 95.0)),
             ms(percentile(&sorted, 99.0)),
             ms(*sorted.last().unwrap_or(&Duration::ZERO)),
-        ));
+        ]);
     }
+    out.push_str(&table.render());
     if let Some(error) = &outcome.first_error {
         out.push_str(&format!("  first failure: {error}\n"));
     }

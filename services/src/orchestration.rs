@@ -46,19 +46,26 @@ pub async fn run(pool: PgPool, settings: Settings, stop: watch::Receiver<bool>) 
     let processors: Vec<_> = (0..settings.result_processors.max(1))
         .map(|_| {
             let (pool, finished) = (pool.clone(), finished.clone());
-            tokio::spawn(queue::consume(pool.clone(), RESULT_QUEUE, settings.timing, wake.clone(), stop.clone(), move |claimed| {
-                let (pool, finished) = (pool.clone(), finished.clone());
-                async move {
-                    match coordination::process_result(&pool, claimed).await {
-                        Ok(ResultOutcome::Finished { task_uuid, .. }) => {
-                            let _ = finished.send(task_uuid);
+            tokio::spawn(queue::consume(
+                pool.clone(),
+                RESULT_QUEUE,
+                settings.timing,
+                wake.clone(),
+                stop.clone(),
+                move |claimed| {
+                    let (pool, finished) = (pool.clone(), finished.clone());
+                    async move {
+                        match coordination::process_result(&pool, claimed).await {
+                            Ok(ResultOutcome::Finished { task_uuid, .. }) => {
+                                let _ = finished.send(task_uuid);
+                            }
+                            Ok(_) => {}
+                            // The message stays and is redelivered after its visibility timeout.
+                            Err(err) => tracing::warn!("processing a result: {err}"),
                         }
-                        Ok(_) => {}
-                        // The message stays and is redelivered after its visibility timeout.
-                        Err(err) => tracing::warn!("processing a result: {err}"),
                     }
-                }
-            }))
+                },
+            ))
         })
         .collect();
     service::serve("orchestration", settings.listen, router(Api { pool, finished }), stop).await?;
@@ -105,12 +112,12 @@ async fn create_task(State(api): State<Api>, body: axum::body::Bytes) -> Respons
     span.set_attribute(KeyValue::new("task.uuid", task_uuid.to_string()));
     span.set_attribute(KeyValue::new("task.template", template.to_owned()));
     span.set_attribute(KeyValue::new("task.step_count", steps.len() as i64));
-    let run_id = opentelemetry::baggage::BaggageExt::baggage(&cx)
-        .get("benchmark.run_id")
-        .map(|value| value.as_str().to_owned());
+    let run_id =
+        opentelemetry::baggage::BaggageExt::baggage(&cx).get("benchmark.run_id").map(|value| value.as_str().to_owned());
     match coordination::create_task(&api.pool, &cx, task_uuid, template, &context, run_id.as_deref(), &steps).await {
-        Ok(_) => (StatusCode::CREATED, Json(json!({ "task_uuid": task_uuid, "status": "in_progress" })))
-            .into_response(),
+        Ok(_) => {
+            (StatusCode::CREATED, Json(json!({ "task_uuid": task_uuid, "status": "in_progress" }))).into_response()
+        }
         Err(err) => {
             tracing::error!("creating a task: {err}");
             error(StatusCode::SERVICE_UNAVAILABLE, format!("the task could not be stored: {err}"))
@@ -124,7 +131,11 @@ struct StatusQuery {
     wait_ms: Option<u64>,
 }
 
-async fn task_status(State(api): State<Api>, Path(task_uuid): Path<String>, Query(query): Query<StatusQuery>) -> Response {
+async fn task_status(
+    State(api): State<Api>,
+    Path(task_uuid): Path<String>,
+    Query(query): Query<StatusQuery>,
+) -> Response {
     let Ok(task_uuid) = task_uuid.parse::<Uuid>() else {
         return error(StatusCode::BAD_REQUEST, format!("{task_uuid:?} is not a task UUID"));
     };

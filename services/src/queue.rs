@@ -162,9 +162,7 @@ pub async fn settle<'c>(
     message_id: i64,
 ) -> Result<(), sqlx::Error> {
     let span = Hop::settle(parent, Messaging::Pgmq, queue.name, message_id);
-    span.run(sqlx::query("SELECT pgmq.delete($1, $2)").bind(queue.name).bind(message_id).execute(db))
-        .await
-        .map(drop)
+    span.run(sqlx::query("SELECT pgmq.delete($1, $2)").bind(queue.name).bind(message_id).execute(db)).await.map(drop)
 }
 
 /// Listens on `queue`'s channel until `stop`: each event becomes a reception span (a child of the

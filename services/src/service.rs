@@ -34,7 +34,9 @@ pub async fn start(name: &'static str, max_connections: u32) -> anyhow::Result<S
 pub fn logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
@@ -61,7 +63,12 @@ fn on_signal() -> watch::Receiver<bool> {
 
 /// Serves `router` on `listen` until `stop` is set, logging `{what} listening on http://ADDR` once bound
 /// (the tests read the address from that line).
-pub async fn serve(what: &str, listen: SocketAddr, router: Router, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn serve(
+    what: &str,
+    listen: SocketAddr,
+    router: Router,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let socket = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!("{what} listening on http://{}", socket.local_addr()?);
     axum::serve(socket, router)

@@ -96,10 +96,7 @@ mod tests {
     fn the_context_picks_the_handler_and_bad_input_is_named() {
         let steps = steps("diamond_4", &json!({"handler": "noop"})).unwrap();
         assert!(steps.iter().all(|s| s.handler == Handler::Noop));
-        assert_eq!(
-            super::steps("linear_4", &json!({})),
-            Err(TemplateError::UnknownTemplate("linear_4".into()))
-        );
+        assert_eq!(super::steps("linear_4", &json!({})), Err(TemplateError::UnknownTemplate("linear_4".into())));
         assert_eq!(
             super::steps("linear_3", &json!({"handler": "ruby"})),
             Err(TemplateError::UnknownHandler("ruby".into()))

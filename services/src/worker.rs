@@ -36,15 +36,22 @@ pub async fn run(pool: PgPool, settings: Settings, stop: watch::Receiver<bool>) 
     let loops: Vec<_> = (0..settings.concurrency.max(1))
         .map(|_| {
             let pool = pool.clone();
-            tokio::spawn(queue::consume(pool.clone(), STEP_QUEUE, settings.timing, wake.clone(), stop.clone(), move |claimed| {
-                let pool = pool.clone();
-                async move {
-                    if let Err(err) = execute_step(&pool, claimed).await {
-                        // Unsettled, the step is redelivered after its visibility timeout.
-                        tracing::warn!("executing a step: {err}");
+            tokio::spawn(queue::consume(
+                pool.clone(),
+                STEP_QUEUE,
+                settings.timing,
+                wake.clone(),
+                stop.clone(),
+                move |claimed| {
+                    let pool = pool.clone();
+                    async move {
+                        if let Err(err) = execute_step(&pool, claimed).await {
+                            // Unsettled, the step is redelivered after its visibility timeout.
+                            tracing::warn!("executing a step: {err}");
+                        }
                     }
-                }
-            }))
+                },
+            ))
         })
         .collect();
     let what = format!("worker with {} claim loops,", loops.len());

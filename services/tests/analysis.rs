@@ -43,8 +43,18 @@ async fn every_category_is_measured_and_a_step_cycle_adds_up() {
         Service::start(WORKER, &[], &db, &sink.grpc_endpoint, "worker-1"),
         Service::start(WORKER, &[], &db, &sink.grpc_endpoint, "worker-2"),
     ];
-    loadgen(&api, &db, &sink.grpc_endpoint, &["--scenario", "all", "--duration", "6s", "--concurrency", "2", "--run-id", "all-categories"]);
-    loadgen(&api, &db, &sink.grpc_endpoint, &["--scenario", "worker_execution", "--tasks", "1", "--run-id", "one-task"]);
+    loadgen(
+        &api,
+        &db,
+        &sink.grpc_endpoint,
+        &["--scenario", "all", "--duration", "6s", "--concurrency", "2", "--run-id", "all-categories"],
+    );
+    loadgen(
+        &api,
+        &db,
+        &sink.grpc_endpoint,
+        &["--scenario", "worker_execution", "--tasks", "1", "--run-id", "one-task"],
+    );
     for worker in workers {
         worker.stop();
     }
@@ -57,7 +67,14 @@ async fn every_category_is_measured_and_a_step_cycle_adds_up() {
     let categories: Vec<&str> = report.categories.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         categories,
-        ["task_initialization", "step_enqueueing", "worker_execution", "event_propagation", "e2e_latency", "handler_overhead"]
+        [
+            "task_initialization",
+            "step_enqueueing",
+            "worker_execution",
+            "event_propagation",
+            "e2e_latency",
+            "handler_overhead"
+        ]
     );
     for category in &report.categories {
         for variant in &category.variants {
@@ -79,8 +96,7 @@ async fn every_category_is_measured_and_a_step_cycle_adds_up() {
         h.mean_ns as i128 * 3
     };
     let spans = read(store.path());
-    let by_id: HashMap<&str, &hoptrace_store::SpanRecord> =
-        spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let by_id: HashMap<&str, &hoptrace_store::SpanRecord> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
     let trace = &spans.iter().find(|s| s.attribute("benchmark.run_id") == Some("one-task")).unwrap().trace_id;
     let (mut cycles, mut claim_to_process) = (0i128, 0i128);
     for process in spans.iter().filter(|s| &s.trace_id == trace && s.name == "process step_queue") {

@@ -77,7 +77,10 @@ fn the_compose_stack_names_only_binaries_flags_and_ports_that_exist() {
         built += 1;
         assert_eq!(service["build"]["dockerfile"], "docker/Dockerfile");
         assert!(dockerfile.contains(&format!("FROM runtime AS {target}\n")), "no Dockerfile stage {target}");
-        assert!(dockerfile.contains(&format!("/out/{target} /usr/local/bin/{target}")), "stage {target} lacks its binary");
+        assert!(
+            dockerfile.contains(&format!("/out/{target} /usr/local/bin/{target}")),
+            "stage {target} lacks its binary"
+        );
         let known = flags(target, None);
         let command = strings(&service["command"]);
         for (i, word) in command.iter().enumerate().filter(|(_, w)| w.starts_with("--")) {
@@ -89,12 +92,18 @@ fn the_compose_stack_names_only_binaries_flags_and_ports_that_exist() {
         // Published ports and health checks match what the command listens on.
         let ports: Vec<u16> = strings(&service["ports"]).iter().map(|p| port_of(p)).collect();
         for port in &ports {
-            assert!(listening.iter().any(|((s, _), p)| s == name && p == port), "{name} publishes {port} but does not listen on it");
+            assert!(
+                listening.iter().any(|((s, _), p)| s == name && p == port),
+                "{name} publishes {port} but does not listen on it"
+            );
         }
         if let Some(check) = service["healthcheck"]["test"].as_sequence() {
             let url = check.last().unwrap().as_str().unwrap();
             let (_, port) = host_port(url);
-            assert!(listening.iter().any(|((s, _), p)| s == name && *p == port), "{name}'s health check calls port {port}");
+            assert!(
+                listening.iter().any(|((s, _), p)| s == name && *p == port),
+                "{name}'s health check calls port {port}"
+            );
         }
     }
     assert_eq!(built, 6, "collector, orchestration, two workers, loadgen, analyzer");

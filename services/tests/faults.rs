@@ -85,12 +85,8 @@ async fn a_worker_that_drops_the_context_splits_each_task_into_several_traces() 
 async fn notify_payloads_without_context_leave_receptions_unpaired() {
     let (status, result, _) = run_with("notify_drops_context").await;
     assert_eq!(status, 2, "{result}");
-    let receptions: Vec<&Value> = result["failures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["rule"] == "consumer_paired")
-        .collect();
+    let receptions: Vec<&Value> =
+        result["failures"].as_array().unwrap().iter().filter(|f| f["rule"] == "consumer_paired").collect();
     assert!(!receptions.is_empty(), "{result}");
     assert!(receptions.iter().all(|f| f["span"].as_str().unwrap().starts_with("receive ")));
     assert!(!failing(&result, "expected_root").is_empty());

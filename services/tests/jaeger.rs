@@ -8,20 +8,12 @@
 mod harness;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use harness::*;
 use serde_json::{json, Value};
 
 fn golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing golden file {}", path.display()));
-    assert!(actual == expected, "{name} differs from its golden file:\n--- expected\n{expected}\n--- actual\n{actual}");
+    hoptrace_testkit::golden(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden"), name, actual);
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> Value {
@@ -63,7 +55,9 @@ async fn grafana_finds_a_task_trace_of_the_real_services() {
     // child of its send and follows from it.
     let by_id: HashMap<&str, &Value> = spans.iter().map(|s| (s["spanID"].as_str().unwrap(), s)).collect();
     let op = |id: &str| by_id[id]["operationName"].as_str().unwrap().to_owned();
-    let service = |span: &Value| trace["processes"][span["processID"].as_str().unwrap()]["serviceName"].as_str().unwrap().to_owned();
+    let service = |span: &Value| {
+        trace["processes"][span["processID"].as_str().unwrap()]["serviceName"].as_str().unwrap().to_owned()
+    };
     let mut roots = Vec::new();
     let mut edges: BTreeMap<String, usize> = BTreeMap::new();
     for span in spans {
@@ -132,7 +126,6 @@ async fn grafana_finds_a_task_trace_of_the_real_services() {
     sink.stop().await;
 }
 
-
 /// The JSON with what differs between runs replaced: in each trace, span ids by the span's path of
 /// operation names from the root (spans sorted by it), trace ids by `trace`, times by 0; uuids and what
 /// describes the host or the SDK build by placeholders.
@@ -197,7 +190,8 @@ fn normalise_trace(trace: &mut Value) {
         span["processID"] = json!(format!("p{}", index + 1));
     }
     let processes = trace["processes"].as_object().unwrap().clone();
-    trace["processes"] = renumbered.iter().enumerate().map(|(i, old)| (format!("p{}", i + 1), processes[old].clone())).collect();
+    trace["processes"] =
+        renumbered.iter().enumerate().map(|(i, old)| (format!("p{}", i + 1), processes[old].clone())).collect();
     trace["spans"] = json!(normalised);
     trace["traceID"] = json!("trace");
     for process in trace["processes"].as_object_mut().unwrap().values_mut() {
@@ -209,7 +203,10 @@ fn normalise_trace(trace: &mut Value) {
 
 fn normalise_tag(tag: &mut Value) {
     let key = tag["key"].as_str().unwrap();
-    let varies = matches!(key, "process.pid" | "host.name" | "host.arch" | "os.type" | "telemetry.sdk.version" | "service.version");
+    let varies = matches!(
+        key,
+        "process.pid" | "host.name" | "host.arch" | "os.type" | "telemetry.sdk.version" | "service.version"
+    );
     if varies {
         tag["value"] = json!(format!("<{key}>"));
     } else if let Some(text) = tag["value"].as_str() {
@@ -221,7 +218,9 @@ fn normalise_tag(tag: &mut Value) {
 fn mask_uuids(text: &str) -> String {
     let is_uuid = |s: &[u8]| {
         s.len() == 36
-            && s.iter().enumerate().all(|(i, &c)| if [8, 13, 18, 23].contains(&i) { c == b'-' } else { c.is_ascii_hexdigit() })
+            && s.iter()
+                .enumerate()
+                .all(|(i, &c)| if [8, 13, 18, 23].contains(&i) { c == b'-' } else { c.is_ascii_hexdigit() })
     };
     let bytes = text.as_bytes();
     let (mut out, mut i) = (String::new(), 0);

@@ -17,7 +17,16 @@ use serde_json::Value;
 
 fn loadgen(api: &Service, run: &str) {
     let status = Command::new(LOADGEN)
-        .args(["--api", &format!("http://{}", api.addr), "--scenario", "worker_execution", "--tasks", "90", "--run-id", run])
+        .args([
+            "--api",
+            &format!("http://{}", api.addr),
+            "--scenario",
+            "worker_execution",
+            "--tasks",
+            "90",
+            "--run-id",
+            run,
+        ])
         .env("OTEL_SDK_DISABLED", "true")
         .stdout(std::process::Stdio::null())
         .status()
@@ -61,7 +70,10 @@ async fn twenty_ms_in_the_handler_is_flagged_there_and_end_to_end_only() {
     assert_eq!(status, 0);
     assert!(listed.starts_with("clean "), "{listed}");
 
-    let (status, json) = analyzer(store.path(), &["compare", "--baseline", "clean", "--run", "slow", "--min-shift", "2ms", "--format", "json"]);
+    let (status, json) = analyzer(
+        store.path(),
+        &["compare", "--baseline", "clean", "--run", "slow", "--min-shift", "2ms", "--format", "json"],
+    );
     let result: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(status, 2, "a regression exits 2");
     let flagged: Vec<String> = result["hops"]
@@ -69,7 +81,14 @@ async fn twenty_ms_in_the_handler_is_flagged_there_and_end_to_end_only() {
         .unwrap()
         .iter()
         .filter(|h| h["verdict"] == "regression")
-        .map(|h| format!("{}/{}/{}", h["category"].as_str().unwrap(), h["variant"].as_str().unwrap_or("-"), h["hop"].as_str().unwrap()))
+        .map(|h| {
+            format!(
+                "{}/{}/{}",
+                h["category"].as_str().unwrap(),
+                h["variant"].as_str().unwrap_or("-"),
+                h["hop"].as_str().unwrap()
+            )
+        })
         .collect();
     let mut expected = vec!["e2e_latency/linear_3/end to end".to_owned()];
     for handler in ["database_query", "noop", "simple_calculation"] {
@@ -89,7 +108,8 @@ async fn twenty_ms_in_the_handler_is_flagged_there_and_end_to_end_only() {
         assert!((18_000_000..=22_000_000).contains(&shift), "{}: shift {shift} ns", hop["variant"]);
     }
     // The same run against its own baseline: nothing to flag.
-    let (status, _) = analyzer(store.path(), &["compare", "--baseline", "clean", "--run", "clean", "--min-shift", "2ms"]);
+    let (status, _) =
+        analyzer(store.path(), &["compare", "--baseline", "clean", "--run", "clean", "--min-shift", "2ms"]);
     assert_eq!(status, 0);
     let (status, _) = analyzer(store.path(), &["baseline", "delete", "clean"]);
     assert_eq!(status, 0);

@@ -17,11 +17,8 @@ const CONSUMER: u8 = 5;
 
 /// The spans of one task: every span whose trace holds a span tagged with its uuid.
 fn trace_of<'a>(spans: &'a [SpanRecord], task: &str) -> Vec<&'a SpanRecord> {
-    let traces: HashSet<&str> = spans
-        .iter()
-        .filter(|s| s.attribute("task.uuid") == Some(task))
-        .map(|s| s.trace_id.as_str())
-        .collect();
+    let traces: HashSet<&str> =
+        spans.iter().filter(|s| s.attribute("task.uuid") == Some(task)).map(|s| s.trace_id.as_str()).collect();
     assert_eq!(traces.len(), 1, "every span of task {task} is in one trace, found {traces:?}");
     spans.iter().filter(|s| traces.contains(s.trace_id.as_str())).collect()
 }
@@ -121,7 +118,9 @@ async fn every_template_completes_as_one_trace_and_two_workers_share_the_steps()
         let count: usize = template.rsplit('_').next().unwrap().parse().unwrap();
         let trace = check_lifecycle(&spans, task, count);
         for process in named(&trace, "process step_queue") {
-            *steps_by_worker.entry(process.resource_attribute("service.instance.id").unwrap().to_owned()).or_default() += 1;
+            *steps_by_worker
+                .entry(process.resource_attribute("service.instance.id").unwrap().to_owned())
+                .or_default() += 1;
         }
     }
     assert_eq!(steps_by_worker.len(), 2, "both workers ran steps: {steps_by_worker:?}");
@@ -141,7 +140,8 @@ async fn a_step_held_by_a_killed_worker_is_redelivered_and_completes_once() {
         "doomed",
     );
     let client = reqwest::Client::new();
-    let task = create_task(&client, &api, "e2e-test", "linear_3", json!({"handler": "noop", "handler_delay_ms": 1500})).await;
+    let task =
+        create_task(&client, &api, "e2e-test", "linear_3", json!({"handler": "noop", "handler_delay_ms": 1500})).await;
 
     // Wait until the doomed worker has claimed step_1, give its claim span time to be exported, then kill it.
     let mut conn = db.connect().await;
@@ -175,10 +175,8 @@ async fn a_step_held_by_a_killed_worker_is_redelivered_and_completes_once() {
 
     let trace = check_lifecycle(&spans, &task, 3);
     // The retry is in the trace: step_1's message was claimed twice, by two workers.
-    let step_1 = named(&trace, "process step_queue")
-        .into_iter()
-        .find(|s| s.attribute("step.name") == Some("step_1"))
-        .unwrap();
+    let step_1 =
+        named(&trace, "process step_queue").into_iter().find(|s| s.attribute("step.name") == Some("step_1")).unwrap();
     assert_eq!(step_1.attribute("step.attempt"), Some("2"));
     let message = step_1.attribute("messaging.message.id").unwrap();
     let mut claims: Vec<_> = named(&trace, "receive step_queue")

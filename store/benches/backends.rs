@@ -9,9 +9,9 @@
 
 use std::time::Instant;
 
-use hoptrace_store::postgres::PgStore;
-use hoptrace_store::scratch::ScratchDb;
+use hoptrace_store::PgStore;
 use hoptrace_store::{Batch, Location, SpanStore, StoreConfig, TimeRange};
+use hoptrace_testkit::ScratchDb;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -21,7 +21,11 @@ use prost::Message;
 const BATCH: u64 = 1_000;
 
 fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(Value::StringValue(value.into())) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(Value::StringValue(value.into())) }),
+        ..Default::default()
+    }
 }
 
 /// Batch `b`: 1,000 spans of 125 traces, ten attributes each.
@@ -35,7 +39,9 @@ fn request(b: u64) -> ExportTraceServiceRequest {
                 trace_id: trace_id.to_vec(),
                 span_id: (i + 1).to_be_bytes().to_vec(),
                 parent_span_id: if i % 8 == 0 { Vec::new() } else { i.to_be_bytes().to_vec() },
-                name: ["process step_queue", "send step_queue", "INSERT workflow_steps", "POST /v1/tasks"][(i % 4) as usize].into(),
+                name: ["process step_queue", "send step_queue", "INSERT workflow_steps", "POST /v1/tasks"]
+                    [(i % 4) as usize]
+                    .into(),
                 kind: (i % 5 + 1) as i32,
                 start_time_unix_nano: start,
                 end_time_unix_nano: start + 250_000,
@@ -91,7 +97,7 @@ async fn main() {
     let db = PgStore::connect(&scratch.url).await.unwrap();
     let t0 = Instant::now();
     for request in &requests {
-        db.write(&hoptrace_store::convert(request.clone()).rows).await.unwrap();
+        db.write(&hoptrace_otlp::convert(request.clone()).rows).await.unwrap();
     }
     let postgres_write = t0.elapsed().as_secs_f64();
     db.close().await;
@@ -104,7 +110,9 @@ async fn main() {
     };
     let (embedded_dir, url) = (dir.path().to_owned(), scratch.url.clone());
     let (embedded_read, postgres_read) =
-        tokio::task::spawn_blocking(move || (read(Location::Dir(embedded_dir)), read(Location::Postgres(url)))).await.unwrap();
+        tokio::task::spawn_blocking(move || (read(Location::Dir(embedded_dir)), read(Location::Postgres(url))))
+            .await
+            .unwrap();
 
     println!("{spans} spans in batches of {BATCH}, 10 attributes each");
     println!("{:<10} {:>18} {:>18} {:>14}", "", "embedded spans/s", "postgres spans/s", "postgres/emb.");

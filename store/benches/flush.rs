@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use hoptrace_store::model::{Origin, SpanRow};
+use hoptrace_otlp::{Origin, SpanRow};
 use hoptrace_store::{schema, segment, to_frame};
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
 
@@ -38,24 +38,14 @@ fn rows(n: usize) -> Vec<SpanRow> {
                 parent_span_id: (i % 8 != 0).then(|| mix(i as u64).to_le_bytes()),
                 trace_state: String::new(),
                 flags: 1,
-                name: ["process step_queue", "send step_queue", "INSERT workflow_steps", "POST /v1/tasks"][i % 4].into(),
+                name: ["process step_queue", "send step_queue", "INSERT workflow_steps", "POST /v1/tasks"][i % 4]
+                    .into(),
                 kind: (i % 5 + 1) as u8,
                 start_time_unix_nano: start,
                 end_time_unix_nano: start + 250_000 + (i as u64 * 7919) % 100_000,
                 status_code: 1,
                 status_message: String::new(),
-                attributes: vec![
-                    kv("messaging.system", Value::StringValue("pgmq".into())),
-                    kv("messaging.destination.name", Value::StringValue("step_queue".into())),
-                    kv("messaging.message.id", Value::IntValue(100_000 + i as i64)),
-                    kv("db.system.name", Value::StringValue("postgresql".into())),
-                    kv("task.uuid", Value::StringValue(format!("0190c6d2-7a1b-7c3d-8e4f-{:012x}", i / 8))),
-                    kv("task.template", Value::StringValue("linear_3".into())),
-                    kv("step.name", Value::StringValue(format!("step_{}", i % 8))),
-                    kv("step.handler", Value::StringValue("noop".into())),
-                    kv("benchmark.run_id", Value::StringValue("bench-0001".into())),
-                    kv("retry", Value::BoolValue(false)),
-                ],
+                attributes: hoptrace_testkit::spans::benchmark_attributes(i),
                 events: Vec::new(),
                 links: Vec::new(),
                 origin: Arc::clone(&origin),
@@ -71,7 +61,8 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let set = |a: schema::AttributeColumns| [a.keys, a.types, a.values];
     let (span_attrs, resource_attrs) = (set(schema::ATTRIBUTES), set(schema::RESOURCE_ATTRIBUTES));
-    let nested: Vec<&str> = span_attrs.iter().chain(&resource_attrs).chain(&[schema::EVENTS, schema::LINKS]).copied().collect();
+    let nested: Vec<&str> =
+        span_attrs.iter().chain(&resource_attrs).chain(&[schema::EVENTS, schema::LINKS]).copied().collect();
     let variants: [(&str, &[&str]); 5] = [
         ("full schema", &[]),
         ("without span attributes", &span_attrs),

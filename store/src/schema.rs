@@ -1,7 +1,6 @@
 //! The span schema: column names shared by every writer and reader of segments. `docs/storage.md` is the
 //! user-facing description of the same schema; keep the two in step.
 
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue};
 use polars_arrow::datatypes::{ArrowDataType, Field};
 
 pub const TRACE_ID: &str = "trace_id";
@@ -77,68 +76,6 @@ impl AttrType {
             7 => AttrType::KvList,
             _ => AttrType::String,
         }
-    }
-}
-
-/// The value [`any_value_to_json`] encoded (and OTLP/JSON in general: `intValue` as a string or a number).
-pub fn any_value_from_json(json: &serde_json::Value) -> AnyValue {
-    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValue, KeyValueList};
-    let value = if let Some(s) = json.get("stringValue") {
-        Some(Value::StringValue(s.as_str().unwrap_or_default().to_owned()))
-    } else if let Some(b) = json.get("boolValue") {
-        Some(Value::BoolValue(b.as_bool().unwrap_or_default()))
-    } else if let Some(i) = json.get("intValue") {
-        Some(Value::IntValue(i.as_str().and_then(|s| s.parse().ok()).or_else(|| i.as_i64()).unwrap_or_default()))
-    } else if let Some(d) = json.get("doubleValue") {
-        // NaN and the infinities have no JSON number; they were written as null.
-        Some(Value::DoubleValue(d.as_f64().unwrap_or(f64::NAN)))
-    } else if let Some(b) = json.get("bytesValue") {
-        let bytes = b.as_array().map(|a| a.iter().filter_map(|x| x.as_u64()).map(|x| x as u8).collect()).unwrap_or_default();
-        Some(Value::BytesValue(bytes))
-    } else if let Some(i) = json.get("stringValueStrindex") {
-        Some(Value::StringValueStrindex(i.as_i64().unwrap_or_default() as i32))
-    } else if let Some(a) = json.get("arrayValue") {
-        let values = a["values"].as_array().map(|v| v.iter().map(any_value_from_json).collect()).unwrap_or_default();
-        Some(Value::ArrayValue(ArrayValue { values }))
-    } else if let Some(kv) = json.get("kvlistValue") {
-        let values = kv["values"]
-            .as_array()
-            .map(|v| {
-                v.iter()
-                    .map(|kv| KeyValue {
-                        key: kv["key"].as_str().unwrap_or_default().to_owned(),
-                        value: Some(any_value_from_json(&kv["value"])),
-                        ..Default::default()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Some(Value::KvlistValue(KeyValueList { values }))
-    } else {
-        None
-    };
-    AnyValue { value }
-}
-
-/// The OTLP/JSON encoding of a value (int64 as a decimal string; bytes nested in arrays, which are rare,
-/// as an array of numbers).
-pub fn any_value_to_json(value: &AnyValue) -> serde_json::Value {
-    use serde_json::json;
-    match &value.value {
-        None => json!({}),
-        Some(Value::StringValue(s)) => json!({ "stringValue": s }),
-        Some(Value::BoolValue(b)) => json!({ "boolValue": b }),
-        Some(Value::IntValue(i)) => json!({ "intValue": i.to_string() }),
-        Some(Value::DoubleValue(d)) => json!({ "doubleValue": d }),
-        Some(Value::BytesValue(b)) => json!({ "bytesValue": b }),
-        Some(Value::StringValueStrindex(i)) => json!({ "stringValueStrindex": i }),
-        Some(Value::ArrayValue(a)) => {
-            json!({ "arrayValue": { "values": a.values.iter().map(any_value_to_json).collect::<Vec<_>>() } })
-        }
-        Some(Value::KvlistValue(kv)) => json!({ "kvlistValue": { "values": kv.values.iter().map(|kv| json!({
-            "key": kv.key,
-            "value": kv.value.as_ref().map(any_value_to_json).unwrap_or_else(|| json!({})),
-        })).collect::<Vec<_>>() } }),
     }
 }
 

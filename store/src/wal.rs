@@ -134,11 +134,7 @@ impl Wal {
 
 fn create(dir: &Path, first_seq: u64) -> Result<(BufWriter<File>, PathBuf)> {
     let path = dir.join(file_name(first_seq));
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(StoreError::io("create", &path))?;
+    let file = OpenOptions::new().create(true).append(true).open(&path).map_err(StoreError::io("create", &path))?;
     crate::segment::sync_dir(dir)?;
     Ok((BufWriter::with_capacity(1 << 20, file), path))
 }
@@ -159,9 +155,7 @@ pub fn remove_through(dir: &Path, seq: u64) -> Result<()> {
 /// Reads every intact record of one file; returns them with the length of the intact prefix and the file size.
 fn read_file(path: &Path) -> Result<(Vec<WalRecord>, u64, u64)> {
     let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(StoreError::io("read", path))?;
+    File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(StoreError::io("read", path))?;
     let (records, valid) = parse(&bytes);
     Ok((records, valid as u64, bytes.len() as u64))
 }
@@ -190,11 +184,7 @@ fn parse_one(bytes: &[u8]) -> Option<(WalRecord, usize)> {
     let seq = u64::from_le_bytes(body[0..8].try_into().ok()?);
     let skip_count = u32::from_le_bytes(body[8..12].try_into().ok()?) as usize;
     let skip_end = 12usize.checked_add(skip_count.checked_mul(4)?)?;
-    let skip = body
-        .get(12..skip_end)?
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let skip = body.get(12..skip_end)?.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
     let request = body[skip_end..].to_vec();
     Some((WalRecord { seq, skip, request }, HEADER + len as usize))
 }

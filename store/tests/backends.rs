@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use hoptrace_store::postgres::PgStore;
-use hoptrace_store::scratch::ScratchDb;
+use hoptrace_store::PgStore;
 use hoptrace_store::{records, schema, Batch, Location, SpanRecord, SpanStore, StoreConfig, TimeRange};
+use hoptrace_testkit::ScratchDb;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -46,7 +46,12 @@ fn request(trace: u8, first: u64, n: u64, start: u64) -> ExportTraceServiceReque
                     kv("count", Value::IntValue(-42)),
                     kv("ratio", Value::DoubleValue(0.25)),
                     kv("raw", Value::BytesValue(vec![0, 255, 7])),
-                    kv("list", Value::ArrayValue(ArrayValue { values: vec![AnyValue { value: Some(Value::StringValue("x".into())) }] })),
+                    kv(
+                        "list",
+                        Value::ArrayValue(ArrayValue {
+                            values: vec![AnyValue { value: Some(Value::StringValue("x".into())) }],
+                        }),
+                    ),
                 ];
                 span.events = vec![Event {
                     time_unix_nano: start + 100,
@@ -69,7 +74,10 @@ fn request(trace: u8, first: u64, n: u64, start: u64) -> ExportTraceServiceReque
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
-                attributes: vec![kv("service.name", Value::StringValue("worker".into())), kv("host.name", Value::StringValue("node-1".into()))],
+                attributes: vec![
+                    kv("service.name", Value::StringValue("worker".into())),
+                    kv("host.name", Value::StringValue("node-1".into())),
+                ],
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {
@@ -96,7 +104,7 @@ impl Backend {
                 store.as_ref().unwrap().append(batch).await.unwrap().stored as u64
             }
             Backend::Postgres { store, .. } => {
-                store.as_ref().unwrap().write(&hoptrace_store::convert(request).rows).await.unwrap()
+                store.as_ref().unwrap().write(&hoptrace_otlp::convert(request).rows).await.unwrap()
             }
         }
     }
@@ -153,7 +161,11 @@ async fn suite(backend: &mut Backend) -> Vec<SpanRecord> {
     let hour = |h: u64| TimeRange { start_unix_nano: BASE + h * HOUR, end_unix_nano: BASE + (h + 1) * HOUR };
     assert_eq!(backend.read(hour(0)).len(), 20);
     assert_eq!(backend.read(hour(1)).len(), 5);
-    assert_eq!(backend.read(TimeRange { start_unix_nano: BASE + 5_000, end_unix_nano: BASE + 15_000 }).len(), 5, "spans 5..9 start in it");
+    assert_eq!(
+        backend.read(TimeRange { start_unix_nano: BASE + 5_000, end_unix_nano: BASE + 15_000 }).len(),
+        5,
+        "spans 5..9 start in it"
+    );
     let empty = backend.location().scan(hour(2)).unwrap().collect().unwrap();
     assert_eq!(empty.height(), 0);
     assert!(empty.column(schema::ATTRIBUTES.values).is_ok(), "an empty range still has the schema");

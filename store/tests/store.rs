@@ -66,7 +66,7 @@ async fn ranges_prune_by_hour_duplicates_drop_and_compaction_keeps_every_span_on
     assert_eq!(count(dir.path(), hour(0)), 40);
     assert_eq!(count(dir.path(), hour(1)), 5);
     assert_eq!(count(dir.path(), TimeRange { start_unix_nano: BASE + 5, end_unix_nano: BASE + 15 }), 10);
-    assert_eq!(hoptrace_store::reader::segment_paths(dir.path(), hour(1)).unwrap().len(), 1, "only that hour is opened");
+    assert_eq!(hoptrace_store::read::segment_paths(dir.path(), hour(1)).unwrap().len(), 1, "only that hour is opened");
 
     // After a restart the retry is still recognised, and nothing is replayed twice.
     let (store, recovery) = SpanStore::open(config).unwrap();
@@ -74,7 +74,12 @@ async fn ranges_prune_by_hour_duplicates_drop_and_compaction_keeps_every_span_on
     assert_eq!(store.append(batch(30, 10, BASE)).await.unwrap().duplicates, 10);
     store.shutdown().unwrap();
     let df = scan(dir.path(), TimeRange::all()).unwrap().collect().unwrap();
-    let unique = df.clone().lazy().unique(Some(cols([schema::TRACE_ID, schema::SPAN_ID])), UniqueKeepStrategy::Any).collect().unwrap();
+    let unique = df
+        .clone()
+        .lazy()
+        .unique(Some(cols([schema::TRACE_ID, schema::SPAN_ID])), UniqueKeepStrategy::Any)
+        .collect()
+        .unwrap();
     assert_eq!((df.height(), unique.height()), (45, 45));
 }
 

@@ -2,7 +2,7 @@
 //! decoding, then the span validation the store applies. Nothing may panic, whatever the bytes.
 #![no_main]
 
-use hoptrace_collector::otlp::body::{decode, decompress, Format};
+use hoptrace_collector::receiver::body::{decode, decompress, Format};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use hoptrace_otlp::{SpanKind, StatusCode};
 use hoptrace_store::schema::AttrType;
 use hoptrace_store::{AttributeValue, Attributes, SpanRecord};
 use serde_json::{json, Value};
@@ -16,37 +17,6 @@ pub fn envelope(data: Value, total: usize) -> Value {
 /// The envelope of an error: `data` null and the error with its HTTP code.
 pub fn error(code: u16, msg: &str) -> Value {
     json!({ "data": null, "total": 0, "limit": 0, "offset": 0, "errors": [{ "code": code, "msg": msg }] })
-}
-
-/// The name Jaeger gives an OTLP span kind (its `spanKind` filter and `span.kind` tag); unspecified has none.
-pub fn kind_name(kind: u8) -> Option<&'static str> {
-    match kind {
-        1 => Some("internal"),
-        2 => Some("server"),
-        3 => Some("client"),
-        4 => Some("producer"),
-        5 => Some("consumer"),
-        _ => None,
-    }
-}
-
-/// The tags this translation derives from a span's kind and status (`span.kind`, `error`,
-/// `otel.status_code`), as a search's `tags` filter matches them.
-pub fn derived_tag(key: &str, kind: u8, status_code: u8) -> Option<&'static str> {
-    match key {
-        "span.kind" => kind_name(kind),
-        "error" => (status_code == 2).then_some("true"),
-        "otel.status_code" => status_name(status_code),
-        _ => None,
-    }
-}
-
-fn status_name(code: u8) -> Option<&'static str> {
-    match code {
-        1 => Some("OK"),
-        2 => Some("ERROR"),
-        _ => None,
-    }
 }
 
 /// One trace in Jaeger's shape. `spans` are the trace's spans, in any order; they are listed by start time.
@@ -89,13 +59,14 @@ fn span(s: &SpanRecord, process_id: &str) -> Value {
         references.push(json!({ "refType": "FOLLOWS_FROM", "traceID": link.trace_id, "spanID": link.span_id }));
     }
     let mut tags: Vec<Value> = s.attributes.iter().map(|(k, v)| tag(k, v)).collect();
-    if let Some(kind) = kind_name(s.kind) {
+    let status = StatusCode::from_code(s.status_code);
+    if let Some(kind) = SpanKind::from_code(s.kind).name() {
         tags.push(string_tag("span.kind", kind));
     }
-    if let Some(status) = status_name(s.status_code) {
+    if let Some(status) = status.name() {
         tags.push(string_tag("otel.status_code", status));
     }
-    if s.status_code == 2 {
+    if status == StatusCode::Error {
         tags.push(json!({ "key": "error", "type": "bool", "value": true }));
     }
     let optional = [

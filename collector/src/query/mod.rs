@@ -3,7 +3,6 @@
 //! Spans appear once they are in a segment, so at most one flush interval after they were acknowledged.
 
 pub mod jaeger;
-pub mod search;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,10 +12,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use hoptrace_otlp::SpanKind;
+use hoptrace_store::read::query::{self as search, Search};
 use hoptrace_store::{Location, TimeRange};
 use serde_json::{json, Value};
-
-use search::Search;
 
 /// Without `start`, a search looks this far back from `end`.
 const DEFAULT_LOOKBACK: Duration = Duration::from_secs(3600);
@@ -81,13 +80,11 @@ async fn operations(State(store): Store, RawQuery(query): RawQuery) -> Result<Js
     let service = params.required("service")?.to_owned();
     let kind = match params.get("spanKind").filter(|k| !k.is_empty()) {
         None => None,
-        Some(name) => Some(kind_code(name).ok_or_else(|| bad_request(format!("unknown spanKind {name:?}")))?),
+        Some(name) => Some(SpanKind::from_name(name).ok_or_else(|| bad_request(format!("unknown spanKind {name:?}")))?),
     };
     let ops = read(store, move |dir| search::operations(dir, &service, kind)).await?;
     Ok(list(
-        ops.into_iter()
-            .map(|(name, kind)| json!({ "name": name, "spanKind": jaeger::kind_name(kind).unwrap_or("") }))
-            .collect(),
+        ops.into_iter().map(|(name, kind)| json!({ "name": name, "spanKind": kind.name().unwrap_or("") })).collect(),
     ))
 }
 
@@ -118,14 +115,21 @@ async fn trace(
 async fn dependencies(State(store): Store, RawQuery(query): RawQuery) -> Result<Json<Value>, QueryError> {
     let params = Params::parse(query)?;
     let millis = |name: &str| -> Result<Option<u64>, QueryError> {
-        params.get(name).filter(|v| !v.is_empty()).map(|v| v.parse().map_err(|_| bad_request(format!("{name} must be milliseconds, not {v:?}")))).transpose()
+        params
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.parse().map_err(|_| bad_request(format!("{name} must be milliseconds, not {v:?}"))))
+            .transpose()
     };
     let end = millis("endTs")?.map_or_else(now_nanos, |ms| ms * 1_000_000);
     let lookback = millis("lookback")?.map_or(DEFAULT_DEPENDENCY_LOOKBACK.as_nanos() as u64, |ms| ms * 1_000_000);
     let range = TimeRange { start_unix_nano: end.saturating_sub(lookback), end_unix_nano: end + 1 };
     let calls = read(store, move |dir| search::dependencies(dir, range)).await?;
     Ok(list(
-        calls.into_iter().map(|(parent, child, n)| json!({ "parent": parent, "child": child, "callCount": n })).collect(),
+        calls
+            .into_iter()
+            .map(|(parent, child, n)| json!({ "parent": parent, "child": child, "callCount": n }))
+            .collect(),
     ))
 }
 
@@ -157,7 +161,10 @@ impl Params {
     }
 
     fn duration(&self, key: &str) -> Result<Option<u64>, QueryError> {
-        self.get(key).filter(|v| !v.is_empty()).map(|v| parse_go_duration(v).map_err(|e| bad_request(format!("{key}: {e}")))).transpose()
+        self.get(key)
+            .filter(|v| !v.is_empty())
+            .map(|v| parse_go_duration(v).map_err(|e| bad_request(format!("{key}: {e}"))))
+            .transpose()
     }
 
     fn search(&self) -> Result<Search, QueryError> {
@@ -210,10 +217,6 @@ impl Params {
             limit: if limit == 0 { DEFAULT_LIMIT } else { limit },
         })
     }
-}
-
-fn kind_code(name: &str) -> Option<u8> {
-    (1..=5).find(|&k| jaeger::kind_name(k) == Some(name))
 }
 
 /// A trace id in hex, up to 32 digits (shorter ids are zero-padded on the left, as Jaeger does).
@@ -277,11 +280,14 @@ mod tests {
 
     #[test]
     fn trace_ids_are_padded_and_checked() {
-        assert_eq!(parse_trace_id("ff").ok(), Some({
-            let mut id = [0; 16];
-            id[15] = 0xff;
-            id
-        }));
+        assert_eq!(
+            parse_trace_id("ff").ok(),
+            Some({
+                let mut id = [0; 16];
+                id[15] = 0xff;
+                id
+            })
+        );
         assert!(parse_trace_id("xyz").is_err());
         assert!(parse_trace_id(&"a".repeat(33)).is_err());
     }

@@ -111,7 +111,6 @@ pub fn list_at(df: &DataFrame, column: &str, row: usize) -> Series {
     df.column(column).unwrap().list().unwrap().get_as_series(row).unwrap()
 }
 
-
 pub fn str_at(df: &DataFrame, column: &str, row: usize) -> Option<String> {
     df.column(column).unwrap().str().unwrap().get(row).map(str::to_owned)
 }
@@ -137,7 +136,12 @@ pub fn row_named(df: &DataFrame, name: &str) -> usize {
 /// (trace id, span id) of every stored span, hex-encoded, sorted.
 pub fn keys(df: &DataFrame) -> Vec<(String, String)> {
     let mut keys: Vec<_> = (0..df.height())
-        .map(|i| (hex::encode(bin_at(df, schema::TRACE_ID, i).unwrap()), hex::encode(bin_at(df, schema::SPAN_ID, i).unwrap())))
+        .map(|i| {
+            (
+                hex::encode(bin_at(df, schema::TRACE_ID, i).unwrap()),
+                hex::encode(bin_at(df, schema::SPAN_ID, i).unwrap()),
+            )
+        })
         .collect();
     keys.sort();
     keys
@@ -171,4 +175,3 @@ pub fn spans(trace: u8, first: u64, n: u64) -> ExportTraceServiceRequest {
         }],
     }
 }
-

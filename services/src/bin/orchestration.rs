@@ -27,11 +27,8 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let service = service::start("orchestration", 8 + args.result_processors as u32 * 2).await?;
-    let settings = orchestration::Settings {
-        listen: args.listen,
-        result_processors: args.result_processors,
-        timing: args.timing,
-    };
+    let settings =
+        orchestration::Settings { listen: args.listen, result_processors: args.result_processors, timing: args.timing };
     orchestration::run(service.pool, settings, service.stop).await?;
     service.telemetry.shutdown();
     Ok(())

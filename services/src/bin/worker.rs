@@ -27,11 +27,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let service = service::start("worker", args.concurrency as u32 * 2 + 2).await?;
-    let settings = worker::Settings {
-        listen: args.listen,
-        concurrency: args.concurrency,
-        timing: args.timing,
-    };
+    let settings = worker::Settings { listen: args.listen, concurrency: args.concurrency, timing: args.timing };
     worker::run(service.pool, settings, service.stop).await?;
     service.telemetry.shutdown();
     Ok(())

@@ -10,7 +10,7 @@ use hoptrace_collector::{Collector, Config};
 use hoptrace_store::{SpanRecord, TimeRange};
 
 /// A database of its own, dropped (with everything in it) at the end of the test.
-pub use hoptrace_store::scratch::ScratchDb as TestDb;
+pub use hoptrace_testkit::ScratchDb as TestDb;
 
 /// A service binary running as a child process.
 pub struct Service {
@@ -128,7 +128,8 @@ impl SpanSink {
     /// Waits until every span the collector has acknowledged is in a segment, where readers see it.
     pub async fn settle(&self) {
         use std::sync::atomic::Ordering::Relaxed;
-        let stats = self.collector.pipeline.store().expect("the sink's store is open").stats();
+        let backend = self.collector.pipeline.backend().expect("the sink's store is open");
+        let stats = backend.stats().expect("the sink is the embedded store");
         for _ in 0..200 {
             if stats.spans_stored.load(Relaxed) >= stats.spans_acknowledged.load(Relaxed) {
                 return;
@@ -169,7 +170,13 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
 }
 
 /// Creates a task through the API, tagged with run `run`; returns its uuid.
-pub async fn create_task(client: &reqwest::Client, api: &Service, run: &str, template: &str, context: serde_json::Value) -> String {
+pub async fn create_task(
+    client: &reqwest::Client,
+    api: &Service,
+    run: &str,
+    template: &str,
+    context: serde_json::Value,
+) -> String {
     let response = client
         .post(api.url("/v1/tasks"))
         .header("baggage", format!("benchmark.run_id={run}"))
@@ -185,14 +192,8 @@ pub async fn create_task(client: &reqwest::Client, api: &Service, run: &str, tem
 
 /// Waits (up to 30 s) for the task to finish, checks that it completed, and returns its view.
 pub async fn wait_finished(client: &reqwest::Client, api: &Service, task: &str) -> serde_json::Value {
-    let view: serde_json::Value = client
-        .get(api.url(&format!("/v1/tasks/{task}?wait_ms=30000")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: serde_json::Value =
+        client.get(api.url(&format!("/v1/tasks/{task}?wait_ms=30000"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(view["status"], "complete", "task {task}: {view}");
     view
 }

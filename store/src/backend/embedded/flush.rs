@@ -1,0 +1,112 @@
+//! The flusher thread: memtables into hourly segments, the checkpoint, the WAL trimmed, compaction started.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::{Result, StoreError};
+use crate::segment::{self, Checkpoint, Hour};
+use crate::wal;
+use hoptrace_otlp::wire::WireSpan;
+
+use super::*;
+
+/// Writes memtables into segments and keeps partitions compact.
+pub(super) struct Flusher {
+    pub(super) config: StoreConfig,
+    pub(super) stats: Arc<StoreStats>,
+    pub(super) obsolete: Vec<(PathBuf, Instant)>,
+}
+
+impl Flusher {
+    pub(super) fn run(mut self, rx: Receiver<FlushJob>) {
+        loop {
+            match rx.recv_timeout(self.config.obsolete_grace) {
+                Ok(job) => {
+                    let result =
+                        if job.rows.is_empty() { Ok(()) } else { self.flush(job.flush, job.wal_seq, job.rows) };
+                    if let Err(e) = &result {
+                        self.stats.flush_errors.fetch_add(1, Relaxed);
+                        tracing::error!(error = %e, "flush failed; the spans stay in the write-ahead log and are replayed at the next start");
+                    }
+                    for w in job.waiters {
+                        let _ = w.send(result.as_ref().map(|_| ()).map_err(|e| StoreError::Io {
+                            op: "flush",
+                            path: self.config.data_dir.clone(),
+                            source: std::io::Error::other(e.to_string()),
+                        }));
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            self.remove_obsolete();
+        }
+    }
+
+    pub(super) fn flush(&mut self, flush: u64, wal_seq: u64, rows: Vec<WireSpan>) -> Result<()> {
+        let dir = self.config.data_dir.clone();
+        let flushed = segment::write_flush(&dir, flush, &rows, self.config.row_group_rows)?;
+        for seg in &flushed.segments {
+            self.stats.segments_written.fetch_add(1, Relaxed);
+            self.stats.segment_bytes_written.fetch_add(seg.bytes, Relaxed);
+        }
+        let touched: Vec<Hour> = flushed.segments.iter().map(|s| s.hour).collect();
+        let stored = flushed.spans;
+        Checkpoint { flush, wal_seq }.store(&dir)?;
+        self.stats.spans_stored.fetch_add(stored as u64, Relaxed);
+        wal::remove_through(&dir.join("wal"), wal_seq)?;
+        tracing::debug!(flush, spans = stored, partitions = touched.len(), "flushed");
+        for hour in touched {
+            if let Err(e) = self.compact(hour) {
+                tracing::warn!(error = %e, partition = %hour.dir_name(), "compaction failed; segments stay as they are");
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges each run of at least `compaction_min_segments` consecutive flush segments (`seg-n-n`) into
+    /// one, dropping duplicate spans on the way. Compacted segments are never merged again, so every span
+    /// is written at most twice and compaction's memory is bounded by that of a few flushes.
+    ///
+    /// The hour that is still being written is left alone: compacting it would rewrite the same spans
+    /// again and again and take CPU from ingest exactly when it is busiest.
+    pub(super) fn compact(&mut self, hour: Hour) -> Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        if hour >= Hour::of_nanos(now) {
+            return Ok(());
+        }
+        let live = segment::live_segments(&self.config.data_dir, hour)?;
+        for run in live.split(|s| s.lo != s.hi) {
+            if run.len() < self.config.compaction_min_segments {
+                continue;
+            }
+            let merged = merge(&self.config.data_dir, hour, run, self.config.row_group_rows)?;
+            self.stats.compactions.fetch_add(1, Relaxed);
+            self.stats.segment_bytes_written.fetch_add(merged.bytes, Relaxed);
+            tracing::debug!(partition = %hour.dir_name(), inputs = run.len(), bytes = merged.bytes, "compacted");
+            let now = Instant::now();
+            self.obsolete.extend(run.iter().map(|s| (s.path.clone(), now)));
+        }
+        Ok(())
+    }
+
+    pub(super) fn remove_obsolete(&mut self) {
+        let grace = self.config.obsolete_grace;
+        self.obsolete.retain(|(path, since)| {
+            if since.elapsed() >= grace {
+                if let Err(e) = std::fs::remove_file(path) {
+                    tracing::warn!(path = %path.display(), error = %e, "could not remove a compacted segment");
+                }
+                false
+            } else {
+                true
+            }
+        });
+    }
+}

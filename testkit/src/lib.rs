@@ -1,0 +1,15 @@
+//! What hoptrace's tests and benchmarks share, and nothing a user's build needs: every crate takes it as
+//! a dev-dependency only.
+//!
+//! - [`ScratchDb`]: a PostgreSQL database of a test's own, dropped with it.
+//! - [`spans`]: small hand-made spans.
+//! - [`golden`]: output compared with a file checked in beside the test (`UPDATE_GOLDEN=1` rewrites it).
+//! - [`grpc::RawCodec`]: OTLP/gRPC requests sent as exact bytes.
+
+mod golden;
+pub mod grpc;
+mod scratch;
+pub mod spans;
+
+pub use golden::golden;
+pub use scratch::ScratchDb;
