@@ -152,6 +152,16 @@ async fn bad_queries_get_jaeger_errors() {
     // An unknown service has no operations and no traces: empty lists, not errors.
     assert_eq!(api.ok("/api/services/nobody/operations").await["data"], serde_json::json!([]));
     assert_eq!(api.found("service=nobody").await, Vec::<String>::new());
+    // Grafana sends a trace's time bounds in milliseconds, Jaeger in microseconds: both find it, and a
+    // range of either unit that misses it does not.
+    let (t0_ms, end_ms) = (T0_US / 1_000, END_US / 1_000 + 1);
+    for (start, end) in [(T0_US, END_US + 1), (t0_ms, end_ms)] {
+        let one = api.ok(&format!("/api/traces/{TRACE_A}?start={start}&end={end}")).await;
+        assert_eq!(one["data"][0]["traceID"], TRACE_A, "start={start}&end={end}");
+    }
+    let later = (end_ms + 60_000, end_ms + 120_000);
+    let (status, _) = api.get(&format!("/api/traces/{TRACE_A}?start={}&end={}", later.0, later.1)).await;
+    assert_eq!(status, 404, "a millisecond range after the trace");
     // After all that, the API still serves.
     assert_eq!(api.ok(&format!("/api/traces/{TRACE_B}")).await["data"][0]["spans"].as_array().unwrap().len(), 2);
     running.collector.stop().await.unwrap();

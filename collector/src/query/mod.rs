@@ -151,13 +151,15 @@ impl Params {
         self.get(key).filter(|v| !v.is_empty()).ok_or_else(|| bad_request(format!("parameter '{key}' is required")))
     }
 
-    /// A time in microseconds since the epoch (Jaeger's `start`/`end`), as nanoseconds.
+    /// A time since the epoch (Jaeger's `start`/`end`), as nanoseconds: microseconds, as Jaeger defines
+    /// them, or milliseconds, which Grafana's Jaeger data source sends for a trace by id with its "trace
+    /// ID time params" option on. A value below [`MILLIS_BELOW`] is read as milliseconds.
     fn micros(&self, key: &str) -> Result<Option<u64>, QueryError> {
         self.get(key)
             .filter(|v| !v.is_empty())
-            .map(|v| v.parse::<u64>().map(|us| us.saturating_mul(1_000)))
+            .map(|v| v.parse::<u64>().map(since_epoch_nanos))
             .transpose()
-            .map_err(|_| bad_request(format!("{key} must be microseconds since the epoch")))
+            .map_err(|_| bad_request(format!("{key} must be microseconds (or milliseconds) since the epoch")))
     }
 
     fn duration(&self, key: &str) -> Result<Option<u64>, QueryError> {
@@ -259,6 +261,19 @@ pub fn parse_go_duration(text: &str) -> Result<u64, String> {
     Ok(total.round() as u64)
 }
 
+/// Times given below this are milliseconds: as microseconds they would fall before 1973-03-03, as
+/// milliseconds before 5138, so no span's time is read in the wrong unit.
+const MILLIS_BELOW: u64 = 100_000_000_000_000;
+
+/// `value` microseconds since the epoch, or milliseconds when it is below [`MILLIS_BELOW`], in nanoseconds.
+fn since_epoch_nanos(value: u64) -> u64 {
+    if value < MILLIS_BELOW {
+        value.saturating_mul(1_000_000)
+    } else {
+        value.saturating_mul(1_000)
+    }
+}
+
 fn now_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
@@ -276,6 +291,14 @@ mod tests {
         assert!(parse_go_duration("5").is_err());
         assert!(parse_go_duration("fast").is_err());
         assert!(parse_go_duration("").is_err());
+    }
+
+    #[test]
+    fn times_are_microseconds_or_grafanas_milliseconds() {
+        // 2026-11-30T00:00:00Z in each unit.
+        assert_eq!(since_epoch_nanos(1_764_460_800_000_000), 1_764_460_800_000_000_000);
+        assert_eq!(since_epoch_nanos(1_764_460_800_000), 1_764_460_800_000_000_000);
+        assert_eq!(since_epoch_nanos(0), 0);
     }
 
     #[test]
