@@ -26,7 +26,7 @@ pub mod wal;
 pub use backend::embedded::{Appended, Batch, Recovery, SpanStore, StoreConfig, StoreStats, SubmitError};
 pub use backend::postgres::PgStore;
 pub use backend::{AppendError, Backend};
-pub use columns::{from_wire, to_frame, upgrade};
+pub use columns::to_frame;
 pub use error::{Result, StoreError};
 pub use read::{collect_columns, records, scan, scan_segments, Location, SpanRecord, TimeRange};
 pub use read::{AttributeValue, Attributes, EventRecord, LinkRecord};
