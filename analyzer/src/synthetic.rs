@@ -155,6 +155,7 @@ fn origin(service: &str, instance: &str) -> Origin {
         resource_attributes: vec![kv(hoptrace_otlp::SERVICE_NAME, service), kv("service.instance.id", instance)],
         scope_name: "hoptrace-instrumentation".into(),
         scope_version: String::new(),
+        scope_attributes: Vec::new(),
     }
 }
 

@@ -22,6 +22,7 @@ pub struct Origin {
     pub resource_attributes: Vec<KeyValue>,
     pub scope_name: String,
     pub scope_version: String,
+    pub scope_attributes: Vec<KeyValue>,
 }
 
 /// One span, owning the parts moved out of the decoded OTLP message.
@@ -139,12 +140,13 @@ pub fn convert(request: ExportTraceServiceRequest) -> Conversion {
         let resource_attributes = resource_spans.resource.map(|r| r.attributes).unwrap_or_default();
         let service_name = service_name(&resource_attributes);
         for scope_spans in resource_spans.scope_spans {
-            let (scope_name, scope_version) = scope_spans.scope.map(|s| (s.name, s.version)).unwrap_or_default();
+            let scope = scope_spans.scope.unwrap_or_default();
             let origin = Arc::new(Origin {
                 service_name: service_name.clone(),
                 resource_attributes: resource_attributes.clone(),
-                scope_name,
-                scope_version,
+                scope_name: scope.name,
+                scope_version: scope.version,
+                scope_attributes: scope.attributes,
             });
             out.rows.reserve(scope_spans.spans.len());
             for span in scope_spans.spans {

@@ -99,6 +99,7 @@ fn resource_spans(request: &Bytes, bytes: &[u8], out: &mut Conversion<WireSpan>)
             resource_attributes: resource.attributes.clone(),
             scope_name: scope.name,
             scope_version: scope.version,
+            scope_attributes: scope.attributes,
         });
         out.rows.reserve(spans.len());
         for span in spans {

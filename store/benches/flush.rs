@@ -24,6 +24,7 @@ fn rows(n: usize) -> Vec<SpanRow> {
         ],
         scope_name: "hoptrace-bench".into(),
         scope_version: String::new(),
+        scope_attributes: Vec::new(),
     });
     (0..n)
         .map(|i| {

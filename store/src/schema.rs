@@ -46,6 +46,9 @@ pub const RESOURCE_ATTRIBUTES: AttributeColumns = AttributeColumns {
     types: "resource_attribute_types",
     values: "resource_attribute_values",
 };
+/// The instrumentation scope's attributes. Segments written before these columns read them as empty.
+pub const SCOPE_ATTRIBUTES: AttributeColumns =
+    AttributeColumns { keys: "scope_attribute_keys", types: "scope_attribute_types", values: "scope_attribute_values" };
 
 /// The type of a stored attribute value, which is kept as text in `value`: strings as they are, booleans
 /// as `true`/`false`, integers in decimal, doubles in Rust's shortest round-trip form (`0.5`, `NaN`, `inf`),
@@ -89,7 +92,8 @@ pub fn parquet_field(field: Field) -> Field {
     let nullable = NULLABLE.contains(&name.as_str());
     let dtype = match field.dtype {
         ArrowDataType::LargeList(item) => {
-            let values_may_be_empty = [ATTRIBUTES.values, RESOURCE_ATTRIBUTES.values].contains(&name.as_str());
+            let values_may_be_empty =
+                [ATTRIBUTES.values, RESOURCE_ATTRIBUTES.values, SCOPE_ATTRIBUTES.values].contains(&name.as_str());
             let dtype = match item.dtype {
                 ArrowDataType::Struct(fields) => ArrowDataType::Struct(fields.into_iter().map(parquet_field).collect()),
                 other => other,

@@ -5,11 +5,14 @@
 //! - [`spans`]: small hand-made spans.
 //! - [`golden`]: output compared with a file checked in beside the test (`UPDATE_GOLDEN=1` rewrites it).
 //! - [`grpc::RawCodec`]: OTLP/gRPC requests sent as exact bytes.
+//! - [`shared`]: recorded data beside the repository (`../shared`), or a skip message.
 
 mod golden;
 pub mod grpc;
 mod scratch;
+mod shared;
 pub mod spans;
 
 pub use golden::golden;
 pub use scratch::ScratchDb;
+pub use shared::shared;

@@ -47,15 +47,18 @@ CREATE TABLE IF NOT EXISTS hoptrace_spans (
     resource_attributes   jsonb    NOT NULL,
     scope_name            text,
     scope_version         text,
+    scope_attributes      jsonb    NOT NULL DEFAULT '[]',
     PRIMARY KEY (trace_id, span_id, start_time_unix_nano)
-) PARTITION BY RANGE (start_time_unix_nano)";
+) PARTITION BY RANGE (start_time_unix_nano);
+-- Tables created before scope attributes were kept.
+ALTER TABLE hoptrace_spans ADD COLUMN IF NOT EXISTS scope_attributes jsonb NOT NULL DEFAULT '[]'";
 
 /// Taken while creating the schema or a partition, so concurrent collectors do not race.
 const DDL_LOCK: i64 = 0x686f_7074_7261_6365; // "hoptrace"
 
 const COLUMNS: &str = "trace_id, span_id, parent_span_id, trace_state, flags, name, kind, service_name, \
     start_time_unix_nano, end_time_unix_nano, status_code, status_message, attributes, events, links, \
-    resource_attributes, scope_name, scope_version";
+    resource_attributes, scope_name, scope_version, scope_attributes";
 
 /// Whether a `--store` value names a PostgreSQL database rather than a data directory.
 pub fn is_url(store: &str) -> bool {
@@ -187,9 +190,9 @@ impl Backend for PgStore {
     }
 }
 
-/// The origins read so far, by (service, resource attributes, scope name, scope version): rows of one
+/// The origins read so far, by (service, resource attributes, scope name, version, attributes): rows of one
 /// origin share it.
-type Origins = HashMap<(String, Value, Option<String>, Option<String>), Arc<Origin>>;
+type Origins = HashMap<(String, Value, Option<String>, Option<String>, Value), Arc<Origin>>;
 
 /// The spans of `range` at `url` as a frame in the segment schema, for callers outside an async runtime.
 pub fn read_frame(url: &str, range: TimeRange) -> Result<DataFrame> {
@@ -225,6 +228,7 @@ fn span_row(r: &PgRow, origins: &mut Origins) -> Result<SpanRow> {
         json("resource_attributes")?,
         r.try_get::<Option<String>, _>("scope_name").map_err(db)?,
         r.try_get::<Option<String>, _>("scope_version").map_err(db)?,
+        json("scope_attributes")?,
     );
     let origin = origins
         .entry(key.clone())
@@ -234,6 +238,7 @@ fn span_row(r: &PgRow, origins: &mut Origins) -> Result<SpanRow> {
                 resource_attributes: attributes_from_json(&key.1),
                 scope_name: key.2.clone().unwrap_or_default(),
                 scope_version: key.3.clone().unwrap_or_default(),
+                scope_attributes: attributes_from_json(&key.4),
             })
         })
         .clone();
@@ -302,5 +307,7 @@ fn write_csv(out: &mut Vec<u8>, row: &SpanRow) {
     optional(out, &row.origin.scope_name);
     out.push(b',');
     optional(out, &row.origin.scope_version);
+    out.push(b',');
+    text(out, &attributes_to_json(&row.origin.scope_attributes).to_string());
     out.push(b'\n');
 }

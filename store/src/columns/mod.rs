@@ -229,6 +229,7 @@ pub(crate) struct SpanColumns {
     resource_attributes: AttributeLists,
     scope_name: MutableBinaryViewArray<str>,
     scope_version: MutableBinaryViewArray<str>,
+    scope_attributes: AttributeLists,
 }
 
 impl SpanColumns {
@@ -267,6 +268,7 @@ impl SpanColumns {
             resource_attributes: AttributeLists::with_capacity(rows, resource_attributes),
             scope_name: MutableBinaryViewArray::with_capacity(rows),
             scope_version: MutableBinaryViewArray::with_capacity(rows),
+            scope_attributes: AttributeLists::with_capacity(rows, 0),
         }
     }
 
@@ -291,6 +293,7 @@ impl SpanColumns {
         self.resource_attributes.push(&origin.resource_attributes);
         self.scope_name.push(non_empty(&origin.scope_name));
         self.scope_version.push(non_empty(&origin.scope_version));
+        self.scope_attributes.push(&origin.scope_attributes);
     }
 
     /// One decoded row.
@@ -328,7 +331,7 @@ impl SpanColumns {
 
     /// The frame of every span pushed, in push order.
     pub(crate) fn finish(self) -> PolarsResult<DataFrame> {
-        let SpanColumns { rows, events, links, attributes, resource_attributes, .. } = self;
+        let SpanColumns { rows, events, links, attributes, resource_attributes, scope_attributes, .. } = self;
         let event_values = struct_of(
             events.time.len(),
             vec![
@@ -371,6 +374,7 @@ impl SpanColumns {
         arrays.extend(resource_attributes.finish(schema::RESOURCE_ATTRIBUTES));
         arrays.push((schema::SCOPE_NAME, utf8(self.scope_name)));
         arrays.push((schema::SCOPE_VERSION, utf8(self.scope_version)));
+        arrays.extend(scope_attributes.finish(schema::SCOPE_ATTRIBUTES));
         let columns = arrays
             .into_iter()
             .map(|(name, array)| Series::from_arrow(PlSmallStr::from(name), array).map(Column::from))
@@ -399,9 +403,19 @@ where
 }
 
 /// Adds the columns that segments written before them lack, derived from what those segments hold, so
-/// every frame read from the store has the current schema: `link_span_ids` from `links`.
+/// every frame read from the store has the current schema: `link_span_ids` from `links`, and empty scope
+/// attributes (older writers did not keep them).
 pub fn upgrade(frame: &mut DataFrame) -> PolarsResult<()> {
-    if frame.column(schema::LINK_SPAN_IDS).is_ok() {
+    if frame.column(schema::SCOPE_ATTRIBUTES.keys).is_err() {
+        let mut empty = AttributeLists::with_capacity(frame.height(), 0);
+        for _ in 0..frame.height() {
+            empty.close();
+        }
+        for (name, array) in empty.finish(schema::SCOPE_ATTRIBUTES) {
+            frame.with_column(Column::from(Series::from_arrow(PlSmallStr::from(name), array)?))?;
+        }
+    }
+    if frame.column(schema::LINK_SPAN_IDS).is_ok() || frame.column(schema::LINKS).is_err() {
         return Ok(());
     }
     let links = frame.column(schema::LINKS)?.as_materialized_series().clone();

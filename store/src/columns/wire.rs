@@ -197,9 +197,17 @@ mod tests {
     }
 
     fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
-        let scope = (proptest::option::of(("[a-z]{0,6}", "[0-9.]{0,4}")), proptest::collection::vec(span(), 0..4))
+        let scope = (
+            proptest::option::of(("[a-z]{0,6}", "[0-9.]{0,4}", attributes())),
+            proptest::collection::vec(span(), 0..4),
+        )
             .prop_map(|(scope, spans)| ScopeSpans {
-                scope: scope.map(|(name, version)| InstrumentationScope { name, version, ..Default::default() }),
+                scope: scope.map(|(name, version, attributes)| InstrumentationScope {
+                    name,
+                    version,
+                    attributes,
+                    ..Default::default()
+                }),
                 spans,
                 ..Default::default()
             });

@@ -40,6 +40,7 @@ pub struct SpanRecord {
     pub resource_attributes: Attributes,
     pub scope_name: Option<String>,
     pub scope_version: Option<String>,
+    pub scope_attributes: Attributes,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -127,6 +128,7 @@ pub fn records(frame: &DataFrame) -> PolarsResult<Vec<SpanRecord>> {
                 resource_attributes: attribute_row(frame.columns(), schema::RESOURCE_ATTRIBUTES, row)?,
                 scope_name: owned(scope_names.get(row)),
                 scope_version: owned(scope_versions.get(row)),
+                scope_attributes: attribute_row(frame.columns(), schema::SCOPE_ATTRIBUTES, row)?,
             })
         })
         .collect()
@@ -147,12 +149,14 @@ fn nested<T>(
     (0..series.len()).map(|i| item(&fields, i)).collect()
 }
 
-/// One row's attribute set from the three parallel lists named by `set`, found by name among `columns`.
+/// One row's attribute set from the three parallel lists named by `set`, found by name among `columns`; a
+/// set its segment's writer did not keep yet (scope attributes) is empty.
 fn attribute_row(columns: &[Column], set: AttributeColumns, row: usize) -> PolarsResult<Attributes> {
     let list = |name: &str| -> PolarsResult<Option<Series>> {
-        let column =
-            columns.iter().find(|c| c.name().as_str() == name).ok_or_else(|| polars_err!(ColumnNotFound: "{name}"))?;
-        Ok(column.list()?.get_as_series(row))
+        match columns.iter().find(|c| c.name().as_str() == name) {
+            Some(column) => Ok(column.list()?.get_as_series(row)),
+            None => Ok(None),
+        }
     };
     let (Some(keys), Some(types), Some(values)) = (list(set.keys)?, list(set.types)?, list(set.values)?) else {
         return Ok(Attributes::new());

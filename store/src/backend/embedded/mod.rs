@@ -299,11 +299,12 @@ mod tests {
         assert!(recent.insert(key(1)));
     }
 
-    /// A store written before `link_span_ids` existed stays readable: its segments give the column derived
-    /// from `links` (and read `links` only then), a scan over old and new segments gives nulls for the old
-    /// rows instead of failing, and compaction writes the old rows with the column.
+    /// A store written before `link_span_ids` and the scope attributes existed stays readable: its segments
+    /// give the column derived from `links` (and read `links` only then), a scan over old and new segments
+    /// gives nulls for the old rows instead of failing, a lookup reads their scope attributes as empty, and
+    /// compaction writes the old rows with both.
     #[test]
-    fn segments_without_link_span_ids_are_read_and_compacted_with_the_column_derived() {
+    fn segments_of_older_writers_are_read_and_compacted_with_the_columns_they_lack() {
         use hoptrace_otlp::SpanRow;
         use opentelemetry_proto::tonic::trace::v1::span::Link;
         use polars::prelude::*;
@@ -311,10 +312,19 @@ mod tests {
         let mut rows: Vec<SpanRow> = (1..=3u8).map(|i| hoptrace_testkit::spans::row(1, i)).collect();
         rows[1].links = vec![link(1), link(9)];
         rows[2].links = vec![link(2)];
+        let scope_attribute = hoptrace_testkit::spans::benchmark_attributes(0)[0].clone();
+        rows[2].origin = std::sync::Arc::new(hoptrace_otlp::Origin {
+            scope_attributes: vec![scope_attribute.clone()],
+            ..(*rows[2].origin).clone()
+        });
         let dir = tempfile::tempdir().unwrap();
         let hour = Hour::of_nanos(rows[0].start_time_unix_nano);
         let mut old = crate::to_frame(&rows[..2]).unwrap();
         old.drop_in_place(schema::LINK_SPAN_IDS).unwrap();
+        let scope = schema::SCOPE_ATTRIBUTES;
+        for column in [scope.keys, scope.types, scope.values] {
+            old.drop_in_place(column).unwrap();
+        }
         let old = segment::write(dir.path(), hour, 1, 1, &mut old, 1024).unwrap();
         let new = segment::write(dir.path(), hour, 2, 2, &mut crate::to_frame(&rows[2..]).unwrap(), 1024).unwrap();
         let link_ids = |frame: &DataFrame| -> Vec<Option<Vec<u8>>> {
@@ -346,10 +356,20 @@ mod tests {
         assert_eq!(scanned.height(), 3);
         assert_eq!(link_ids(&scanned), [None, None, Some(vec![2; 8])], "old rows null, new rows as stored");
 
+        let scope_keys = |spans: &[crate::SpanRecord]| -> Vec<Vec<String>> {
+            spans.iter().map(|s| s.scope_attributes.keys().cloned().collect()).collect()
+        };
+        let expected = [vec![], vec![], vec![scope_attribute.key.clone()]];
+        let catalog = crate::read::Catalog::new(crate::Location::Dir(dir.path().to_owned()));
+        let mut trace = crate::read::query::trace(&catalog, rows[0].trace_id, crate::TimeRange::all()).unwrap();
+        trace.sort_by(|a, b| a.span_id.cmp(&b.span_id));
+        assert_eq!(scope_keys(&trace), expected, "a lookup reads old segments' scope attributes as empty");
+
         let merged = merge(dir.path(), hour, &[old, new], 1024).unwrap();
         let merged = crate::read::scan_path(&merged.path).unwrap().collect().unwrap();
         assert_eq!(merged.get_column_names(), crate::to_frame(&rows).unwrap().get_column_names());
         assert_eq!(link_ids(&merged), [Some(vec![]), Some([[1u8; 8], [9; 8]].concat()), Some(vec![2; 8])]);
+        assert_eq!(scope_keys(&crate::records(&merged).unwrap()), expected);
     }
 
     #[test]
