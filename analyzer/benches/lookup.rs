@@ -1,7 +1,8 @@
 //! The trace viewer's lookups (the collector's Jaeger query API: services, operations, a trace by id, a
 //! search by service and tag over one hour) over a store, each against DuckDB doing the same lookup on
 //! the same Parquet files. Rounds alternate hoptrace and DuckDB; each prints the median of its repeats,
-//! and the first call of a fresh process ("cold": footers and names not yet read) apart from the rest.
+//! and the first call of a fresh process ("cold": nothing learnt of the segments yet) apart from the rest
+//! ("warm", as after the query server's background warm-up, whose time and memory are printed).
 //! Both must find the same traces.
 //!
 //! `scripts/bench-lookup` runs it over the 10M-span bench store (`BENCH_STORE`, `BENCH_ROUNDS`); under
@@ -28,8 +29,9 @@ type Run = Box<dyn Fn(&Catalog) -> Vec<String>>;
 struct Lookup {
     name: &'static str,
     run: Run,
-    /// DuckDB's SQL for it, returning the same strings (names, or trace ids in hex).
-    sql: String,
+    /// DuckDB's SQL for it, statements run one after the other, returning the same strings (names, trace
+    /// ids in hex, span counts).
+    sql: Vec<String>,
 }
 
 fn main() {
@@ -76,7 +78,13 @@ fn main() {
                 assert!(same, "{name}: hoptrace found {:?}, DuckDB {answer:?}", answers.get(name));
             }
         }
-        println!("round {round} done");
+        let fresh = Catalog::new(Location::Dir(dir.clone()));
+        let (seconds, segments) = timed(|| fresh.warm().unwrap());
+        println!(
+            "round {round}: a fresh catalog learns {segments} segments in {:.0} ms, {:.1} MB",
+            seconds,
+            fresh.learnt_bytes() as f64 / 1e6
+        );
     }
     println!();
     println!("{:<34} {:>22} {:>22} {:>15}", "lookup (ms, median [min–max])", "hoptrace", "DuckDB", "ratio");
@@ -163,7 +171,7 @@ fn lookups(dir: &Path, paths: &[PathBuf]) -> Vec<Lookup> {
         let sql = format!(
             "WITH matches AS (SELECT trace_id, max(start_time_unix_nano) AS latest FROM {files} \
              WHERE service_name = '{service}' AND start_time_unix_nano >= {} AND start_time_unix_nano < {} AND \
-             ({} OR {} OR {} OR len(list_filter(events, e -> {})) > 0 OR len(list_filter(links, l -> {})) > 0) \
+             ({} OR {} OR {} OR len(list_filter(events, lambda e: {})) > 0 OR len(list_filter(links, lambda l: {})) > 0) \
              GROUP BY trace_id ORDER BY latest DESC, trace_id DESC LIMIT 20) \
              SELECT DISTINCT lower(hex(trace_id)) FROM {files} WHERE trace_id IN (SELECT trace_id FROM matches) \
              AND start_time_unix_nano >= {} AND start_time_unix_nano < {}",
@@ -185,16 +193,16 @@ fn lookups(dir: &Path, paths: &[PathBuf]) -> Vec<Lookup> {
         let set: BTreeSet<String> = traces.iter().flatten().map(|s| s.trace_id.clone()).collect();
         set.into_iter().collect()
     };
-    let id_list = trace_ids
+    let ids = trace_ids.clone();
+    let trace_ids: Vec<String> = trace_ids
         .iter()
         .map(|id| format!("from_hex('{}')", id.iter().map(|b| format!("{b:02x}")).collect::<String>()))
-        .collect::<Vec<_>>()
-        .join(", ");
+        .collect();
     vec![
         Lookup {
             name: "services",
             run: Box::new(|c| query::services(c).unwrap()),
-            sql: format!("SELECT DISTINCT service_name FROM {files}"),
+            sql: vec![format!("SELECT DISTINCT service_name FROM {files}")],
         },
         Lookup {
             name: "operations of worker",
@@ -203,26 +211,31 @@ fn lookups(dir: &Path, paths: &[PathBuf]) -> Vec<Lookup> {
                     query::operations(c, "worker", None).unwrap().into_iter().map(|(n, _)| n).collect();
                 names.into_iter().collect()
             }),
-            sql: format!("SELECT DISTINCT name FROM {files} WHERE service_name = 'worker'"),
+            sql: vec![format!("SELECT DISTINCT name FROM {files} WHERE service_name = 'worker'")],
         },
         Lookup {
             name: "trace by id (8 ids)",
             run: Box::new(move |c| {
-                let spans: usize =
-                    trace_ids.iter().map(|id| query::trace(c, *id, TimeRange::all()).unwrap().len()).sum();
-                vec![spans.to_string()]
+                let mut spans: Vec<String> =
+                    ids.iter().map(|id| query::trace(c, *id, TimeRange::all()).unwrap().len().to_string()).collect();
+                spans.sort();
+                spans
             }),
-            sql: format!("SELECT count(*)::VARCHAR FROM {files} WHERE trace_id IN ({id_list})"),
+            // One trace per call, as a trace viewer asks.
+            sql: trace_ids
+                .iter()
+                .map(|id| format!("SELECT count(*)::VARCHAR FROM {files} WHERE trace_id = {id}"))
+                .collect(),
         },
         Lookup {
             name: "search: service + task.uuid",
             run: Box::new(move |c| found(query::find_traces(c, &one_task).unwrap())),
-            sql: one_task_sql,
+            sql: vec![one_task_sql],
         },
         Lookup {
             name: "search: service + step.handler",
             run: Box::new(move |c| found(query::find_traces(c, &noop).unwrap())),
-            sql: noop_sql,
+            sql: vec![noop_sql],
         },
     ]
 }
@@ -239,11 +252,11 @@ fn run_duckdb(lookups: &[Lookup]) -> Vec<(&'static str, Timing)> {
 import duckdb, json, sys, time
 con = duckdb.connect()
 out = []
-for sql in json.load(sys.stdin):
+for statements in json.load(sys.stdin):
     times = []
     for _ in range({}):
         t = time.perf_counter()
-        rows = con.execute(sql).fetchall()
+        rows = [row for sql in statements for row in con.execute(sql).fetchall()]
         times.append((time.perf_counter() - t) * 1e3)
     warm = sorted(times[1:])[len(times[1:]) // 2]
     out.append([times[0], warm, sorted(str(r[0]) for r in rows)])
@@ -251,7 +264,7 @@ print(json.dumps(out))
 "#,
         REPEATS + 1
     );
-    let sqls: Vec<&str> = lookups.iter().map(|l| l.sql.as_str()).collect();
+    let sqls: Vec<&Vec<String>> = lookups.iter().map(|l| &l.sql).collect();
     let mut child = Command::new("python3")
         .args(["-c", &script])
         .stdin(std::process::Stdio::piped())

@@ -12,6 +12,7 @@ use crate::schema;
 
 mod search;
 
+pub(crate) use search::{attribute_values, ATTRIBUTE_COLUMNS};
 pub use search::{find_traces, Search};
 
 pub type Result<T> = std::result::Result<T, String>;

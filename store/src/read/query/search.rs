@@ -12,6 +12,7 @@ use polars_arrow::array::{ListArray, StructArray, Utf8ViewArray};
 use polars_arrow::offset::OffsetsBuffer;
 
 use super::{collect, load, Result};
+use crate::read::catalog::{value_fingerprint, RowGroup};
 use crate::read::{Catalog, SpanRecord, TimeRange};
 use crate::schema::{self, AttributeColumns};
 
@@ -74,9 +75,56 @@ struct FieldRow<'a> {
 }
 
 /// The traces matching `search`, most recent match first, each with all its spans.
+///
+/// In the embedded store, row groups are read newest first (by their start-time statistics) and the search
+/// stops once `limit` traces have a match later than anything left to read; a row group whose attribute
+/// values (learnt the first time a tagged search reads it) hold no queried value is not read at all.
 pub fn find_traces(store: &Catalog, search: &Search) -> Result<Vec<Vec<SpanRecord>>> {
+    let mut latest = Latest::default();
+    match store.segments(search.range).map_err(|e| e.to_string())? {
+        Some(segments) => {
+            let wanted = values_wanted(&search.tags);
+            let mut groups: Vec<RowGroup<'_>> = segments
+                .iter()
+                .flat_map(|s| s.row_groups())
+                .filter(|rg| rg.overlaps(search.range) && rg.may_hold_values(&wanted))
+                .collect();
+            groups.sort_by_key(|rg| std::cmp::Reverse(rg.max_start()));
+            for rg in groups {
+                if latest.settled(search.limit, rg.max_start()) {
+                    break;
+                }
+                let columns: Vec<&str> = columns(search, |c| rg.has_column(c)).collect();
+                let mut frame = rg.read(&columns).map_err(|e| e.to_string())?;
+                if !search.tags.is_empty() {
+                    rg.learn_values(&attribute_values(&frame).map_err(|e| e.to_string())?);
+                }
+                frame = collect(frame.lazy().filter(filter(search)))?;
+                latest.add(&frame, search).map_err(|e| e.to_string())?;
+            }
+        }
+        None => {
+            let scanned = store.location().scan(search.range).map_err(|e| e.to_string())?;
+            let frame =
+                collect(scanned.filter(filter(search)).select(columns(search, |_| true).map(col).collect::<Vec<_>>()))?;
+            latest.add(&frame, search).map_err(|e| e.to_string())?;
+        }
+    }
+    let ranked = latest.top(search.limit);
+    let wanted: HashSet<Vec<u8>> = ranked.iter().map(|(_, id)| id.clone()).collect();
+    let widened = TimeRange {
+        start_unix_nano: search.range.start_unix_nano.saturating_sub(TRACE_SPREAD_NANOS),
+        end_unix_nano: search.range.end_unix_nano.saturating_add(TRACE_SPREAD_NANOS),
+    };
+    let mut traces = load(store, &wanted, widened)?;
+    Ok(ranked.iter().filter_map(|(_, id)| traces.remove(&hex::encode(id))).collect())
+}
+
+/// The span conditions other than tags, as a polars filter.
+fn filter(search: &Search) -> Expr {
     let (start, end) = (col(schema::START_TIME), col(schema::END_TIME));
-    let mut filter = lit(true);
+    let (lo, hi) = (search.range.start_unix_nano.min(i64::MAX as u64), search.range.end_unix_nano.min(i64::MAX as u64));
+    let mut filter = start.clone().gt_eq(lit(lo)).and(start.clone().lt(lit(hi)));
     if let Some(service) = &search.service {
         filter = filter.and(col(schema::SERVICE_NAME).eq(lit(service.as_str())));
     }
@@ -89,36 +137,79 @@ pub fn find_traces(store: &Catalog, search: &Search) -> Result<Vec<Vec<SpanRecor
     if let Some(max) = search.max_duration_nanos {
         filter = filter.and(end.lt_eq(start + lit(max)));
     }
-    let mut columns = vec![col(schema::TRACE_ID), col(schema::START_TIME)];
-    if !search.tags.is_empty() {
-        columns.extend(Matcher::COLUMNS.iter().map(|c| col(*c)));
-    }
-    let scanned = store.location().scan(search.range).map_err(|e| e.to_string())?;
-    let mut frame = collect(scanned.filter(filter).select(columns))?;
-    frame.rechunk_mut();
-    let ids = frame.column(schema::TRACE_ID).and_then(|c| c.binary().cloned()).map_err(|e| e.to_string())?;
-    let starts = frame.column(schema::START_TIME).and_then(|c| c.u64().cloned()).map_err(|e| e.to_string())?;
-    let matcher = if search.tags.is_empty() { None } else { Some(Matcher::new(&frame).map_err(|e| e.to_string())?) };
-    // Latest matching span start per trace.
-    let mut latest: HashMap<&[u8], u64> = HashMap::new();
-    for (row, (id, at)) in ids.iter().zip(starts.iter()).enumerate() {
-        let (Some(id), Some(at)) = (id, at) else { continue };
-        if matcher.as_ref().is_some_and(|m| !m.matches(row, &search.tags)) {
-            continue;
+    filter
+}
+
+/// The columns a search reads: ids, times and names, and what tags are matched on (those `present`).
+fn columns(search: &Search, present: impl Fn(&str) -> bool) -> impl Iterator<Item = &'static str> {
+    let base = [schema::TRACE_ID, schema::START_TIME, schema::END_TIME, schema::SERVICE_NAME, schema::NAME];
+    let tags: &[&str] = if search.tags.is_empty() { &[] } else { Matcher::COLUMNS };
+    base.into_iter().chain(tags.iter().copied().filter(move |c| present(c)))
+}
+
+/// The fingerprints of the queried key/values a row group must hold one of each of: ordinary keys, and
+/// `resource.` keys as the resource's key. Keys naming a span field have none.
+fn values_wanted(tags: &[(String, String)]) -> Vec<u64> {
+    let probe =
+        FieldRow { kind: SpanKind::Unspecified, status: StatusCode::Unset, scope_name: None, scope_version: None };
+    tags.iter()
+        .filter(|(k, v)| field_tag(k, v, &probe).is_none())
+        .map(|(k, v)| value_fingerprint(k.strip_prefix("resource.").unwrap_or(k), v))
+        .collect()
+}
+
+/// The latest matching span start of each trace found so far.
+#[derive(Default)]
+struct Latest(HashMap<Vec<u8>, u64>);
+
+impl Latest {
+    /// Notes the spans of `frame` (filtered by everything but tags) that carry the search's tags.
+    fn add(&mut self, frame: &DataFrame, search: &Search) -> PolarsResult<()> {
+        let mut frame = frame.clone();
+        frame.rechunk_mut();
+        let ids = frame.column(schema::TRACE_ID)?.binary()?.clone();
+        let starts = frame.column(schema::START_TIME)?.u64()?.clone();
+        let matcher = if search.tags.is_empty() { None } else { Some(Matcher::new(&frame)?) };
+        for (row, (id, at)) in ids.iter().zip(starts.iter()).enumerate() {
+            let (Some(id), Some(at)) = (id, at) else { continue };
+            if matcher.as_ref().is_some_and(|m| !m.matches(row, &search.tags)) {
+                continue;
+            }
+            match self.0.get_mut(id) {
+                Some(t) => *t = (*t).max(at),
+                None => {
+                    self.0.insert(id.to_vec(), at);
+                }
+            }
         }
-        let t = latest.entry(id).or_insert(at);
-        *t = (*t).max(at);
+        Ok(())
     }
-    let mut ranked: Vec<(u64, Vec<u8>)> = latest.into_iter().map(|(id, at)| (at, id.to_vec())).collect();
-    ranked.sort_by(|a, b| b.cmp(a));
-    ranked.truncate(search.limit);
-    let wanted: HashSet<Vec<u8>> = ranked.iter().map(|(_, id)| id.clone()).collect();
-    let widened = TimeRange {
-        start_unix_nano: search.range.start_unix_nano.saturating_sub(TRACE_SPREAD_NANOS),
-        end_unix_nano: search.range.end_unix_nano.saturating_add(TRACE_SPREAD_NANOS),
-    };
-    let mut traces = load(store, &wanted, widened)?;
-    Ok(ranked.iter().filter_map(|(_, id)| traces.remove(&hex::encode(id))).collect())
+
+    /// Whether the best `limit` traces are final when nothing left starts after `next_max_start`.
+    fn settled(&self, limit: usize, next_max_start: u64) -> bool {
+        if self.0.len() < limit {
+            return false;
+        }
+        let mut times: Vec<u64> = self.0.values().copied().collect();
+        let (_, kth, _) = times.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
+        next_max_start < *kth
+    }
+
+    /// The best `limit` as (latest match, trace id), most recent first.
+    fn top(self, limit: usize) -> Vec<(u64, Vec<u8>)> {
+        let mut ranked: Vec<(u64, Vec<u8>)> = self.0.into_iter().map(|(id, at)| (at, id)).collect();
+        ranked.sort_by(|a, b| b.cmp(a));
+        ranked.truncate(limit);
+        ranked
+    }
+}
+
+/// The columns [`attribute_values`] reads.
+pub(crate) const ATTRIBUTE_COLUMNS: &[&str] = Matcher::COLUMNS;
+
+/// The fingerprints of every attribute key/value of a frame's spans, distinct: what a row group holds.
+pub(crate) fn attribute_values(frame: &DataFrame) -> PolarsResult<Vec<u64>> {
+    Ok(Matcher::new(frame)?.values())
 }
 
 /// Tags matched in place on a frame's Arrow arrays: no row is materialised.
@@ -167,6 +258,14 @@ impl Matcher {
             resource,
             anywhere,
         })
+    }
+
+    /// The fingerprints of every key/value the frame's spans carry, in any attribute set, sorted.
+    fn values(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = self.anywhere.iter().flat_map(AttributeSet::fingerprints).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Whether the span in `row` carries every tag.
@@ -224,6 +323,12 @@ impl AttributeSet {
     fn from_lists(items: Option<OffsetsBuffer<i64>>, keys: &ListArray<i64>, values: &ListArray<i64>) -> Option<Self> {
         let text = |list: &ListArray<i64>| list.values().as_any().downcast_ref::<Utf8ViewArray>().cloned();
         Some(AttributeSet { items, offsets: keys.offsets().clone(), keys: text(keys)?, values: text(values)? })
+    }
+
+    /// The fingerprint of every key/value in the set.
+    fn fingerprints(&self) -> impl Iterator<Item = u64> + '_ {
+        let (first, last) = (*self.offsets.first() as usize, *self.offsets.last() as usize);
+        (first..last).filter_map(|i| Some(value_fingerprint(self.keys.value(i), self.values.get(i)?)))
     }
 
     /// Whether the span in `row` (one of its events or links, for such a set) has `key` = `value`.
