@@ -5,7 +5,8 @@
 //! ("warm", as after the query server's background warm-up, whose time and memory are printed).
 //! Both must find the same traces.
 //!
-//! `scripts/bench-lookup` runs it over the 10M-span bench store (`BENCH_STORE`, `BENCH_ROUNDS`); under
+//! `scripts/bench-lookup` runs it over the 10M-span bench store (`BENCH_STORE`, `BENCH_ROUNDS`, `BENCH_ONLY`
+//! to run the lookups whose name holds it); under
 //! `cargo test` it runs once over a small generated store, without DuckDB when it is not installed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +21,10 @@ use hoptrace_store::{schema, Location, TimeRange};
 use polars::prelude::*;
 
 const HOUR: u64 = 3_600_000_000_000;
-const REPEATS: usize = 5;
+/// Repeats of each lookup per round after its first call (`BENCH_REPEATS`).
+fn repeats() -> usize {
+    std::env::var("BENCH_REPEATS").ok().and_then(|r| r.parse().ok()).unwrap_or(5)
+}
 
 /// A lookup on hoptrace's side, answering the strings DuckDB's SQL answers.
 type Run = Box<dyn Fn(&Catalog) -> Vec<String>>;
@@ -47,7 +51,9 @@ fn main() {
         }
     };
     let paths = segment_paths(&dir, TimeRange::all()).unwrap();
-    let lookups = lookups(&dir, &paths);
+    // BENCH_ONLY=trace: only the lookups whose name holds it (for a profiler).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let lookups: Vec<Lookup> = lookups(&dir, &paths).into_iter().filter(|l| l.name.contains(only.as_str())).collect();
     let duckdb = Command::new("python3").args(["-c", "import duckdb"]).status().is_ok_and(|s| s.success());
     println!("store: {} ({} segments)", dir.display(), paths.len());
     if !duckdb {
@@ -63,7 +69,16 @@ fn main() {
         let mut answers = BTreeMap::new();
         for lookup in &lookups {
             let (cold, answer) = timed(|| (lookup.run)(&catalog));
-            let warm = median((0..REPEATS).map(|_| timed(|| (lookup.run)(&catalog)).0).collect());
+            // What the first call learnt must not change the answer.
+            let warm = median(
+                (0..repeats())
+                    .map(|_| {
+                        let (ms, again) = timed(|| (lookup.run)(&catalog));
+                        assert_eq!(again, answer, "{}: the answer changed once the catalog had learnt", lookup.name);
+                        ms
+                    })
+                    .collect(),
+            );
             let entry = ours.entry(lookup.name).or_default();
             entry.0.push(cold);
             entry.1.push(warm);
@@ -262,7 +277,7 @@ for statements in json.load(sys.stdin):
     out.append([times[0], warm, sorted(str(r[0]) for r in rows)])
 print(json.dumps(out))
 "#,
-        REPEATS + 1
+        repeats() + 1
     );
     let sqls: Vec<&Vec<String>> = lookups.iter().map(|l| &l.sql).collect();
     let mut child = Command::new("python3")

@@ -252,11 +252,14 @@ impl Catalog {
             let path = path.to_owned();
             move |source| StoreError::Parquet { path, source }
         };
+        // Names first, for every segment: a user's first call (the services list) is then soon answered.
         for segment in &segments {
             segment.names().map_err(|e| StoreError::Parquet {
                 path: segment.path.clone(),
                 source: PolarsError::ComputeError(e.into()),
             })?;
+        }
+        for segment in &segments {
             for rg in &segment.row_groups {
                 if rg.traces.get().is_none() {
                     let ids = segment
@@ -269,6 +272,8 @@ impl Catalog {
                     rg.traces.get_or_init(|| TraceRuns::of(&ids));
                 }
             }
+        }
+        for segment in &segments {
             for rg in segment.row_groups() {
                 if rg.facts.values.get().is_none() {
                     let columns: Vec<&str> =
