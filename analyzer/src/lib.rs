@@ -12,6 +12,7 @@ pub mod critical_path;
 pub mod export;
 pub mod hops;
 pub mod html;
+pub mod inspect;
 pub mod report;
 pub mod rng;
 pub mod select;

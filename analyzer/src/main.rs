@@ -9,6 +9,7 @@ mod cli;
 use cli::baseline::{BaselineCommand, CompareArgs};
 use cli::export::ExportArgs;
 use cli::generate::GenerateArgs;
+use cli::inspect::InspectArgs;
 use cli::report::ReportArgs;
 use cli::validate::ValidateArgs;
 
@@ -38,6 +39,10 @@ enum Command {
     /// dashboards (hoptrace_hop_samples, hoptrace_hop_targets; created when absent). Exits 0, or 1 on a
     /// usage, I/O or database error.
     Export(ExportArgs),
+    /// What a store holds, to write a config from: per service the span names with kind, count, p50/p99
+    /// and parents; every attribute key with its cardinality and examples; candidate correlation keys
+    /// (values found in more than one trace); the traces' roots. Exits 0, or 1 on a usage or I/O error.
+    Inspect(InspectArgs),
     /// Writes synthetic traces shaped like the reference workflow system into a store, to try the
     /// report without running anything (and to benchmark it).
     Generate(GenerateArgs),
@@ -59,6 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => cli::report::run(args),
         Command::Validate(args) => cli::validate::run(args),
         Command::Export(args) => cli::export::run(args),
+        Command::Inspect(args) => cli::inspect::run(args),
         Command::Generate(args) => cli::generate::run(args),
         Command::Baseline(command) => cli::baseline::run(command),
         Command::Compare(args) => cli::baseline::compare(args),

@@ -4,6 +4,7 @@
 pub mod baseline;
 pub mod export;
 pub mod generate;
+pub mod inspect;
 pub mod report;
 pub mod validate;
 
