@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hoptrace_otlp::SpanKind;
 use hoptrace_store::SpanRecord;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 /// A value is followed into at most this many traces: enough to tell a correlation key from a constant.
@@ -87,6 +88,9 @@ pub struct Root {
     pub duration_p50_ns: u64,
 }
 
+/// Attribute statistics by set, then key.
+type Keys = FxHashMap<&'static str, FxHashMap<String, KeyStats>>;
+
 /// One span name's durations and parents (by name, with counts).
 type OperationStats = (Vec<u64>, HashMap<String, usize>);
 
@@ -95,11 +99,12 @@ struct KeyStats {
     spans: usize,
     services: BTreeSet<String>,
     /// Each value's traces (the first [`TRACES_PER_VALUE`]) and spans carrying it, in order seen.
-    values: HashMap<String, (Vec<u32>, usize)>,
+    values: FxHashMap<String, (Vec<u32>, usize)>,
     first_seen: Vec<String>,
 }
 
 impl KeyStats {
+    /// Spans are added trace by trace, so a value's traces arrive in order: the last one tells a new trace.
     fn add(&mut self, value: &str, trace: u32, service: &str) {
         if !self.services.contains(service) {
             self.services.insert(service.to_owned());
@@ -107,7 +112,7 @@ impl KeyStats {
         match self.values.get_mut(value) {
             Some((traces, spans)) => {
                 *spans += 1;
-                if traces.len() < TRACES_PER_VALUE && !traces.contains(&trace) {
+                if traces.len() < TRACES_PER_VALUE && traces.last() != Some(&trace) {
                     traces.push(trace);
                 }
             }
@@ -123,7 +128,7 @@ impl KeyStats {
 
 /// The inventory of `spans` (any order).
 pub fn inspect(spans: &[SpanRecord]) -> Inventory {
-    let mut trace_index: HashMap<&str, u32> = HashMap::new();
+    let mut trace_index: FxHashMap<&str, u32> = FxHashMap::default();
     let mut by_trace: Vec<Vec<&SpanRecord>> = Vec::new();
     for span in spans {
         let next = trace_index.len() as u32;
@@ -135,7 +140,7 @@ pub fn inspect(spans: &[SpanRecord]) -> Inventory {
     }
 
     let mut operations: BTreeMap<(String, String, u8), OperationStats> = BTreeMap::new();
-    let mut keys: BTreeMap<(&'static str, String), KeyStats> = BTreeMap::new();
+    let mut keys: Keys = FxHashMap::default();
     let mut roots: BTreeMap<(String, String), Vec<(usize, u64)>> = BTreeMap::new();
     for (trace, spans) in by_trace.iter().enumerate() {
         let trace = trace as u32;
@@ -153,10 +158,13 @@ pub fn inspect(spans: &[SpanRecord]) -> Inventory {
             *op.1.entry(parent).or_default() += 1;
 
             let service = span.service_name.as_str();
-            let note =
-                |keys: &mut BTreeMap<(&'static str, String), KeyStats>, set: &'static str, key: &str, value: &str| {
-                    keys.entry((set, key.to_owned())).or_default().add(value, trace, service);
-                };
+            let note = |keys: &mut Keys, set: &'static str, key: &str, value: &str| {
+                let of_set = keys.entry(set).or_default();
+                match of_set.get_mut(key) {
+                    Some(stats) => stats.add(value, trace, service),
+                    None => of_set.entry(key.to_owned()).or_default().add(value, trace, service),
+                }
+            };
             for (k, v) in &span.attributes {
                 note(&mut keys, "span", k, &v.text);
             }
@@ -193,10 +201,15 @@ pub fn inspect(spans: &[SpanRecord]) -> Inventory {
         roots.entry(key).or_default().push((spans.len(), last.saturating_sub(first)));
     }
     // Spans per key, from the values' span counts (for events and links, a span with two values of the
-    // key counts twice).
-    for stats in keys.values_mut() {
-        stats.spans = stats.values.values().map(|(_, spans)| spans).sum();
-    }
+    // key counts twice); keys in (set, key) order.
+    let keys: BTreeMap<(&'static str, String), KeyStats> = keys
+        .into_iter()
+        .flat_map(|(set, of_set)| of_set.into_iter().map(move |(key, stats)| ((set, key), stats)))
+        .map(|(at, mut stats)| {
+            stats.spans = stats.values.values().map(|(_, spans)| spans).sum();
+            (at, stats)
+        })
+        .collect();
 
     let operations = operations
         .into_iter()
