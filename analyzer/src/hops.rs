@@ -195,6 +195,8 @@ struct Scratch {
     children: Vec<(i64, i64)>,
     pieces: Vec<(Segment, i64)>,
     shifted: Vec<(i64, i64)>,
+    /// Per group-by key slot, its value elsewhere in the trace.
+    elsewhere: Vec<(usize, u32)>,
 }
 
 /// Applies every rule of `config` to every trace in `table`.
@@ -298,7 +300,20 @@ fn analyse_trace(
     plan.selectors.evaluate(t, base, n, &s.parent, &mut s.matches);
     skew::estimate(t, base, n, &s.parent, &find, &mut s.offsets);
 
-    let Scratch { parent, matches, offsets, children, pieces, shifted, .. } = s;
+    let Scratch { parent, matches, offsets, children, pieces, shifted, elsewhere, .. } = s;
+    // For each group-by key, the value of the trace's earliest span that carries it: where a variant is
+    // found when neither the measured span nor its ancestors carry the key (the attribute sits on a
+    // child, as in systems that set it where they learn it). Once per trace, not per sample.
+    elsewhere.clear();
+    for slot in plan.rules.iter().filter_map(|r| r.group_slot) {
+        if elsewhere.iter().all(|(s, _)| *s != slot) {
+            let first = (0..n)
+                .filter(|&i| t.attributes[slot][base + i] != NONE)
+                .min_by_key(|&i| (t.start[base + i], i))
+                .map_or(NONE, |i| t.attributes[slot][base + i]);
+            elsewhere.push((slot, first));
+        }
+    }
     let variant = |slot: Option<usize>, mut i: u32| -> u32 {
         let Some(slot) = slot else { return NONE };
         while i != NONE {
@@ -308,7 +323,7 @@ fn analyse_trace(
             }
             i = parent[i as usize];
         }
-        NONE
+        elsewhere.iter().find(|(s, _)| *s == slot).map_or(NONE, |(_, v)| *v)
     };
     let service_ok = |i: usize| plan.service.is_none_or(|service| t.service[base + i] == service);
     let duration = |i: usize| t.end[base + i] - t.start[base + i];
@@ -439,6 +454,64 @@ impl ClockOffsets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The variant is read on the measured span, then its ancestors, then the rest of its trace: a system
+    /// that sets the task's name on a child of the request span still gets one variant per name.
+    #[test]
+    fn group_by_finds_the_attribute_on_the_span_its_ancestors_or_elsewhere_in_the_trace() {
+        use hoptrace_testkit::spans::row;
+        use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+        let name = |k: &str, v: &str| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
+            ..Default::default()
+        };
+        let span = |trace: u8, id: u8, parent: Option<u8>, span_name: &str, task: Option<&str>| {
+            let mut r = row(trace, id);
+            r.name = span_name.into();
+            r.parent_span_id = parent.map(|p| [p; 8]);
+            r.attributes = task.map(|t| vec![name("task_name", t)]).unwrap_or_default();
+            r
+        };
+        let rows = [
+            // The name on a child of the measured span only.
+            span(1, 1, None, "request", None),
+            span(1, 2, Some(1), "create_task", Some("linear")),
+            span(1, 3, Some(2), "insert", None),
+            // On the measured span itself, which wins over a child's.
+            span(2, 1, None, "request", Some("diamond")),
+            span(2, 2, Some(1), "create_task", Some("other")),
+            // On an ancestor of the measured span.
+            span(3, 1, None, "request", Some("tree")),
+            span(3, 2, Some(1), "insert", None),
+            // Nowhere in the trace.
+            span(4, 1, None, "request", None),
+        ];
+        let mut frame = hoptrace_store::to_frame(&rows).unwrap();
+        let config = Config::parse(
+            r#"
+            [[category]]
+            name = "tasks"
+            group_by = "task_name"
+            [[category.hop]]
+            name = "request"
+            measure = "duration"
+            span = { name = "request" }
+            [[category.hop]]
+            name = "insert"
+            measure = "duration"
+            span = { name = "insert" }
+            "#,
+        )
+        .unwrap();
+        let table = SpanTable::from_frame(&mut frame, &attribute_keys(&config)).unwrap();
+        let extraction = extract(&table, &config, &Filters::default());
+        let variants = |hop: usize| -> Vec<Option<&str>> {
+            extraction.samples.iter().filter(|((_, _, h), _)| *h == hop).map(|((_, v, _), _)| v.as_deref()).collect()
+        };
+        assert_eq!(variants(0), [None, Some("diamond"), Some("linear"), Some("tree")]);
+        assert_eq!(variants(1), [Some("linear"), Some("tree")], "the insert under create_task reads its parent's");
+    }
 
     #[test]
     fn union_counts_overlaps_once_and_clips_to_the_parent() {
