@@ -35,6 +35,18 @@ pub struct Inventory {
     pub attributes: Vec<AttributeKey>,
     pub correlation_keys: Vec<CorrelationKey>,
     pub roots: Vec<Root>,
+    pub limits: Limits,
+}
+
+/// Spans the sender's SDK cut at its limits (OTLP's `dropped_*_count`): their attributes, events or links
+/// are incomplete, so a hop or key read from them may be missing.
+#[derive(Debug, Default, Serialize)]
+pub struct Limits {
+    pub spans_dropping_attributes: usize,
+    pub spans_dropping_events: usize,
+    pub spans_dropping_links: usize,
+    /// Spans stored before the counts were kept.
+    pub spans_unknown: usize,
 }
 
 /// One span name of one service.
@@ -285,7 +297,19 @@ pub fn inspect(spans: &[SpanRecord]) -> Inventory {
         })
         .collect();
     roots.sort_by(|a, b| b.traces.cmp(&a.traces).then_with(|| (&a.service, &a.name).cmp(&(&b.service, &b.name))));
+    let mut limits = Limits::default();
+    for span in spans {
+        match span.dropped {
+            None => limits.spans_unknown += 1,
+            Some(d) => {
+                limits.spans_dropping_attributes += usize::from(d.attributes > 0);
+                limits.spans_dropping_events += usize::from(d.events > 0);
+                limits.spans_dropping_links += usize::from(d.links > 0);
+            }
+        }
+    }
     Inventory {
+        limits,
         spans: spans.len(),
         traces: by_trace.len(),
         first_start_unix_nano: spans.iter().map(|s| s.start_time_unix_nano).min().unwrap_or(0),
@@ -320,6 +344,19 @@ pub fn render(inventory: &Inventory) -> String {
             text.chars().take(width - 1).collect::<String>() + "…"
         }
     };
+
+    let limits = &inventory.limits;
+    out.push_str(&format!(
+        "spans cut at the SDK's limits: {} dropped attributes, {} dropped events, {} dropped links{}\n",
+        limits.spans_dropping_attributes,
+        limits.spans_dropping_events,
+        limits.spans_dropping_links,
+        if limits.spans_unknown > 0 {
+            format!(" ({} spans stored before these were kept)", limits.spans_unknown)
+        } else {
+            String::new()
+        }
+    ));
 
     out.push_str("\nSpans by service\n");
     let mut table =
@@ -434,6 +471,7 @@ mod tests {
             scope_name: None,
             scope_version: None,
             scope_attributes: Attributes::new(),
+            dropped: Some(Default::default()),
         }
     }
 

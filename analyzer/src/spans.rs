@@ -590,6 +590,7 @@ mod tests {
                 .iter()
                 .map(|&l| Link { trace_id: vec![trace; 16], span_id: vec![l; 8], ..Default::default() })
                 .collect(),
+            dropped: Default::default(),
             origin: std::sync::Arc::clone(&origin),
         };
         let first = hoptrace_store::to_frame(&[span(1, 1, &[]), span(1, 2, &[1]), span(2, 3, &[])]).unwrap();

@@ -226,6 +226,7 @@ impl TraceBuilder<'_> {
             links: link
                 .map(|l| vec![Link { trace_id: self.trace_id.to_vec(), span_id: l.id.to_vec(), ..Default::default() }])
                 .unwrap_or_default(),
+            dropped: Default::default(),
             origin: origin.clone(),
         });
         Placed { id, start, end }

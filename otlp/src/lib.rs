@@ -13,7 +13,7 @@ pub mod model;
 pub mod wire;
 
 pub use kind::{SpanKind, StatusCode};
-pub use model::{convert, service_name, Conversion, Origin, Rejection, SpanId, SpanKey, SpanRow, TraceId};
+pub use model::{convert, service_name, Conversion, Dropped, Origin, Rejection, SpanId, SpanKey, SpanRow, TraceId};
 pub use wire::{WireError, WireSpan};
 
 /// The gRPC path of OTLP trace export.

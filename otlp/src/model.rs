@@ -25,6 +25,15 @@ pub struct Origin {
     pub scope_attributes: Vec<KeyValue>,
 }
 
+/// How many attributes, events and links the sender's SDK dropped from a span at its limits (OTLP's
+/// `dropped_*_count`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped {
+    pub attributes: u32,
+    pub events: u32,
+    pub links: u32,
+}
+
 /// One span, owning the parts moved out of the decoded OTLP message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpanRow {
@@ -42,6 +51,7 @@ pub struct SpanRow {
     pub attributes: Vec<KeyValue>,
     pub events: Vec<Event>,
     pub links: Vec<Link>,
+    pub dropped: Dropped,
     pub origin: Arc<Origin>,
 }
 
@@ -180,6 +190,11 @@ fn convert_span(span: opentelemetry_proto::tonic::trace::v1::Span, origin: &Arc<
         attributes: span.attributes,
         events: span.events,
         links: span.links,
+        dropped: Dropped {
+            attributes: span.dropped_attributes_count,
+            events: span.dropped_events_count,
+            links: span.dropped_links_count,
+        },
         origin: Arc::clone(origin),
     })
 }

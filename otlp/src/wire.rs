@@ -183,6 +183,7 @@ pub struct SpanFields<'a> {
     pub end_time_unix_nano: u64,
     pub status_code: u8,
     pub status_message: &'a str,
+    pub dropped: crate::Dropped,
 }
 
 /// Where the parts of a span go as it is read. A span's own fields are returned once it is read; its
@@ -225,6 +226,7 @@ fn read_span<'a, const CHECKED: bool, V: Visitor<'a>>(bytes: &'a [u8], visitor: 
         end_time_unix_nano: 0,
         status_code: 0,
         status_message: "",
+        dropped: crate::Dropped::default(),
     };
     for_each_field(bytes, |tag, value| {
         match tag {
@@ -239,7 +241,9 @@ fn read_span<'a, const CHECKED: bool, V: Visitor<'a>>(bytes: &'a [u8], visitor: 
             9 => visitor.attribute(Set::Span, key_value::<CHECKED>(value.bytes()?)?)?,
             11 => read_event::<CHECKED, V>(value.bytes()?, visitor)?,
             13 => read_link::<CHECKED, V>(value.bytes()?, visitor)?,
-            10 | 12 | 14 => value.expect(WireType::Varint)?,
+            10 => span.dropped.attributes = value.varint()? as u32,
+            12 => span.dropped.events = value.varint()? as u32,
+            14 => span.dropped.links = value.varint()? as u32,
             15 => for_each_field(value.bytes()?, |tag, value| {
                 match tag {
                     2 => span.status_message = value.text::<CHECKED>()?,

@@ -49,6 +49,7 @@ fn rows(n: usize) -> Vec<SpanRow> {
                 attributes: hoptrace_testkit::spans::benchmark_attributes(i),
                 events: Vec::new(),
                 links: Vec::new(),
+                dropped: Default::default(),
                 origin: Arc::clone(&origin),
             }
         })

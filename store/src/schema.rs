@@ -21,6 +21,11 @@ pub const LINKS: &str = "links";
 /// Parquet readers decode every leaf of a list of structs to return one of its fields.
 pub const LINK_SPAN_IDS: &str = "link_span_ids";
 pub const SCOPE_NAME: &str = "scope_name";
+/// What the sender's SDK dropped from the span at its limits (OTLP's `dropped_*_count`). Null in segments
+/// written before they were kept: unknown, not zero.
+pub const DROPPED_ATTRIBUTES: &str = "dropped_attributes_count";
+pub const DROPPED_EVENTS: &str = "dropped_events_count";
+pub const DROPPED_LINKS: &str = "dropped_links_count";
 pub const SCOPE_VERSION: &str = "scope_version";
 
 pub const EVENT_TIME: &str = "time_unix_nano";
@@ -87,7 +92,17 @@ impl AttrType {
 /// fields (an absent parent, trace state, status message, scope) and in attribute values of the empty type;
 /// lists are empty, never null, and list items are required.
 pub fn parquet_field(field: Field) -> Field {
-    const NULLABLE: [&str; 5] = [PARENT_SPAN_ID, TRACE_STATE, STATUS_MESSAGE, SCOPE_NAME, SCOPE_VERSION];
+    const NULLABLE: [&str; 8] = [
+        PARENT_SPAN_ID,
+        TRACE_STATE,
+        STATUS_MESSAGE,
+        SCOPE_NAME,
+        SCOPE_VERSION,
+        // Written as numbers, but null in frames of older segments that compaction merges.
+        DROPPED_ATTRIBUTES,
+        DROPPED_EVENTS,
+        DROPPED_LINKS,
+    ];
     let name = field.name;
     let nullable = NULLABLE.contains(&name.as_str());
     let dtype = match field.dtype {

@@ -22,6 +22,7 @@ pub fn row(trace: u8, span: u8) -> SpanRow {
         attributes: Vec::new(),
         events: Vec::new(),
         links: Vec::new(),
+        dropped: Default::default(),
         origin: Arc::new(Origin { service_name: "svc".into(), ..Default::default() }),
     }
 }

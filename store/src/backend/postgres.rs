@@ -48,17 +48,25 @@ CREATE TABLE IF NOT EXISTS hoptrace_spans (
     scope_name            text,
     scope_version         text,
     scope_attributes      jsonb    NOT NULL DEFAULT '[]',
+    dropped_attributes_count bigint NOT NULL DEFAULT 0,
+    dropped_events_count  bigint   NOT NULL DEFAULT 0,
+    dropped_links_count   bigint   NOT NULL DEFAULT 0,
     PRIMARY KEY (trace_id, span_id, start_time_unix_nano)
 ) PARTITION BY RANGE (start_time_unix_nano);
 -- Tables created before scope attributes were kept.
-ALTER TABLE hoptrace_spans ADD COLUMN IF NOT EXISTS scope_attributes jsonb NOT NULL DEFAULT '[]'";
+ALTER TABLE hoptrace_spans ADD COLUMN IF NOT EXISTS scope_attributes jsonb NOT NULL DEFAULT '[]';
+-- … and before SDK limits were kept: their rows read as none dropped.
+ALTER TABLE hoptrace_spans ADD COLUMN IF NOT EXISTS dropped_attributes_count bigint NOT NULL DEFAULT 0;
+ALTER TABLE hoptrace_spans ADD COLUMN IF NOT EXISTS dropped_events_count bigint NOT NULL DEFAULT 0;
+ALTER TABLE hoptrace_spans ADD COLUMN IF NOT EXISTS dropped_links_count bigint NOT NULL DEFAULT 0";
 
 /// Taken while creating the schema or a partition, so concurrent collectors do not race.
 const DDL_LOCK: i64 = 0x686f_7074_7261_6365; // "hoptrace"
 
 const COLUMNS: &str = "trace_id, span_id, parent_span_id, trace_state, flags, name, kind, service_name, \
     start_time_unix_nano, end_time_unix_nano, status_code, status_message, attributes, events, links, \
-    resource_attributes, scope_name, scope_version, scope_attributes";
+    resource_attributes, scope_name, scope_version, scope_attributes, dropped_attributes_count, \
+    dropped_events_count, dropped_links_count";
 
 /// Whether a `--store` value names a PostgreSQL database rather than a data directory.
 pub fn is_url(store: &str) -> bool {
@@ -259,6 +267,11 @@ fn span_row(r: &PgRow, origins: &mut Origins) -> Result<SpanRow> {
         attributes: attributes_from_json(&json("attributes")?),
         events,
         links,
+        dropped: hoptrace_otlp::Dropped {
+            attributes: r.try_get::<i64, _>("dropped_attributes_count").map_err(db)? as u32,
+            events: r.try_get::<i64, _>("dropped_events_count").map_err(db)? as u32,
+            links: r.try_get::<i64, _>("dropped_links_count").map_err(db)? as u32,
+        },
         origin,
     })
 }
@@ -309,5 +322,7 @@ fn write_csv(out: &mut Vec<u8>, row: &SpanRow) {
     optional(out, &row.origin.scope_version);
     out.push(b',');
     text(out, &attributes_to_json(&row.origin.scope_attributes).to_string());
+    let dropped = row.dropped;
+    let _ = write!(out, ",{},{},{}", dropped.attributes, dropped.events, dropped.links);
     out.push(b'\n');
 }

@@ -230,6 +230,7 @@ pub(crate) struct SpanColumns {
     scope_name: MutableBinaryViewArray<str>,
     scope_version: MutableBinaryViewArray<str>,
     scope_attributes: AttributeLists,
+    dropped: [Vec<u32>; 3],
 }
 
 impl SpanColumns {
@@ -269,6 +270,7 @@ impl SpanColumns {
             scope_name: MutableBinaryViewArray::with_capacity(rows),
             scope_version: MutableBinaryViewArray::with_capacity(rows),
             scope_attributes: AttributeLists::with_capacity(rows, 0),
+            dropped: std::array::from_fn(|_| Vec::with_capacity(rows)),
         }
     }
 
@@ -294,6 +296,10 @@ impl SpanColumns {
         self.scope_name.push(non_empty(&origin.scope_name));
         self.scope_version.push(non_empty(&origin.scope_version));
         self.scope_attributes.push(&origin.scope_attributes);
+        let [attributes, events, links] = &mut self.dropped;
+        attributes.push(span.dropped.attributes);
+        events.push(span.dropped.events);
+        links.push(span.dropped.links);
     }
 
     /// One decoded row.
@@ -325,13 +331,14 @@ impl SpanColumns {
             end_time_unix_nano: row.end_time_unix_nano,
             status_code: row.status_code,
             status_message: &row.status_message,
+            dropped: row.dropped,
         };
         self.push_span(&fields, &row.origin);
     }
 
     /// The frame of every span pushed, in push order.
     pub(crate) fn finish(self) -> PolarsResult<DataFrame> {
-        let SpanColumns { rows, events, links, attributes, resource_attributes, scope_attributes, .. } = self;
+        let SpanColumns { rows, events, links, attributes, resource_attributes, scope_attributes, dropped, .. } = self;
         let event_values = struct_of(
             events.time.len(),
             vec![
@@ -375,6 +382,10 @@ impl SpanColumns {
         arrays.push((schema::SCOPE_NAME, utf8(self.scope_name)));
         arrays.push((schema::SCOPE_VERSION, utf8(self.scope_version)));
         arrays.extend(scope_attributes.finish(schema::SCOPE_ATTRIBUTES));
+        let [attributes, events, links] = dropped;
+        arrays.push((schema::DROPPED_ATTRIBUTES, PrimitiveArray::from_vec(attributes).boxed()));
+        arrays.push((schema::DROPPED_EVENTS, PrimitiveArray::from_vec(events).boxed()));
+        arrays.push((schema::DROPPED_LINKS, PrimitiveArray::from_vec(links).boxed()));
         let columns = arrays
             .into_iter()
             .map(|(name, array)| Series::from_arrow(PlSmallStr::from(name), array).map(Column::from))
@@ -403,9 +414,25 @@ where
 }
 
 /// Adds the columns that segments written before them lack, derived from what those segments hold, so
-/// every frame read from the store has the current schema: `link_span_ids` from `links`, and empty scope
-/// attributes (older writers did not keep them).
+/// every frame read from the store has the current schema: `link_span_ids` from `links`, empty scope
+/// attributes and null (unknown) dropped counts (older writers did not keep them).
 pub fn upgrade(frame: &mut DataFrame) -> PolarsResult<()> {
+    let before = frame.width();
+    add_missing(frame)?;
+    if frame.width() != before {
+        // Added columns go in their schema place, so frames of old and new segments stack.
+        let order: Vec<PlSmallStr> = to_frame(std::iter::empty())?
+            .get_column_names()
+            .into_iter()
+            .filter(|name| frame.column(name).is_ok())
+            .cloned()
+            .collect();
+        *frame = frame.select(order)?;
+    }
+    Ok(())
+}
+
+fn add_missing(frame: &mut DataFrame) -> PolarsResult<()> {
     if frame.column(schema::SCOPE_ATTRIBUTES.keys).is_err() {
         let mut empty = AttributeLists::with_capacity(frame.height(), 0);
         for _ in 0..frame.height() {
@@ -413,6 +440,12 @@ pub fn upgrade(frame: &mut DataFrame) -> PolarsResult<()> {
         }
         for (name, array) in empty.finish(schema::SCOPE_ATTRIBUTES) {
             frame.with_column(Column::from(Series::from_arrow(PlSmallStr::from(name), array)?))?;
+        }
+    }
+    for name in [schema::DROPPED_ATTRIBUTES, schema::DROPPED_EVENTS, schema::DROPPED_LINKS] {
+        if frame.column(name).is_err() {
+            let unknown = Series::full_null(PlSmallStr::from(name), frame.height(), &polars::prelude::DataType::UInt32);
+            frame.with_column(Column::from(unknown))?;
         }
     }
     if frame.column(schema::LINK_SPAN_IDS).is_ok() || frame.column(schema::LINKS).is_err() {

@@ -171,12 +171,14 @@ mod tests {
                 proptest::collection::vec(link, 0..3),
             ),
             proptest::option::of(("[a-z ]{0,10}", -1i32..4)),
+            (0u32..3, 0u32..200, 0u32..3),
         )
             .prop_map(
                 |(
                     (trace_id, span_id, parent_span_id, trace_state, flags, name, kind),
                     (start, end, attributes, events, links),
                     status,
+                    (dropped_attributes_count, dropped_events_count, dropped_links_count),
                 )| Span {
                     trace_id,
                     span_id,
@@ -191,7 +193,9 @@ mod tests {
                     events,
                     links,
                     status: status.map(|(message, code)| Status { message, code }),
-                    ..Default::default()
+                    dropped_attributes_count,
+                    dropped_events_count,
+                    dropped_links_count,
                 },
             )
     }

@@ -41,6 +41,8 @@ pub struct SpanRecord {
     pub scope_name: Option<String>,
     pub scope_version: Option<String>,
     pub scope_attributes: Attributes,
+    /// What the sender's SDK dropped at its limits; `None` where the segment predates these counts.
+    pub dropped: Option<hoptrace_otlp::Dropped>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +97,12 @@ pub fn records(frame: &DataFrame) -> PolarsResult<Vec<SpanRecord>> {
     let events = frame.column(schema::EVENTS)?.list()?.clone();
     let links = frame.column(schema::LINKS)?.list()?.clone();
     let owned = |s: Option<&str>| s.map(str::to_owned);
+    let counts = |name: &str| frame.column(name).ok().and_then(|c| c.u32().ok().cloned());
+    let dropped =
+        match (counts(schema::DROPPED_ATTRIBUTES), counts(schema::DROPPED_EVENTS), counts(schema::DROPPED_LINKS)) {
+            (Some(a), Some(e), Some(l)) => Some([a, e, l]),
+            _ => None,
+        };
     (0..frame.height())
         .map(|row| {
             Ok(SpanRecord {
@@ -129,6 +137,10 @@ pub fn records(frame: &DataFrame) -> PolarsResult<Vec<SpanRecord>> {
                 scope_name: owned(scope_names.get(row)),
                 scope_version: owned(scope_versions.get(row)),
                 scope_attributes: attribute_row(frame.columns(), schema::SCOPE_ATTRIBUTES, row)?,
+                // Null in the rows of older segments a scan read together with newer ones: unknown.
+                dropped: dropped.as_ref().and_then(|[a, e, l]| {
+                    Some(hoptrace_otlp::Dropped { attributes: a.get(row)?, events: e.get(row)?, links: l.get(row)? })
+                }),
             })
         })
         .collect()
