@@ -66,45 +66,58 @@ fn micros(rfc3339: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_micros()
 }
 
-/// The query's parameters in v1's form.
-fn v1_query(q: &Value) -> String {
-    let mut params = vec![
-        ("service", q["ServiceName"].as_str().unwrap().to_owned()),
-        ("start", micros(q["StartTimeMin"].as_str().unwrap()).to_string()),
-        ("end", micros(q["StartTimeMax"].as_str().unwrap()).to_string()),
-        ("limit", q["NumTraces"].to_string()),
-    ];
-    if let Some(op) = q["OperationName"].as_str().filter(|o| !o.is_empty()) {
-        params.push(("operation", op.to_owned()));
-    }
-    let tags = tags(q);
-    if !tags.is_empty() {
-        params.push(("tags", serde_json::to_string(&tags).unwrap()));
-    }
-    for (name, key) in [("minDuration", "DurationMin"), ("maxDuration", "DurationMax")] {
-        if let Some(ns) = q[key].as_u64().filter(|ns| *ns > 0) {
-            params.push((name, format!("{ns}ns")));
-        }
-    }
-    serde_urlencoded::to_string(params).unwrap()
+/// One dialect's names for a query's parameters, and how it writes a time.
+struct Dialect {
+    service: &'static str,
+    start: &'static str,
+    end: &'static str,
+    limit: &'static str,
+    operation: &'static str,
+    tags: &'static str,
+    durations: [&'static str; 2],
+    time: fn(&str) -> String,
 }
 
-/// The query's parameters in v3's form.
-fn v3_query(q: &Value) -> String {
+/// v1: microseconds since the epoch.
+const V1: Dialect = Dialect {
+    service: "service",
+    start: "start",
+    end: "end",
+    limit: "limit",
+    operation: "operation",
+    tags: "tags",
+    durations: ["minDuration", "maxDuration"],
+    time: |t| micros(t).to_string(),
+};
+
+/// v3: RFC 3339, as the suite gives them.
+const V3: Dialect = Dialect {
+    service: "query.serviceName",
+    start: "query.startTimeMin",
+    end: "query.startTimeMax",
+    limit: "query.searchDepth",
+    operation: "query.operationName",
+    tags: "query.attributes",
+    durations: ["query.durationMin", "query.durationMax"],
+    time: |t| t.to_owned(),
+};
+
+/// The suite's query `q` as `dialect`'s query string.
+fn query_string(q: &Value, dialect: &Dialect) -> String {
     let mut params = vec![
-        ("query.serviceName", q["ServiceName"].as_str().unwrap().to_owned()),
-        ("query.startTimeMin", q["StartTimeMin"].as_str().unwrap().to_owned()),
-        ("query.startTimeMax", q["StartTimeMax"].as_str().unwrap().to_owned()),
-        ("query.searchDepth", q["NumTraces"].to_string()),
+        (dialect.service, q["ServiceName"].as_str().unwrap().to_owned()),
+        (dialect.start, (dialect.time)(q["StartTimeMin"].as_str().unwrap())),
+        (dialect.end, (dialect.time)(q["StartTimeMax"].as_str().unwrap())),
+        (dialect.limit, q["NumTraces"].to_string()),
     ];
     if let Some(op) = q["OperationName"].as_str().filter(|o| !o.is_empty()) {
-        params.push(("query.operationName", op.to_owned()));
+        params.push((dialect.operation, op.to_owned()));
     }
     let tags = tags(q);
     if !tags.is_empty() {
-        params.push(("query.attributes", serde_json::to_string(&tags).unwrap()));
+        params.push((dialect.tags, serde_json::to_string(&tags).unwrap()));
     }
-    for (name, key) in [("query.durationMin", "DurationMin"), ("query.durationMax", "DurationMax")] {
+    for (name, key) in dialect.durations.into_iter().zip(["DurationMin", "DurationMax"]) {
         if let Some(ns) = q[key].as_u64().filter(|ns| *ns > 0) {
             params.push((name, format!("{ns}ns")));
         }
@@ -160,7 +173,7 @@ async fn jaegers_search_suite_passes_through_v1_and_v3() {
             .collect();
         let query = &q["Query"];
 
-        let (status, v1) = get(&client, &format!("{api}/api/traces?{}", v1_query(query))).await;
+        let (status, v1) = get(&client, &format!("{api}/api/traces?{}", query_string(query, &V1))).await;
         assert_eq!(status, 200, "{caption}: {v1}");
         let got: BTreeSet<String> =
             v1["data"].as_array().unwrap().iter().map(|t| t["traceID"].as_str().unwrap().to_owned()).collect();
@@ -168,14 +181,15 @@ async fn jaegers_search_suite_passes_through_v1_and_v3() {
             failures.push(format!("v1 {caption}: expected {expected:?}, got {got:?}"));
         }
 
-        let (status, v3) = get(&client, &format!("{api}/api/v3/traces?{}", v3_query(query))).await;
+        let (status, v3) = get(&client, &format!("{api}/api/v3/traces?{}", query_string(query, &V3))).await;
         let got = if status == 404 { BTreeSet::new() } else { trace_ids(&v3["result"]) };
         assert!(status == 200 || (status == 404 && v3["error"]["message"] == "No traces found"), "{caption}: {v3}");
         if got != expected {
             failures.push(format!("v3 {caption}: expected {expected:?}, got {got:?}"));
         }
 
-        let (status, summaries) = get(&client, &format!("{api}/api/v3/trace-summaries?{}", v3_query(query))).await;
+        let (status, summaries) =
+            get(&client, &format!("{api}/api/v3/trace-summaries?{}", query_string(query, &V3))).await;
         assert_eq!(status, 200, "{caption}: {summaries}");
         let got: BTreeSet<String> = summaries["summaries"]
             .as_array()

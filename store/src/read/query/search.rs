@@ -100,14 +100,14 @@ pub fn find_traces(store: &Catalog, search: &Search) -> Result<Vec<Vec<SpanRecor
                     rg.learn_values(&attribute_values(&frame).map_err(|e| e.to_string())?);
                 }
                 frame = collect(frame.lazy().filter(filter(search)))?;
-                latest.add(&frame, search).map_err(|e| e.to_string())?;
+                latest.add(frame, search).map_err(|e| e.to_string())?;
             }
         }
         None => {
             let scanned = store.location().scan(search.range).map_err(|e| e.to_string())?;
             let frame =
                 collect(scanned.filter(filter(search)).select(columns(search, |_| true).map(col).collect::<Vec<_>>()))?;
-            latest.add(&frame, search).map_err(|e| e.to_string())?;
+            latest.add(frame, search).map_err(|e| e.to_string())?;
         }
     }
     let ranked = latest.top(search.limit);
@@ -164,8 +164,7 @@ struct Latest(HashMap<Vec<u8>, u64>);
 
 impl Latest {
     /// Notes the spans of `frame` (filtered by everything but tags) that carry the search's tags.
-    fn add(&mut self, frame: &DataFrame, search: &Search) -> PolarsResult<()> {
-        let mut frame = frame.clone();
+    fn add(&mut self, mut frame: DataFrame, search: &Search) -> PolarsResult<()> {
         frame.rechunk_mut();
         let ids = frame.column(schema::TRACE_ID)?.binary()?.clone();
         let starts = frame.column(schema::START_TIME)?.u64()?.clone();
