@@ -25,6 +25,53 @@ pub enum ConfigError {
 pub struct Config {
     pub categories: Vec<Category>,
     pub validation: Validation,
+    /// Keys that tie the traces of one lifecycle together where trace context was lost.
+    pub joins: Vec<Join>,
+    /// Spans left out of every analysis (a system's own plumbing, such as its exporter's HTTP/2 frames).
+    pub exclude: Vec<Selector>,
+}
+
+/// A correlation key: spans whose sources give equal values belong to one lifecycle, whatever their
+/// traces. Values may be composite (a queue name and a message id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Join {
+    pub name: String,
+    pub sources: Vec<JoinSource>,
+    /// Each value is handled once: a second span of the same service and name carrying it is a duplicate.
+    pub once: bool,
+}
+
+/// Where a join key's value is read: on spans matching `span` (any span when `None`), its parts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinSource {
+    pub span: Option<Selector>,
+    pub parts: Vec<Part>,
+}
+
+/// One part of a key's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    /// A span attribute.
+    Attribute(String),
+    /// An attribute of the span's resource.
+    Resource(String),
+    /// An attribute of the span's first event that carries it.
+    Event(String),
+    /// Captured from the name (the text) of the span's first event it matches: the first group, or the
+    /// whole match when the pattern has no group.
+    EventText(String),
+}
+
+impl Part {
+    /// The field of the span table that holds this part (see [`crate::spans::Field`]).
+    pub fn field(&self) -> String {
+        match self {
+            Part::Attribute(key) => key.clone(),
+            Part::Resource(key) => format!("{}{key}", crate::spans::RESOURCE_PREFIX),
+            Part::Event(key) => format!("{}{key}", crate::spans::EVENT_PREFIX),
+            Part::EventText(pattern) => format!("{}{pattern}", crate::spans::EVENT_TEXT_PREFIX),
+        }
+    }
 }
 
 /// What `analyzer validate` checks beyond the structural rules every trace must pass.
@@ -81,7 +128,8 @@ impl HopRule {
 pub enum Measure {
     Duration(Selector),
     SelfTime(Selector),
-    Gap { from: Selector, to: Selector, from_edge: Edge },
+    /// `pair`: the join whose equal values pair `from` with `to`, instead of a parent or link.
+    Gap { from: Selector, to: Selector, from_edge: Edge, pair: Option<String> },
     Interval { from: Selector, to: Selector },
     Difference { outer: Selector, inner: Selector },
 }
@@ -107,6 +155,10 @@ pub struct Selector {
 pub struct NamePattern(String);
 
 impl NamePattern {
+    pub fn new(pattern: &str) -> NamePattern {
+        NamePattern(pattern.to_owned())
+    }
+
     pub fn matches(&self, name: &str) -> bool {
         glob_match(self.0.as_bytes(), name.as_bytes())
     }
@@ -206,7 +258,33 @@ impl Config {
             return Err(invalid("the file".into(), "defines no [[category]]"));
         }
         let validation = raw.validation.map(RawValidation::check).transpose()?.unwrap_or_default();
-        Ok(Config { categories, validation })
+        let mut joins: Vec<Join> = Vec::new();
+        for join in raw.join {
+            let at = format!("join {:?}", join.name);
+            if joins.iter().any(|j| j.name == join.name) {
+                return Err(invalid(at, "is defined twice"));
+            }
+            joins.push(join.check(&at)?);
+        }
+        for category in &categories {
+            for hop in &category.hops {
+                if let Measure::Gap { pair: Some(pair), .. } = &hop.measure {
+                    if !joins.iter().any(|j| &j.name == pair) {
+                        return Err(invalid(
+                            format!("category {:?} hop {:?}: pair", category.name, hop.name),
+                            format!("{pair:?} is not a [[join]] of this file"),
+                        ));
+                    }
+                }
+            }
+        }
+        let exclude = raw
+            .exclude
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| s.check(&format!("exclude[{i}]")))
+            .collect::<Result<_, _>>()?;
+        Ok(Config { categories, validation, joins, exclude })
     }
 }
 
@@ -220,6 +298,94 @@ struct RawConfig {
     #[serde(default)]
     category: Vec<RawCategory>,
     validation: Option<RawValidation>,
+    #[serde(default)]
+    join: Vec<RawJoin>,
+    #[serde(default)]
+    exclude: Vec<RawSelector>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJoin {
+    name: String,
+    #[serde(default)]
+    once: bool,
+    #[serde(default)]
+    source: Vec<RawSource>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    span: Option<RawSelector>,
+    #[serde(default)]
+    parts: Vec<RawPart>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPart {
+    attribute: Option<String>,
+    resource: Option<String>,
+    event: Option<String>,
+    event_text: Option<String>,
+}
+
+impl RawJoin {
+    fn check(self, at: &str) -> Result<Join, ConfigError> {
+        if self.source.is_empty() {
+            return Err(invalid(at.to_owned(), "has no [[join.source]]"));
+        }
+        let mut sources: Vec<JoinSource> = Vec::new();
+        for (i, source) in self.source.into_iter().enumerate() {
+            let at = format!("{at}: source[{i}]");
+            if source.parts.is_empty() {
+                return Err(invalid(format!("{at}.parts"), "is empty: name at least one part"));
+            }
+            let parts = source
+                .parts
+                .into_iter()
+                .enumerate()
+                .map(|(k, part)| part.check(&format!("{at}.parts[{k}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(first) = sources.first() {
+                if first.parts.len() != parts.len() {
+                    return Err(invalid(
+                        format!("{at}.parts"),
+                        format!("has {} parts, source[0] {}: a key's sources give values of one shape", parts.len(), first.parts.len()),
+                    ));
+                }
+            }
+            let span = source.span.map(|s| s.check(&format!("{at}.span"))).transpose()?;
+            sources.push(JoinSource { span, parts });
+        }
+        Ok(Join { name: self.name, sources, once: self.once })
+    }
+}
+
+impl RawPart {
+    fn check(self, at: &str) -> Result<Part, ConfigError> {
+        let given: Vec<Part> = [
+            self.attribute.map(Part::Attribute),
+            self.resource.map(Part::Resource),
+            self.event.map(Part::Event),
+            self.event_text.map(Part::EventText),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let [part] = <[Part; 1]>::try_from(given).map_err(|_| {
+            invalid(at.to_owned(), "give exactly one of attribute, resource, event or event_text")
+        })?;
+        if let Part::EventText(pattern) = &part {
+            let regex = regex::Regex::new(pattern)
+                .map_err(|e| invalid(format!("{at}.event_text"), format!("{pattern:?} is not a pattern: {e}")))?;
+            if regex.captures_len() > 2 {
+                return Err(invalid(format!("{at}.event_text"), format!("{pattern:?} has more than one group")));
+            }
+        }
+        Ok(part)
+    }
 }
 
 #[derive(Deserialize)]
@@ -294,6 +460,7 @@ struct RawHop {
     from_edge: Option<String>,
     outer: Option<RawSelector>,
     inner: Option<RawSelector>,
+    pair: Option<String>,
     target: Option<String>,
     #[serde(default)]
     targets: BTreeMap<String, String>,
@@ -312,12 +479,13 @@ struct RawSelector {
 
 impl RawHop {
     fn check(self, at: &str) -> Result<HopRule, ConfigError> {
-        let RawHop { name, measure, span, from, to, from_edge, outer, inner, target, targets } = self;
+        let RawHop { name, measure, span, from, to, from_edge, outer, inner, pair, target, targets } = self;
         let given: Vec<&str> = [
             ("span", span.is_some()),
             ("from", from.is_some()),
             ("to", to.is_some()),
             ("from_edge", from_edge.is_some()),
+            ("pair", pair.is_some()),
             ("outer", outer.is_some()),
             ("inner", inner.is_some()),
         ]
@@ -326,7 +494,7 @@ impl RawHop {
         .collect();
         let wants: &[&str] = match measure.as_str() {
             "duration" | "self_time" => &["span"],
-            "gap" => &["from", "to", "from_edge"],
+            "gap" => &["from", "to", "from_edge", "pair"],
             "interval" => &["from", "to"],
             "difference" => &["outer", "inner"],
             other => {
@@ -360,6 +528,7 @@ impl RawHop {
                         ))
                     }
                 },
+                pair,
             },
             "interval" => Measure::Interval { from: need(from, "from")?, to: need(to, "to")? },
             _ => Measure::Difference { outer: need(outer, "outer")?, inner: need(inner, "inner")? },

@@ -96,12 +96,18 @@ pub struct Extraction {
     pub critical_paths: BTreeMap<(usize, Option<String>, usize), CriticalPath>,
     pub traces: usize,
     pub spans: usize,
+    /// Spans the configuration excluded before the analysis.
+    pub excluded: crate::stitch::Excluded,
+    /// Lifecycles assembled from several stored traces by joins, and those traces.
+    pub stitched: usize,
+    pub stitched_traces: usize,
 }
 
 enum CompiledMeasure {
     Duration(usize),
     SelfTime(usize),
-    Gap { from: usize, to: usize, from_edge: Edge },
+    /// `pair`: the table column of the join whose equal values pair the two sides.
+    Gap { from: usize, to: usize, from_edge: Edge, pair: Option<usize> },
     Interval { from: usize, to: usize },
     Difference { outer: usize, inner: usize },
 }
@@ -141,6 +147,7 @@ pub fn attribute_keys(config: &Config) -> Vec<String> {
             }
         }
     }
+    keys.extend(crate::stitch::attribute_keys(config));
     let mut seen = std::collections::HashSet::new();
     keys.retain(|k| seen.insert(k.clone()));
     keys
@@ -169,9 +176,13 @@ impl Plan {
                 let measure = match &hop.measure {
                     Measure::Duration(s) => CompiledMeasure::Duration(sel(s)),
                     Measure::SelfTime(s) => CompiledMeasure::SelfTime(sel(s)),
-                    Measure::Gap { from, to, from_edge } => {
-                        CompiledMeasure::Gap { from: sel(from), to: sel(to), from_edge: *from_edge }
-                    }
+                    Measure::Gap { from, to, from_edge, pair } => CompiledMeasure::Gap {
+                        from: sel(from),
+                        to: sel(to),
+                        from_edge: *from_edge,
+                        // A join the table lacks (not prepared) pairs nothing.
+                        pair: pair.as_ref().map(|p| table.key_slot(&crate::stitch::column(p)).unwrap_or(usize::MAX)),
+                    },
                     Measure::Interval { from, to } => CompiledMeasure::Interval { from: sel(from), to: sel(to) },
                     Measure::Difference { outer, inner } => {
                         CompiledMeasure::Difference { outer: sel(outer), inner: sel(inner) }
@@ -195,6 +206,8 @@ struct Scratch {
     children: Vec<(i64, i64)>,
     pieces: Vec<(Segment, i64)>,
     shifted: Vec<(i64, i64)>,
+    /// For a gap paired by key: (value, start, side, span) of each span on either side.
+    paired: Vec<(u32, i64, u8, u32)>,
     /// Per group-by key slot, its value elsewhere in the trace.
     elsewhere: Vec<(usize, u32)>,
 }
@@ -300,7 +313,16 @@ fn analyse_trace(
     plan.selectors.evaluate(t, base, n, &s.parent, &mut s.matches);
     skew::estimate(t, base, n, &s.parent, &find, &mut s.offsets);
 
-    let Scratch { parent, matches, offsets, children, pieces, shifted, elsewhere, .. } = s;
+    let Scratch { parent, matches, offsets, children, pieces, shifted, elsewhere, paired, .. } = s;
+    // Across the join of a stitched lifecycle no causal bound ties two processes' clocks: such samples
+    // are kept uncorrected and counted as uncorrectable.
+    let stitched = t.stitched(trace_no as usize);
+    let between = |a: usize, b: usize| -> Correction {
+        match stitched && t.process[base + a] != t.process[base + b] {
+            true => Correction { shift: 0, consistent: false },
+            false => offsets.between(base, a, b, t),
+        }
+    };
     // For each group-by key, the value of the trace's earliest span that carries it: where a variant is
     // found when neither the measured span nor its ancestors carry the key (the attribute sits on a
     // child, as in systems that set it where they learn it). Once per trace, not per sample.
@@ -352,7 +374,44 @@ fn analyse_trace(
                     record(i, duration(i) - covered, None);
                 }
             }
-            CompiledMeasure::Gap { from, to, from_edge } => {
+            CompiledMeasure::Gap { from, to, from_edge, pair: Some(slot) } => {
+                // Each `from` span pairs with the first `to` span after it with the same value; a later
+                // one with that value is a repeat (a duplicate delivery), which validate reports.
+                let Some(values) = t.attributes.get(slot) else { continue };
+                paired.clear();
+                for i in 0..n {
+                    let value = values[base + i];
+                    if value == NONE {
+                        continue;
+                    }
+                    if matches.get(i, from) {
+                        paired.push((value, t.start[base + i], 0, i as u32));
+                    }
+                    if matches.get(i, to) && service_ok(i) {
+                        paired.push((value, t.start[base + i], 1, i as u32));
+                    }
+                }
+                paired.sort_unstable();
+                let mut open: Option<(u32, usize)> = None;
+                for &(value, _, side, i) in paired.iter() {
+                    let i = i as usize;
+                    match (side, open) {
+                        (0, _) => open = Some((value, i)),
+                        (_, Some((v, a))) if v == value => {
+                            open = None;
+                            let origin = match from_edge {
+                                Edge::Start => t.start[base + a],
+                                Edge::End => t.end[base + a],
+                            };
+                            let correction = between(a, i);
+                            let cross = t.process[base + a] != t.process[base + i];
+                            record(i, t.start[base + i] - origin - correction.shift, cross.then_some(correction));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            CompiledMeasure::Gap { from, to, from_edge, pair: None } => {
                 for b in (0..n).filter(|&b| matches.get(b, to) && service_ok(b)) {
                     let mut sources: [u32; 2] = [NONE; 2];
                     if parent[b] != NONE && matches.get(parent[b] as usize, from) {
@@ -386,7 +445,7 @@ fn analyse_trace(
                 }
                 let mut last: Option<(i64, usize, Correction)> = None;
                 for b in (0..n).filter(|&b| matches.get(b, to)) {
-                    let correction = offsets.between(base, a, b, t);
+                    let correction = between(a, b);
                     let end = t.end[base + b] - correction.shift;
                     if last.is_none_or(|(e, _, _)| end > e) {
                         last = Some((end, b, correction));
@@ -397,7 +456,7 @@ fn analyse_trace(
                     // Every span's time on `a`'s clock, computed once for the walk.
                     shifted.clear();
                     shifted.extend((0..n).map(|i| {
-                        let shift = offsets.between(base, a, i, t).shift;
+                        let shift = between(a, i).shift;
                         (t.start[base + i] - shift, t.end[base + i] - shift)
                     }));
                     critical_path::walk(t, base, parent, shifted, a, b_last, pieces);

@@ -19,6 +19,7 @@ pub mod select;
 pub mod skew;
 pub mod spans;
 pub mod stats;
+pub mod stitch;
 pub mod synthetic;
 pub mod validate;
 
@@ -31,7 +32,7 @@ pub use report::Report;
 /// Reads the spans of `range` from `store` (a data directory or a PostgreSQL URL), keeping the attributes
 /// named in `keys`.
 pub fn load(store: impl Into<Location>, range: TimeRange, keys: &[String]) -> anyhow::Result<spans::SpanTable> {
-    let columns = spans::SpanTable::columns();
+    let columns = spans::SpanTable::columns(keys);
     let segments = store.into().segments(range)?;
     let frames = segments.into_iter().map(|segment| hoptrace_store::collect_columns(segment, &columns));
     Ok(spans::SpanTable::from_frames(frames, keys)?)
@@ -56,13 +57,25 @@ pub fn analyze_with(
     details: bool,
 ) -> anyhow::Result<Report> {
     let store = store.into();
-    let table = load(&store, range, &hops::attribute_keys(config))?;
-    let extraction = hops::extract(&table, config, filters);
+    let mut table = load(&store, range, &hops::attribute_keys(config))?;
+    let excluded = stitch::prepare(&mut table, config);
+    join_lifecycles(&mut table, config);
+    let mut extraction = hops::extract(&table, config, filters);
+    extraction.excluded = excluded;
+    extraction.stitched = table.pieces.iter().filter(|&&p| p > 1).count();
+    extraction.stitched_traces = table.pieces.iter().filter(|&&p| p > 1).map(|&p| p as usize).sum();
     // Freeing the table (a gigabyte for ten million spans) takes a tenth of a second on one core: the
     // report does not wait for it.
     std::thread::spawn(move || drop(table));
     let (store, run) = (store.to_string(), filters.run_id.clone());
     Ok(Report::build(config, extraction, store, describe(range), run, details))
+}
+
+/// Makes the traces of each lifecycle that the configuration's joins tie together one trace of the
+/// table (after [`stitch::prepare`]).
+pub fn join_lifecycles(table: &mut spans::SpanTable, config: &Config) {
+    let groups = stitch::components(table, &stitch::slots(table, config));
+    stitch::gather(table, &groups);
 }
 
 fn describe(range: TimeRange) -> report::Range {

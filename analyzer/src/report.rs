@@ -21,8 +21,22 @@ pub struct Report {
     pub run_id: Option<String>,
     pub traces: usize,
     pub spans: usize,
+    /// With a configuration that joins or excludes: what that did before the analysis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assembly: Option<Assembly>,
     pub clock_skew: Skew,
     pub categories: Vec<CategoryReport>,
+}
+
+/// What joins and exclusions made of the stored traces (their traces count as one each in `traces`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Assembly {
+    /// Lifecycles assembled from several stored traces by the configuration's joins.
+    pub stitched_lifecycles: usize,
+    /// The stored traces those were assembled from.
+    pub stitched_traces: usize,
+    pub excluded_spans: usize,
+    pub excluded_traces: usize,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -193,6 +207,12 @@ impl Report {
             run_id,
             traces: extraction.traces,
             spans: extraction.spans,
+            assembly: (!config.joins.is_empty() || !config.exclude.is_empty()).then(|| Assembly {
+                stitched_lifecycles: extraction.stitched,
+                stitched_traces: extraction.stitched_traces,
+                excluded_spans: extraction.excluded.spans,
+                excluded_traces: extraction.excluded.traces,
+            }),
             clock_skew: total.skew(),
             categories,
         }
@@ -285,7 +305,17 @@ fn header(report: &Report) -> String {
         (from, to) => format!("{} … {}", from.as_deref().unwrap_or("start"), to.as_deref().unwrap_or("now")),
     };
     let run = report.run_id.as_ref().map(|r| format!(", run {r}")).unwrap_or_default();
-    format!("{range}{run}: {} traces, {} spans", report.traces, report.spans)
+    let assembly = report
+        .assembly
+        .as_ref()
+        .map(|a| {
+            format!(
+                " ({} lifecycles joined from {} traces; {} spans in {} traces excluded)",
+                a.stitched_lifecycles, a.stitched_traces, a.excluded_spans, a.excluded_traces
+            )
+        })
+        .unwrap_or_default();
+    format!("{range}{run}: {} traces, {} spans{assembly}", report.traces, report.spans)
 }
 
 fn skew_line(s: &Skew) -> String {

@@ -3,7 +3,7 @@
 
 use hoptrace_otlp::SpanKind;
 
-use crate::config::Selector;
+use crate::config::{NamePattern, Selector};
 use crate::spans::{SpanTable, NONE};
 
 /// Compiled selectors, a selector's parent condition always before it.
@@ -42,24 +42,35 @@ struct CompiledSelector {
     kind: Option<SpanKind>,
     /// Service string id; [`NONE`] when the service never occurs (so nothing matches).
     service: Option<u32>,
-    attributes: Vec<(usize, u32)>,
+    attributes: Vec<(usize, Value)>,
     parent: Option<usize>,
+}
+
+/// An attribute condition: one string id, or (for a value with `*`) which string ids the glob matches.
+enum Value {
+    Exact(u32),
+    Glob(Vec<bool>),
 }
 
 impl Selectors {
     /// Compiles `selector` (and its parent conditions) and returns its number.
     pub fn add(&mut self, table: &SpanTable, selector: &Selector) -> usize {
         let parent = selector.parent.as_ref().map(|p| self.add(table, p));
-        let names = selector.name.as_ref().map(|pattern| {
+        let glob = |pattern: &NamePattern| -> Vec<bool> {
             (0..table.strings.len() as u32).map(|id| pattern.matches(table.strings.resolve(id))).collect()
-        });
+        };
+        let names = selector.name.as_ref().map(glob);
         let service = selector.service.as_ref().map(|s| table.strings.get(s).unwrap_or(NONE));
         let attributes = selector
             .attributes
             .iter()
             .map(|(key, value)| {
                 let slot = table.key_slot(key).expect("the table keeps every attribute a selector reads");
-                (slot, table.strings.get(value).unwrap_or(NONE))
+                let value = match value.contains('*') {
+                    true => Value::Glob(glob(&NamePattern::new(value))),
+                    false => Value::Exact(table.strings.get(value).unwrap_or(NONE)),
+                };
+                (slot, value)
             })
             .collect();
         self.list.push(CompiledSelector { names, kind: selector.kind, service, attributes, parent });
@@ -136,7 +147,13 @@ impl Selectors {
         let s = &self.list[k];
         s.kind.is_none_or(|kind| kind == t.kind[row])
             && s.service.is_none_or(|service| service == t.service[row])
-            && s.attributes.iter().all(|&(slot, value)| t.attributes[slot][row] == value)
+            && s.attributes.iter().all(|(slot, value)| {
+                let id = t.attributes[*slot][row];
+                match value {
+                    Value::Exact(wanted) => id == *wanted,
+                    Value::Glob(matches) => matches.get(id as usize).copied().unwrap_or(false),
+                }
+            })
     }
 }
 

@@ -14,6 +14,13 @@ use polars_arrow::array::{Array, BinaryViewArray, ListArray, PrimitiveArray, Utf
 /// Marks an absent attribute or parent.
 pub const NONE: u32 = u32::MAX;
 
+/// A table key is a span attribute's name, or one of these prefixes and what follows: an attribute of
+/// the span's resource, an attribute of its first event that carries it, or text captured from its first
+/// event whose name matches a pattern (see [`crate::config::Part`]).
+pub const RESOURCE_PREFIX: &str = "resource:";
+pub const EVENT_PREFIX: &str = "event:";
+pub const EVENT_TEXT_PREFIX: &str = "event_text:";
+
 /// Strings seen in the spans, each stored once and referred to by number.
 #[derive(Default)]
 pub struct Interner {
@@ -76,6 +83,9 @@ pub struct SpanTable {
     /// Linked span ids of row `r`: `link_ids[link_offsets[r]..link_offsets[r + 1]]`.
     pub link_offsets: Vec<u32>,
     pub link_ids: Vec<u64>,
+    /// For each trace, how many stored traces it was assembled from by joins ([`crate::stitch`]); empty
+    /// when none was.
+    pub pieces: Vec<u32>,
 }
 
 impl SpanTable {
@@ -101,9 +111,10 @@ impl SpanTable {
         &self.link_ids[self.link_offsets[row] as usize..self.link_offsets[row + 1] as usize]
     }
 
-    /// The columns [`SpanTable::from_frame`] reads, for a projection pushed into the scan.
-    pub fn columns() -> Vec<&'static str> {
-        vec![
+    /// The columns [`SpanTable::from_frame`] reads for `keys`, for a projection pushed into the scan:
+    /// the events only when a key reads them.
+    pub fn columns(keys: &[String]) -> Vec<&'static str> {
+        let mut columns = vec![
             schema::TRACE_ID,
             schema::SPAN_ID,
             schema::PARENT_SPAN_ID,
@@ -117,7 +128,11 @@ impl SpanTable {
             schema::RESOURCE_ATTRIBUTES.keys,
             schema::RESOURCE_ATTRIBUTES.values,
             schema::LINK_SPAN_IDS,
-        ]
+        ];
+        if keys.iter().any(|k| k.starts_with(EVENT_PREFIX) || k.starts_with(EVENT_TEXT_PREFIX)) {
+            columns.push(schema::EVENTS);
+        }
+        columns
     }
 
     /// Builds the table from a frame of stored spans, keeping the attributes named in `keys`.
@@ -228,8 +243,10 @@ struct TraceColumns {
 struct StringColumns {
     /// Only the columns named above are filled.
     table: SpanTable,
-    /// The attributes rules read, in `table.keys` order.
-    wanted: Vec<KeyProbe>,
+    /// The span attributes rules read, with their slots in `table.keys`.
+    wanted: Vec<(usize, KeyProbe)>,
+    /// The other keys, with their slots.
+    elsewhere: Vec<(usize, Field)>,
     /// The resource attributes that tell instances of one service apart, by preference.
     instance_keys: [KeyProbe; 2],
     /// Process ids by (service, instance) string ids: the `service/instance` text is made once per process.
@@ -314,9 +331,17 @@ impl TraceColumns {
 impl StringColumns {
     fn new(keys: &[String]) -> StringColumns {
         let table = SpanTable { keys: keys.to_vec(), attributes: vec![Vec::new(); keys.len()], ..SpanTable::default() };
+        let (mut wanted, mut elsewhere) = (Vec::new(), Vec::new());
+        for (slot, key) in keys.iter().enumerate() {
+            match Field::parse(key) {
+                Field::Attribute(probe) => wanted.push((slot, probe)),
+                field => elsewhere.push((slot, field)),
+            }
+        }
         StringColumns {
             table,
-            wanted: keys.iter().map(|k| KeyProbe::new(k)).collect(),
+            wanted,
+            elsewhere,
             instance_keys: [KeyProbe::new("service.instance.id"), KeyProbe::new("host.name")],
             processes: FxMap::default(),
         }
@@ -336,9 +361,16 @@ impl StringColumns {
         for column in t.attributes.iter_mut() {
             column.reserve(rows);
         }
+        let events = match self.elsewhere.iter().any(|(_, f)| f.reads_events()) {
+            true => Some(Events::new(frame, i)?),
+            false => None,
+        };
         // Views are positions in this chunk's buffers: what the probes learnt of the last chunk's is void.
-        for probe in self.wanted.iter().chain(&self.instance_keys) {
+        for probe in self.wanted.iter().map(|(_, p)| p).chain(&self.instance_keys) {
             probe.forget();
+        }
+        for (_, field) in &self.elsewhere {
+            field.forget();
         }
         let mut name_ids = ViewIds::new(names);
         let mut service_ids = ViewIds::new(services);
@@ -364,7 +396,7 @@ impl StringColumns {
             let (from, to) = attributes.keys.offsets().start_end(row);
             let value_base = attributes.values.offsets().start_end(row).0;
             for i in from..to {
-                let Some(slot) = self.wanted.iter().position(|k| k.matches(attributes.key_strings, i)) else {
+                let Some(&(slot, _)) = self.wanted.iter().find(|(_, k)| k.matches(attributes.key_strings, i)) else {
                     continue;
                 };
                 let value = value_base + (i - from);
@@ -372,8 +404,107 @@ impl StringColumns {
                     *t.attributes[slot].last_mut().expect("pushed above") = value_ids.id(value, &mut t.strings);
                 }
             }
+            for (slot, field) in &self.elsewhere {
+                let value = match field {
+                    Field::Attribute(_) => None,
+                    Field::Resource(key) => {
+                        resource.value_index(row, key).map(|v| t.strings.intern(resource.value_strings.value(v)))
+                    }
+                    Field::Event(key) => events.as_ref().and_then(|e| e.value(row, key)).map(|v| t.strings.intern(v)),
+                    Field::EventText(pattern) => {
+                        events.as_ref().and_then(|e| e.captured(row, pattern)).map(|v| t.strings.intern(v))
+                    }
+                };
+                if let Some(value) = value {
+                    *t.attributes[*slot].last_mut().expect("pushed above") = value;
+                }
+            }
         }
         Ok(())
+    }
+}
+
+/// Where a key other than a span attribute is read.
+enum Field {
+    Attribute(KeyProbe),
+    Resource(KeyProbe),
+    Event(KeyProbe),
+    EventText(regex::Regex),
+}
+
+impl Field {
+    fn parse(key: &str) -> Field {
+        if let Some(key) = key.strip_prefix(RESOURCE_PREFIX) {
+            return Field::Resource(KeyProbe::new(key));
+        }
+        if let Some(key) = key.strip_prefix(EVENT_PREFIX) {
+            return Field::Event(KeyProbe::new(key));
+        }
+        if let Some(pattern) = key.strip_prefix(EVENT_TEXT_PREFIX) {
+            // Checked when the configuration was read; a pattern that cannot compile matches nothing.
+            let never = || regex::Regex::new("[^\\s\\S]").expect("a valid pattern");
+            return Field::EventText(regex::Regex::new(pattern).unwrap_or_else(|_| never()));
+        }
+        Field::Attribute(KeyProbe::new(key))
+    }
+
+    fn reads_events(&self) -> bool {
+        matches!(self, Field::Event(_) | Field::EventText(_))
+    }
+
+    fn forget(&self) {
+        if let Field::Attribute(p) | Field::Resource(p) | Field::Event(p) = self {
+            p.forget();
+        }
+    }
+}
+
+/// One chunk's span events: each span's event names and attributes.
+struct Events<'a> {
+    spans: &'a ListArray<i64>,
+    names: &'a Utf8ViewArray,
+    attributes: AttributeLists<'a>,
+}
+
+impl<'a> Events<'a> {
+    fn new(frame: &'a DataFrame, i: usize) -> PolarsResult<Events<'a>> {
+        let spans = chunk::<ListArray<i64>>(frame, schema::EVENTS, i)?;
+        let structs = spans
+            .values()
+            .as_any()
+            .downcast_ref::<polars_arrow::array::StructArray>()
+            .ok_or_else(|| polars_err!(SchemaMismatch: "events are not structs"))?;
+        let field = |name: &str| {
+            let at = structs.fields().iter().position(|f| f.name.as_str() == name);
+            at.map(|at| &structs.values()[at]).ok_or_else(|| polars_err!(SchemaMismatch: "events have no {name}"))
+        };
+        let list = |name: &str| -> PolarsResult<&'a ListArray<i64>> {
+            field(name)?.as_any().downcast_ref().ok_or_else(|| polars_err!(SchemaMismatch: "event {name} is no list"))
+        };
+        let names = field(schema::EVENT_NAME)?
+            .as_any()
+            .downcast_ref::<Utf8ViewArray>()
+            .ok_or_else(|| polars_err!(SchemaMismatch: "event names are not text"))?;
+        let attributes = AttributeLists::from_lists(list(schema::ATTRIBUTES.keys)?, list(schema::ATTRIBUTES.values)?)?;
+        Ok(Events { spans, names, attributes })
+    }
+
+    fn of(&self, row: usize) -> std::ops::Range<usize> {
+        let (from, to) = self.spans.offsets().start_end(row);
+        from..to
+    }
+
+    /// The value of `key` on the first of the span's events that carries it.
+    fn value(&self, row: usize, key: &KeyProbe) -> Option<&'a str> {
+        self.of(row).find_map(|event| self.attributes.value_index(event, key)).map(|v| self.attributes.value_strings.value(v))
+    }
+
+    /// What `pattern` captures in the first of the span's event names it matches.
+    fn captured(&self, row: usize, pattern: &regex::Regex) -> Option<&'a str> {
+        self.of(row).find_map(|event| {
+            let captures = pattern.captures(self.names.value(event))?;
+            captures.get(1).or_else(|| captures.get(0)).map(|m| m.as_str())
+        })
     }
 }
 
@@ -420,8 +551,68 @@ impl TraceColumns {
 }
 
 impl SpanTable {
+    /// Whether trace `trace` was assembled from several stored traces.
+    pub fn stitched(&self, trace: usize) -> bool {
+        self.pieces.get(trace).is_some_and(|&p| p > 1)
+    }
+
+    /// Keeps the rows for which `keep` holds, each trace's in order, and the traces left with any. Rows
+    /// outside every trace's range go too.
+    pub fn retain(&mut self, keep: impl Fn(usize) -> bool) {
+        let mut order: Vec<usize> = (0..self.traces.len()).collect();
+        order.sort_by_key(|&t| self.traces[t].start);
+        // Rows move down only (traces in row order), so the columns are compacted in place.
+        let mut to = 0;
+        let mut links = Vec::with_capacity(self.link_ids.len());
+        let mut link_offsets = Vec::with_capacity(self.link_offsets.len());
+        link_offsets.push(0);
+        let mut ranges = vec![0..0; self.traces.len()];
+        for t in order {
+            let from = to;
+            for row in self.traces[t].clone().filter(|&r| keep(r)) {
+                self.span_id[to] = self.span_id[row];
+                self.parent_id[to] = self.parent_id[row];
+                self.name[to] = self.name[row];
+                self.kind[to] = self.kind[row];
+                self.service[to] = self.service[row];
+                self.process[to] = self.process[row];
+                self.start[to] = self.start[row];
+                self.end[to] = self.end[row];
+                for column in &mut self.attributes {
+                    column[to] = column[row];
+                }
+                links.extend_from_slice(&self.link_ids[self.link_offsets[row] as usize..self.link_offsets[row + 1] as usize]);
+                link_offsets.push(links.len() as u32);
+                to += 1;
+            }
+            ranges[t] = from..to;
+        }
+        for column in [&mut self.span_id, &mut self.parent_id] {
+            column.truncate(to);
+        }
+        for column in [&mut self.name, &mut self.service, &mut self.process] {
+            column.truncate(to);
+        }
+        self.kind.truncate(to);
+        self.start.truncate(to);
+        self.end.truncate(to);
+        for column in &mut self.attributes {
+            column.truncate(to);
+        }
+        self.link_ids = links;
+        self.link_offsets = link_offsets;
+        let kept: Vec<bool> = ranges.iter().map(|r| !r.is_empty()).collect();
+        let mut k = kept.iter();
+        self.trace_ids.retain(|_| *k.next().expect("one per trace"));
+        if !self.pieces.is_empty() {
+            let mut k = kept.iter();
+            self.pieces.retain(|_| *k.next().expect("one per trace"));
+        }
+        self.traces = ranges.into_iter().filter(|r| !r.is_empty()).collect();
+    }
+
     /// Appends a copy of `rows` at the end of every column.
-    fn append_rows(&mut self, rows: Range<usize>) {
+    pub(crate) fn append_rows(&mut self, rows: Range<usize>) {
         self.span_id.extend_from_within(rows.clone());
         self.parent_id.extend_from_within(rows.clone());
         self.name.extend_from_within(rows.clone());
@@ -456,8 +647,10 @@ struct AttributeLists<'a> {
 
 impl<'a> AttributeLists<'a> {
     fn new(frame: &'a DataFrame, set: schema::AttributeColumns, i: usize) -> PolarsResult<Self> {
-        let keys = chunk::<ListArray<i64>>(frame, set.keys, i)?;
-        let values = chunk::<ListArray<i64>>(frame, set.values, i)?;
+        Self::from_lists(chunk::<ListArray<i64>>(frame, set.keys, i)?, chunk::<ListArray<i64>>(frame, set.values, i)?)
+    }
+
+    fn from_lists(keys: &'a ListArray<i64>, values: &'a ListArray<i64>) -> PolarsResult<Self> {
         let strings = |list: &'a ListArray<i64>| {
             list.values()
                 .as_any()

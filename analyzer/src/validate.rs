@@ -14,6 +14,7 @@ use hoptrace_otlp::SpanKind;
 
 use crate::config::Config;
 use crate::select::Selectors;
+use crate::stitch;
 use crate::spans::{FxMap, SpanTable, TraceIndex, NONE};
 
 /// The rules, by their stable names.
@@ -52,6 +53,14 @@ pub struct Validation {
     /// Rule → number of broken traces that fail it.
     pub by_rule: BTreeMap<&'static str, usize>,
     pub failures: Vec<Failure>,
+    /// Where lifecycles split into several traces joined by keys lost their context.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub breaks: Vec<Break>,
+    /// Values of `once` keys handled more than once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub duplicates: Vec<Duplicate>,
+    #[serde(skip_serializing_if = "Background::is_empty")]
+    pub background: Background,
 }
 
 pub const SCHEMA: &str = "hoptrace.validate/v1";
@@ -65,16 +74,28 @@ pub fn attribute_keys(config: &Config) -> Vec<String> {
         keys.extend(lifecycle.group_by.clone());
         crate::select::keys_of(&lifecycle.root, &mut keys);
     }
+    keys.extend(stitch::attribute_keys(config));
     let mut seen = std::collections::HashSet::new();
     keys.retain(|k| seen.insert(k.clone()));
     keys
 }
 
-/// Checks every trace of `table` (of run `run` only, when given: its traces and any trace sharing a
-/// correlation key with them, as a trace split off by lost context carries no run id). Traces whose
-/// newest span ended after `settled_before` (unix ns) are pending.
+/// Checks every trace of `table` (of run `run` only, when given: its traces and any trace joined to
+/// them, as a trace split off by lost context carries no run id). Traces whose newest span ended after
+/// `settled_before` (unix ns) are pending. Traces outside every lifecycle are background, not checked.
 pub fn validate(table: &SpanTable, config: &Config, settled_before: i64, run: Option<&str>) -> Validation {
-    let selected = select_run(table, config, run);
+    validate_with(table, config, settled_before, run, false)
+}
+
+/// [`validate`], and with `strict` every trace checked, background ones too (their roots fail
+/// `expected_root`).
+pub fn validate_with(
+    table: &SpanTable,
+    config: &Config,
+    settled_before: i64,
+    run: Option<&str>,
+    strict: bool,
+) -> Validation {
     let v = &config.validation;
     let mut roots = Selectors::default();
     let lifecycles: Vec<(usize, Option<usize>)> = v
@@ -83,23 +104,69 @@ pub fn validate(table: &SpanTable, config: &Config, settled_before: i64, run: Op
         .map(|l| (roots.add(table, &l.root), l.group_by.as_ref().and_then(|k| table.key_slot(k))))
         .collect();
     let bound = v.clock_skew_bound.as_nanos() as i64;
-    let key_slot = v.correlation_key.as_ref().and_then(|k| table.key_slot(k));
+    // The keys that tie traces into lifecycles: the correlation key, then the joins, by name.
+    let mut keys: Vec<(String, usize)> = Vec::new();
+    if let Some(key) = &v.correlation_key {
+        keys.extend(table.key_slot(key).map(|slot| (key.clone(), slot)));
+    }
+    for join in &config.joins {
+        keys.extend(table.key_slot(&stitch::column(&join.name)).map(|slot| (join.name.clone(), slot)));
+    }
+    let slots: Vec<usize> = keys.iter().map(|(_, slot)| *slot).collect();
+    let groups = stitch::components(table, &slots);
+    let root_row = |trace: usize| -> Option<usize> {
+        table.traces[trace].clone().filter(|&r| table.parent_id[r] == 0).min_by_key(|&r| (table.start[r], r))
+    };
+    // Each group's entry: its first trace whose root is a lifecycle's entry span.
+    let entries: Vec<Option<(usize, usize, usize)>> = groups
+        .groups
+        .iter()
+        .map(|members| {
+            members.iter().find_map(|&trace| {
+                let root = root_row(trace as usize)?;
+                let l = lifecycles.iter().position(|&(sel, _)| roots.matches_own(sel, table, root))?;
+                Some((l, trace as usize, root))
+            })
+        })
+        .collect();
+    let selected = select_run(table, &groups, run);
+    // A group whose first root is a consumer is the receiving end of a message that lost its producer's
+    // context: checked like a lifecycle, never background.
+    let receiving_end: Vec<bool> = groups
+        .groups
+        .iter()
+        .map(|members| root_row(members[0] as usize).is_some_and(|r| table.kind[r] == SpanKind::Consumer))
+        .collect();
 
     // Each failure with the number of its trace, which names its lifecycle at the end.
     let mut found: Vec<(usize, Failure)> = Vec::new();
     let mut pending = vec![false; table.traces.len()];
-    let mut lifecycle_of = vec![None; table.traces.len()];
-    // Correlation key value → the traces it occurs in.
-    let mut key_traces: FxMap<u32, Vec<u32>> = FxMap::default();
+    let mut checked = vec![false; table.traces.len()];
+    let mut background = Background::default();
+    // (key, value) → the checked traces it occurs in.
+    let mut key_traces: FxMap<(usize, u32), Vec<u32>> = FxMap::default();
     let mut index = TraceIndex::default();
     for (trace_no, rows) in table.traces.iter().enumerate() {
         if !selected[trace_no] {
+            continue;
+        }
+        let group = groups.group_of[trace_no] as usize;
+        let entry = entries[group];
+        if entry.is_none() && !strict && !receiving_end[group] {
+            // Counted once per group, under the root of its first trace.
+            if groups.groups[group][0] as usize == trace_no {
+                let members = groups.groups[group].len();
+                let root = root_row(trace_no).map_or("(no root)", |r| table.strings.resolve(table.name[r]));
+                background.traces += members;
+                *background.by_root.entry(root.to_owned()).or_default() += members;
+            }
             continue;
         }
         if rows.clone().map(|r| table.end[r]).max().unwrap_or(0) > settled_before {
             pending[trace_no] = true;
             continue;
         }
+        checked[trace_no] = true;
         let span_label = |r: usize| format!("{} ({:016x})", table.strings.resolve(table.name[r]), table.span_id[r]);
         let mut fail = |rule: &'static str, span: Option<usize>, detail: String| {
             let trace_id = table.trace_id_hex(trace_no);
@@ -120,9 +187,8 @@ pub fn validate(table: &SpanTable, config: &Config, settled_before: i64, run: Op
             fail("single_root", root_rows.first().copied(), format!("{} roots: {}", root_rows.len(), names.join(", ")));
         }
         if let Some(&root) = root_rows.first() {
-            match lifecycles.iter().position(|&(sel, _)| roots.matches_own(sel, table, root)) {
-                Some(l) => lifecycle_of[trace_no] = Some((l, root)),
-                None => fail("expected_root", Some(root), "the root is no lifecycle's entry span".into()),
+            if !lifecycles.iter().any(|&(sel, _)| roots.matches_own(sel, table, root)) {
+                fail("expected_root", Some(root), "the root is no lifecycle's entry span".into());
             }
         }
         for r in rows.clone() {
@@ -153,18 +219,19 @@ pub fn validate(table: &SpanTable, config: &Config, settled_before: i64, run: Op
                     );
                 }
             }
-            if let Some(slot) = key_slot {
-                let key = table.attributes[slot][r];
-                if key != NONE {
-                    let traces = key_traces.entry(key).or_default();
+            for (k, &slot) in slots.iter().enumerate() {
+                let value = table.attributes[slot][r];
+                if value != NONE {
+                    let traces = key_traces.entry((k, value)).or_default();
                     if traces.last() != Some(&(trace_no as u32)) {
                         traces.push(trace_no as u32);
                     }
                 }
             }
         }
-        // The expected structure of the lifecycle's variant.
-        if let Some((l, root)) = lifecycle_of[trace_no] {
+        // The expected structure of the lifecycle's variant, in its entry trace: what a split lifecycle's
+        // other pieces hold is what `one_trace_per_key` and the breaks report.
+        if let Some((l, _, root)) = entry.filter(|&(_, t, _)| t == trace_no) {
             let lifecycle = &v.lifecycles[l];
             let variant = lifecycles[l].1.map(|slot| table.attributes[slot][root]).filter(|&v| v != NONE);
             let variant = variant.map(|id| table.strings.resolve(id));
@@ -189,40 +256,46 @@ pub fn validate(table: &SpanTable, config: &Config, settled_before: i64, run: Op
         }
     }
     // One lifecycle, one trace: a key in several traces breaks all of them.
-    if let Some(slot) = key_slot {
-        let key_name = &table.keys[slot];
-        let mut split: Vec<(&u32, &Vec<u32>)> = key_traces.iter().filter(|(_, traces)| traces.len() > 1).collect();
-        split.sort_by_key(|(key, _)| table.strings.resolve(**key));
-        for (&key, traces) in split {
-            for &trace_no in traces {
-                let others: Vec<String> =
-                    traces.iter().filter(|&&t| t != trace_no).map(|&t| table.trace_id_hex(t as usize)).collect();
-                found.push((
-                    trace_no as usize,
-                    Failure {
-                        trace_id: table.trace_id_hex(trace_no as usize),
-                        rule: "one_trace_per_key",
-                        lifecycle: None,
-                        span: None,
-                        detail: format!("{key_name}={} is also in {}", table.strings.resolve(key), others.join(", ")),
-                    },
-                ));
-            }
+    let mut split: Vec<(&(usize, u32), &Vec<u32>)> = key_traces.iter().filter(|(_, traces)| traces.len() > 1).collect();
+    split.sort_by_key(|((k, value), _)| (*k, table.strings.resolve(*value)));
+    for (&(k, value), traces) in split {
+        for &trace_no in traces {
+            let others: Vec<String> =
+                traces.iter().filter(|&&t| t != trace_no).map(|&t| table.trace_id_hex(t as usize)).collect();
+            found.push((
+                trace_no as usize,
+                Failure {
+                    trace_id: table.trace_id_hex(trace_no as usize),
+                    rule: "one_trace_per_key",
+                    lifecycle: None,
+                    span: None,
+                    detail: format!(
+                        "{}={} is also in {}",
+                        keys[k].0,
+                        stitch::display(table.strings.resolve(value)),
+                        others.join(", ")
+                    ),
+                },
+            ));
         }
     }
     // Name each failure's lifecycle, count broken traces per rule.
     let mut broken_traces = std::collections::BTreeSet::new();
     let mut by_rule_traces: BTreeMap<&'static str, std::collections::BTreeSet<usize>> = BTreeMap::new();
     let mut failures: Vec<Failure> = Vec::with_capacity(found.len());
+    let lifecycle_of = |trace: usize| entries[groups.group_of[trace] as usize].map(|(l, _, _)| v.lifecycles[l].name.clone());
     for (trace_no, mut failure) in found {
-        failure.lifecycle = lifecycle_of[trace_no].map(|(l, _)| v.lifecycles[l].name.clone());
+        failure.lifecycle = lifecycle_of(trace_no);
         broken_traces.insert(trace_no);
         by_rule_traces.entry(failure.rule).or_default().insert(trace_no);
         failures.push(failure);
     }
     failures.sort_by(|a, b| (a.rule, &a.trace_id, &a.span).cmp(&(b.rule, &b.trace_id, &b.span)));
     let pending = pending.iter().filter(|&&p| p).count();
-    let checked = selected.iter().filter(|&&s| s).count() - pending;
+    let checked = checked.iter().filter(|&&c| c).count();
+    let lifecycle_groups = (0..groups.groups.len()).filter(|&g| {
+        entries[g].is_some() && groups.groups[g].iter().any(|&t| selected[t as usize])
+    });
     Validation {
         schema: SCHEMA,
         traces_checked: checked,
@@ -231,34 +304,191 @@ pub fn validate(table: &SpanTable, config: &Config, settled_before: i64, run: Op
         pending,
         by_rule: by_rule_traces.into_iter().map(|(rule, traces)| (rule, traces.len())).collect(),
         failures,
+        breaks: breaks(table, &groups, &entries, &selected, &keys, lifecycle_groups.count()),
+        duplicates: duplicates(table, config, &selected),
+        background,
     }
 }
 
-/// Which traces to check: all, or those of `run` and those sharing a correlation key with them.
-fn select_run(table: &SpanTable, config: &Config, run: Option<&str>) -> Vec<bool> {
+/// Which traces to check: all, or the groups that hold a trace of `run`.
+fn select_run(table: &SpanTable, groups: &stitch::Components, run: Option<&str>) -> Vec<bool> {
     let Some(run) = run else { return vec![true; table.traces.len()] };
     let (Some(slot), Some(run)) = (table.key_slot(crate::hops::RUN_ID_KEY), table.strings.get(run)) else {
         return vec![false; table.traces.len()];
     };
-    let mut selected: Vec<bool> =
-        table.traces.iter().map(|rows| rows.clone().any(|r| table.attributes[slot][r] == run)).collect();
-    let key_slot = config.validation.correlation_key.as_ref().and_then(|k| table.key_slot(k));
-    if let Some(key) = key_slot {
-        let keys: std::collections::HashSet<u32> = table
-            .traces
-            .iter()
-            .zip(&selected)
-            .filter(|(_, &s)| s)
-            .flat_map(|(rows, _)| rows.clone().map(|r| table.attributes[key][r]))
-            .filter(|&k| k != NONE)
-            .collect();
-        for (trace, rows) in table.traces.iter().enumerate() {
-            if !selected[trace] && rows.clone().any(|r| keys.contains(&table.attributes[key][r])) {
-                selected[trace] = true;
+    let of_run: Vec<bool> = groups
+        .groups
+        .iter()
+        .map(|members| members.iter().any(|&t| table.traces[t as usize].clone().any(|r| table.attributes[slot][r] == run)))
+        .collect();
+    (0..table.traces.len()).map(|t| of_run[groups.group_of[t] as usize]).collect()
+}
+
+/// Traces outside every lifecycle: their groups hold no lifecycle's entry span.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Background {
+    pub traces: usize,
+    /// The root span's name of each group's first trace (`(no root)` for a rootless one) → traces.
+    pub by_root: BTreeMap<String, usize>,
+}
+
+impl Background {
+    fn is_empty(&self) -> bool {
+        self.traces == 0
+    }
+}
+
+/// Where trace context is lost: the last span before a piece of a lifecycle, and the piece's first span.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Break {
+    /// `service name` of the last span before the break that carries the joining value.
+    pub before: String,
+    /// `service name` of the piece's root (its earliest span when it has none).
+    pub after: String,
+    /// The key that joined the piece.
+    pub key: String,
+    /// How often the break occurs.
+    pub count: usize,
+    /// In how many of the lifecycles checked (the rest occur in background groups).
+    pub lifecycles: usize,
+    pub lifecycles_total: usize,
+    /// What it usually means.
+    pub meaning: String,
+}
+
+/// The breaks of every group of several traces, most frequent first.
+fn breaks(
+    table: &SpanTable,
+    groups: &stitch::Components,
+    entries: &[Option<(usize, usize, usize)>],
+    selected: &[bool],
+    keys: &[(String, usize)],
+    lifecycles_total: usize,
+) -> Vec<Break> {
+    let label = |r: usize| {
+        format!("{} {}", table.strings.resolve(table.service[r]), table.strings.resolve(table.name[r]))
+    };
+    // (before, after, key) → (count, the lifecycle groups it occurs in)
+    let mut found: BTreeMap<(String, String, usize), (usize, std::collections::BTreeSet<usize>)> = BTreeMap::new();
+    let mut carriers: FxMap<(usize, u32), Vec<(i64, usize, usize)>> = FxMap::default();
+    for (g, members) in groups.groups.iter().enumerate() {
+        if members.len() < 2 || !selected[members[0] as usize] {
+            continue;
+        }
+        carriers.clear();
+        for (m, &trace) in members.iter().enumerate() {
+            for row in table.traces[trace as usize].clone() {
+                for (k, &(_, slot)) in keys.iter().enumerate() {
+                    let value = table.attributes[slot][row];
+                    if value != NONE {
+                        carriers.entry((k, value)).or_default().push((table.start[row], row, m));
+                    }
+                }
+            }
+        }
+        for (m, &trace) in members.iter().enumerate().skip(1) {
+            let rows = table.traces[trace as usize].clone();
+            let Some(first) = rows.clone().min_by_key(|&r| (table.parent_id[r] != 0, table.start[r], r)) else { continue };
+            // The latest span of an earlier piece that shares a value with this piece, started before it.
+            let mut before: Option<((bool, i64), usize, usize)> = None;
+            for row in rows {
+                for (k, &(_, slot)) in keys.iter().enumerate() {
+                    let value = table.attributes[slot][row];
+                    let Some(list) = (value != NONE).then(|| carriers.get(&(k, value))).flatten() else { continue };
+                    for &(start, r, _) in list.iter().filter(|&&(_, _, piece)| piece < m) {
+                        let rank = (start <= table.start[first], start);
+                        if before.is_none_or(|(best, _, _)| rank > best) {
+                            before = Some((rank, r, k));
+                        }
+                    }
+                }
+            }
+            let Some((_, r, k)) = before else { continue };
+            let entry = found.entry((label(r), label(first), k)).or_default();
+            entry.0 += 1;
+            if entries[g].is_some() {
+                entry.1.insert(g);
             }
         }
     }
-    selected
+    let mut out: Vec<Break> = found
+        .into_iter()
+        .map(|((before, after, k), (count, in_lifecycles))| {
+            let same_service = before.split(' ').next() == after.split(' ').next();
+            let meaning = match same_service {
+                false => "the work crossed services without its trace context: inject it where it is sent (W3C traceparent in the message's headers) and extract it where it is received".to_owned(),
+                true => "the work was handed over within the service (a queue, a channel, a spawned task) without its context: a new root began".to_owned(),
+            };
+            Break {
+                before,
+                after,
+                key: keys[k].0.clone(),
+                count,
+                lifecycles: in_lifecycles.len(),
+                lifecycles_total,
+                meaning,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| (b.lifecycles, b.count).cmp(&(a.lifecycles, a.count)).then_with(|| (&a.before, &a.after).cmp(&(&b.before, &b.after))));
+    out
+}
+
+/// A value of a key that should be handled once, handled several times by spans of one name.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Duplicate {
+    pub key: String,
+    /// `service name` of the spans.
+    pub span: String,
+    /// Values seen on more than one such span.
+    pub values: usize,
+    /// Spans beyond the first for those values.
+    pub extra: usize,
+    pub example: String,
+}
+
+/// For each join marked `once`: the values more than one span of the same service and name carries.
+fn duplicates(table: &SpanTable, config: &Config, selected: &[bool]) -> Vec<Duplicate> {
+    let mut out = Vec::new();
+    for join in config.joins.iter().filter(|j| j.once) {
+        let Some(slot) = table.key_slot(&stitch::column(&join.name)) else { continue };
+        let mut seen: FxMap<(u32, u32, u32), usize> = FxMap::default();
+        for rows in table.traces.iter().enumerate().filter(|(t, _)| selected[*t]).map(|(_, rows)| rows) {
+            for r in rows.clone() {
+                let value = table.attributes[slot][r];
+                if value != NONE {
+                    *seen.entry((table.service[r], table.name[r], value)).or_default() += 1;
+                }
+            }
+        }
+        let mut by_span: BTreeMap<String, (usize, usize, String)> = BTreeMap::new();
+        let mut repeated: Vec<(&(u32, u32, u32), &usize)> = seen.iter().filter(|(_, &n)| n > 1).collect();
+        repeated.sort_by_key(|((service, name, value), _)| {
+            (*service, *name, table.strings.resolve(*value).to_owned())
+        });
+        for (&(service, name, value), &n) in repeated {
+            let span = format!("{} {}", table.strings.resolve(service), table.strings.resolve(name));
+            let entry = by_span.entry(span).or_insert_with(|| (0, 0, stitch::display(table.strings.resolve(value))));
+            entry.0 += 1;
+            entry.1 += n - 1;
+        }
+        out.extend(by_span.into_iter().map(|(span, (values, extra, example))| Duplicate {
+            key: join.name.clone(),
+            span,
+            values,
+            extra,
+            example,
+        }));
+    }
+    out
+}
+
+fn times(n: usize) -> String {
+    if n == 1 {
+        "once".to_owned()
+    } else {
+        format!("{n} times")
+    }
 }
 
 /// How many broken traces are tolerated: a number, or a percentage of the traces checked.
@@ -309,6 +539,44 @@ impl Validation {
             rules.row([*rule, mark.as_str(), *what]);
         }
         out.push_str(&rules.render());
+        if !self.background.is_empty() {
+            let mut roots: Vec<(&String, &usize)> = self.background.by_root.iter().collect();
+            roots.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+            let shown: Vec<String> = roots.iter().take(8).map(|(root, n)| format!("{root} {n}")).collect();
+            let more = if roots.len() > 8 { format!(", {} more", roots.len() - 8) } else { String::new() };
+            let _ = writeln!(
+                out,
+                "\nbackground: {} traces outside every lifecycle, not checked (--strict checks them); by root: {}{more}",
+                self.background.traces,
+                shown.join(", ")
+            );
+        }
+        if !self.breaks.is_empty() {
+            out.push_str("\npropagation breaks: trace context lost between these spans; the piece after each is joined by a key\n");
+            for b in &self.breaks {
+                let _ = writeln!(
+                    out,
+                    "  {} → {}: {}, in {} of {} lifecycles (joined by {})\n    {}",
+                    b.before,
+                    b.after,
+                    times(b.count),
+                    b.lifecycles,
+                    b.lifecycles_total,
+                    b.key,
+                    b.meaning
+                );
+            }
+        }
+        if !self.duplicates.is_empty() {
+            out.push_str("\nduplicates: values of a key handled once per span name, handled more than once\n");
+            for d in &self.duplicates {
+                let _ = writeln!(
+                    out,
+                    "  {}: {}: {} values, {} extra spans (e.g. {})",
+                    d.key, d.span, d.values, d.extra, d.example
+                );
+            }
+        }
         if !self.failures.is_empty() {
             let _ = writeln!(
                 out,
@@ -376,6 +644,21 @@ impl Validation {
                 }
                 cases.push_str("</testcase>\n");
             }
+        }
+        for b in &self.breaks {
+            tests += 1;
+            failed += 1;
+            let _ = write!(
+                cases,
+                "    <testcase classname=\"propagation\" name=\"{} → {}\">\n      <failure message=\"trace context lost: {}, in {} of {} lifecycles (joined by {})\">{}</failure>\n    </testcase>\n",
+                xml(&b.before),
+                xml(&b.after),
+                times(b.count),
+                b.lifecycles,
+                b.lifecycles_total,
+                xml(&b.key),
+                xml(&b.meaning)
+            );
         }
         format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"hoptrace validate\" tests=\"{tests}\" failures=\"{failed}\">\n  <testsuite name=\"trace correlation\" tests=\"{tests}\" failures=\"{failed}\">\n{cases}  </testsuite>\n</testsuites>\n"
@@ -474,7 +757,7 @@ mod tests {
     }
 
     fn rules(spans: &[S]) -> Vec<&'static str> {
-        let result = validate(&table(spans), &config(), i64::MAX, None);
+        let result = validate_with(&table(spans), &config(), i64::MAX, None, true);
         let mut rules: Vec<&str> = result.failures.iter().map(|f| f.rule).collect();
         rules.dedup();
         rules
@@ -513,6 +796,27 @@ mod tests {
         assert!(with(&|t| t.push(s(1, 9, 1, "log", 1, 5, 10))).is_empty());
         // A consumer's processing may outlast its producer: only synchronous children are bounded.
         assert!(with(&|t| t[2].end = 500 * MS).is_empty());
+    }
+
+    /// A trace no lifecycle starts and no key ties to one is background: counted by its root, not checked,
+    /// unless every trace is to be checked. A consumer at the root is a message's receiving end that lost
+    /// its producer: checked anyway.
+    #[test]
+    fn traces_outside_every_lifecycle_are_background_unless_strict() {
+        let mut spans = job(1, "k1");
+        spans.push(s(2, 1, 0, "poll", 1, 0, 1));
+        spans.push(s(3, 1, 0, "poll", 1, 2, 3));
+        spans.push(s(4, 1, 77, "health", 1, 0, 1)); // an orphan, but background
+        let result = validate(&table(&spans), &config(), i64::MAX, None);
+        assert_eq!((result.traces_checked, result.broken), (1, 0));
+        assert_eq!(result.background.traces, 3);
+        assert_eq!(result.background.by_root, BTreeMap::from([("(no root)".to_owned(), 1), ("poll".to_owned(), 2)]));
+        let strict = validate_with(&table(&spans), &config(), i64::MAX, None, true);
+        assert_eq!((strict.traces_checked, strict.broken), (4, 3));
+        assert_eq!(strict.background.traces, 0);
+        spans.push(s(5, 1, 0, "work", 5, 0, 1));
+        let result = validate(&table(&spans), &config(), i64::MAX, None);
+        assert_eq!(result.by_rule.get("consumer_paired"), Some(&1), "a consumer root is checked");
     }
 
     #[test]

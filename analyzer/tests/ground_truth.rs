@@ -162,3 +162,140 @@ fn raw_min_queue_wait(table: &SpanTable) -> i64 {
     }
     min
 }
+
+/// Stitching against ground truth: the generated lifecycles split wherever work crosses services (new
+/// trace ids, no parents or links across), a message id on both sides of each step message. The gap
+/// paired by that id recovers every generated queue wait exactly, the interval over the joined pieces
+/// every end-to-end time; the same traces left whole give the same numbers through their causal links.
+#[test]
+fn lifecycles_split_at_every_service_boundary_are_measured_through_their_keys_exactly() {
+    use hoptrace_otlp::SpanRow;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    let scenario = Scenario { tasks: 300, ..Scenario::default() };
+    let (mut whole, truth) = synthetic::generate(&scenario, None).unwrap();
+    let text = |k: &str, v: String| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(Value::StringValue(v)) }),
+        ..Default::default()
+    };
+    // The step message's id, on its sender and its receiver (the sender is the receiver's parent): unique
+    // in the store, as a queue's message ids are.
+    let message_id = |trace: &[u8], span: &[u8]| trace.iter().chain(span).map(|b| format!("{b:02x}")).collect::<String>();
+    for span in whole.iter_mut() {
+        if span.name == "send step_queue" {
+            span.attributes.push(text("message.id", message_id(&span.trace_id, &span.span_id)));
+        }
+        if span.name == "receive step_queue" {
+            let id = message_id(&span.trace_id, &span.parent_span_id.unwrap());
+            span.attributes.push(text("message.id", id));
+        }
+    }
+    // Split: a span whose parent is in another service starts a trace of its own, its subtree with it.
+    type Ids = std::collections::HashMap<([u8; 16], [u8; 8]), usize>;
+    let by_id: Ids = whole.iter().enumerate().map(|(i, s)| ((s.trace_id, s.span_id), i)).collect();
+    let parent_of = |i: usize| whole[i].parent_span_id.and_then(|p| by_id.get(&(whole[i].trace_id, p)).copied());
+    let cut: Vec<bool> = (0..whole.len())
+        .map(|i| parent_of(i).is_some_and(|p| whole[p].origin.service_name != whole[i].origin.service_name))
+        .collect();
+    let trace_of = |mut i: usize| -> [u8; 16] {
+        loop {
+            if cut[i] {
+                let mut id = whole[i].trace_id;
+                id[8..].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+                return id;
+            }
+            match parent_of(i) {
+                Some(p) => i = p,
+                None => return whole[i].trace_id,
+            }
+        }
+    };
+    let mut split: Vec<SpanRow> = whole.clone();
+    for (i, span) in split.iter_mut().enumerate() {
+        span.trace_id = trace_of(i);
+        if cut[i] {
+            span.parent_span_id = None;
+        }
+        span.links.clear();
+    }
+    assert!(cut.iter().filter(|&&c| c).count() > 2 * 300, "each step's worker side and its result's handling split off");
+
+    let config = |pair: bool| {
+        Config::parse(&format!(
+            r#"
+            [[join]]
+            name = "task"
+            [[join.source]]
+            parts = [{{ attribute = "task.uuid" }}]
+            [[join]]
+            name = "message"
+            [[join.source]]
+            parts = [{{ attribute = "message.id" }}]
+
+            [[category]]
+            name = "worker_execution"
+            group_by = "step.handler"
+            [[category.hop]]
+            name = "queue wait"
+            measure = "gap"
+            from = {{ name = "send step_queue", kind = "producer" }}
+            to = {{ name = "receive step_queue" }}
+            {}
+
+            [[category]]
+            name = "e2e_latency"
+            group_by = "task.template"
+            [[category.hop]]
+            name = "end to end"
+            measure = "interval"
+            from = {{ name = "POST /v1/tasks", kind = "server" }}
+            to = {{ name = "complete task" }}
+            "#,
+            if pair { "pair = \"message\"" } else { "" }
+        ))
+        .unwrap()
+    };
+    let measure = |rows: &[SpanRow], config: &Config| {
+        let mut frame = hoptrace_store::to_frame(rows).unwrap();
+        let mut table = SpanTable::from_frame(&mut frame, &hops::attribute_keys(config)).unwrap();
+        hoptrace_analyzer::stitch::prepare(&mut table, config);
+        hoptrace_analyzer::join_lifecycles(&mut table, config);
+        let extraction = hops::extract(&table, config, &Filters::default());
+        let mut got: BTreeMap<(String, String), (Vec<i64>, usize)> = BTreeMap::new();
+        for ((c, variant, h), samples) in extraction.samples {
+            let mut values = samples.values.clone();
+            values.sort_unstable();
+            let name = config.categories[c].hops[h].name.clone();
+            let entry = got.entry((name, variant.unwrap_or_default())).or_default();
+            entry.0.extend(values);
+            entry.0.sort_unstable();
+            entry.1 += samples.uncorrectable;
+        }
+        (got, extraction.traces)
+    };
+    let sorted = |key: (&str, &str, &str)| {
+        let mut v = truth.samples[&(key.0.to_owned(), key.1.to_owned(), key.2.to_owned())].clone();
+        v.sort_unstable();
+        v
+    };
+    let (split_got, _) = measure(&split, &config(true));
+    for handler in ["noop", "simple_calculation"] {
+        let (values, uncorrectable) = &split_got[&("queue wait".to_owned(), handler.to_owned())];
+        assert_eq!(values, &sorted(("worker_execution", handler, "queue wait")), "{handler}");
+        assert_eq!(*uncorrectable, values.len(), "across a join no clock is corrected: each sample says so");
+    }
+    for template in ["linear_3", "linear_10"] {
+        let (values, _) = &split_got[&("end to end".to_owned(), template.to_owned())];
+        assert_eq!(values, &sorted(("e2e_latency", template, "end to end")), "{template}");
+    }
+    // Whole, through parents and links (and paired by key within one trace): the same numbers, corrected
+    // where needed (the clocks agree, so by nothing) rather than uncorrectable.
+    for pair in [false, true] {
+        let (whole_got, whole_traces) = measure(&whole, &config(pair));
+        assert_eq!(whole_traces, 300);
+        for (key, (values, _)) in &split_got {
+            assert_eq!(&whole_got[key].0, values, "{key:?}, paired by key: {pair}");
+            assert_eq!(whole_got[key].1, 0, "{key:?}");
+        }
+    }
+}

@@ -79,3 +79,87 @@ async fn inspect_shows_what_tasker_core_emits() {
     // Look-alikes are not: `correlation_id` on `publish_event` is a publisher's id.
     assert!(!keys.contains(&("span", "correlation_id")), "{keys:?}");
 }
+
+/// The shipped configuration over the recording: every category it defines has samples, split by task
+/// name; the queue wait is paired for every step message; validate fails (the lifecycles are split), counts
+/// the background apart and names the breaks at the queues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_config_measures_and_validates_tasker_core() {
+    let Some(traces) = hoptrace_testkit::shared("tasker-core-traces") else { return };
+    let dir = recorded_store(&traces).await;
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/tasker-core.toml");
+    let run = |args: &[&str]| {
+        let out = Command::new(ANALYZER)
+            .current_dir(dir.path())
+            .args(args)
+            .args(["--store", "data", "--config", config])
+            .args(WINDOW)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    let (code, report, stderr) = run(&["report", "--format", "json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let assembly = &report["assembly"];
+    assert_eq!(assembly["excluded_spans"], 119_009, "the h2 spans, as the recording's README counts them");
+    assert_eq!(report["traces"].as_u64().unwrap() as usize, 7289 - assembly["excluded_traces"].as_u64().unwrap() as usize
+        - assembly["stitched_traces"].as_u64().unwrap() as usize + assembly["stitched_lifecycles"].as_u64().unwrap() as usize);
+    let templates = ["complex_dag", "diamond_pattern", "hierarchical_tree", "mathematical_sequence"];
+    let samples = |category: &str, hop: &str| -> Vec<(String, u64)> {
+        let category = report["categories"].as_array().unwrap().iter().find(|c| c["name"] == category).unwrap();
+        category["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| {
+                let hop = v["hops"].as_array().unwrap().iter().find(|h| h["hop"] == hop)?;
+                Some((v["variant"].as_str().unwrap_or("(all)").to_owned(), hop["samples"].as_u64().unwrap()))
+            })
+            .collect()
+    };
+    let categories = report["categories"].as_array().unwrap();
+    assert_eq!(categories.len(), 6);
+    for category in categories {
+        let variants: Vec<&str> =
+            category["variants"].as_array().unwrap().iter().filter_map(|v| v["variant"].as_str()).collect();
+        for template in templates {
+            assert!(variants.contains(&template), "{}: {variants:?}", category["name"]);
+        }
+    }
+    let total = |pairs: Vec<(String, u64)>| pairs.iter().map(|(_, n)| n).sum::<u64>();
+    // Every step message sent by the orchestration met its worker's archive: 805 of 805.
+    assert_eq!(total(samples("event_propagation", "step queue wait")), 805);
+    // Every result met the orchestration's archive once (its 18 second archives are duplicates, not waits).
+    assert_eq!(total(samples("event_propagation", "result sent → archived")), 805);
+    assert_eq!(total(samples("e2e_latency", "task")), 140);
+    assert_eq!(samples("e2e_latency", "task").len(), 4, "one variant per template, all stitched");
+    assert_eq!(total(samples("task_initialization", "request")), 140);
+    // Across the joins no causal bound ties the two processes' clocks: counted, not corrected.
+    assert_eq!(report["clock_skew"]["corrected"], 0);
+    assert!(report["clock_skew"]["uncorrectable"].as_u64().unwrap() >= 805 + 140);
+
+    let (code, validation, stderr) = run(&["validate", "--format", "json"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let validation: serde_json::Value = serde_json::from_str(&validation).unwrap();
+    assert!(validation["background"]["traces"].as_u64().unwrap() > 0);
+    assert_eq!(validation["background"]["by_root"]["request"], 438, "434 polls and 4 health checks");
+    let breaks = validation["breaks"].as_array().unwrap();
+    let found = |before: &str, after: &str| {
+        breaks.iter().find(|b| b["before"] == before && b["after"] == after).unwrap_or_else(|| panic!("{before} → {after} in {breaks:#?}"))
+    };
+    let to_worker = found("tasker-orchestration send_json_message", "tasker-rust-worker archive_message");
+    assert_eq!((to_worker["count"].as_u64(), to_worker["lifecycles"].as_u64(), to_worker["lifecycles_total"].as_u64()), (Some(805), Some(140), Some(140)));
+    let back = found("tasker-rust-worker send_json_message", "tasker-orchestration archive_message");
+    assert_eq!(back["count"], 823, "805 results and the 18 archived twice");
+    let duplicates = validation["duplicates"].as_array().unwrap();
+    let twice = |key: &str, span: &str| {
+        duplicates.iter().find(|d| d["key"] == key && d["span"] == span).map(|d| d["values"].as_u64().unwrap())
+    };
+    assert_eq!(twice("message", "tasker-orchestration archive_message"), Some(18));
+    assert_eq!(twice("step", "tasker-orchestration handle_step_execution_result"), Some(18));
+
+    let (_, text, _) = run(&["validate"]);
+    hoptrace_testkit::golden(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden"), "tasker_core_validate.txt", &text);
+}

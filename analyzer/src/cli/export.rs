@@ -28,12 +28,15 @@ pub(crate) fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     keys.extend(hoptrace_analyzer::validate::attribute_keys(&config));
     keys.sort();
     keys.dedup();
-    let table = load(&store, args.scope.range()?, &keys)?;
+    let mut table = load(&store, args.scope.range()?, &keys)?;
     let run = args.scope.run.as_deref();
-    let filters = Filters { run_id: args.scope.run.clone(), with_origins: true, ..Filters::default() };
-    let extraction = hoptrace_analyzer::hops::extract(&table, &config, &filters);
+    hoptrace_analyzer::stitch::prepare(&mut table, &config);
+    // Validation checks the stored traces; the hops are measured over joined lifecycles.
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
     let validation = validate(&table, &config, now - args.settle.as_nanos() as i64, run);
+    hoptrace_analyzer::join_lifecycles(&mut table, &config);
+    let filters = Filters { run_id: args.scope.run.clone(), with_origins: true, ..Filters::default() };
+    let extraction = hoptrace_analyzer::hops::extract(&table, &config, &filters);
     args.scope.say_if_empty(extraction.traces, &store);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let export = hoptrace_analyzer::export::export(&args.to_db, &table, &config, &extraction, &validation, run);

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::ValueEnum;
 use hoptrace_analyzer::load;
-use hoptrace_analyzer::validate::{validate, MaxBroken};
+use hoptrace_analyzer::validate::{validate_with, MaxBroken};
 
 use super::Scope;
 
@@ -26,6 +26,9 @@ pub(crate) struct ValidateArgs {
     /// Traces whose newest span ended less than this long ago are pending, not judged.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     pub(crate) settle: Duration,
+    /// Check every trace, background ones too (traces outside every lifecycle then fail expected_root).
+    #[arg(long)]
+    pub(crate) strict: bool,
     /// Failures listed in the table (all of them in JSON and JUnit).
     #[arg(long, default_value_t = 50)]
     pub(crate) show: usize,
@@ -41,9 +44,11 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let config = args.scope.config()?;
     let store = args.scope.store()?;
     let range = args.scope.range()?;
-    let table = load(&store, range, &hoptrace_analyzer::validate::attribute_keys(&config))?;
+    let mut table = load(&store, range, &hoptrace_analyzer::validate::attribute_keys(&config))?;
+    hoptrace_analyzer::stitch::prepare(&mut table, &config);
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
-    let result = validate(&table, &config, now - args.settle.as_nanos() as i64, args.scope.run.as_deref());
+    let settled = now - args.settle.as_nanos() as i64;
+    let result = validate_with(&table, &config, settled, args.scope.run.as_deref(), args.strict);
     if let Some(path) = &args.junit {
         std::fs::write(path, result.junit(&config)).with_context(|| format!("writing {}", path.display()))?;
     }
