@@ -74,7 +74,11 @@ pub fn analyze_with(
 /// Makes the traces of each lifecycle that the configuration's joins tie together one trace of the
 /// table (after [`stitch::prepare`]).
 pub fn join_lifecycles(table: &mut spans::SpanTable, config: &Config) {
-    let groups = stitch::components(table, &stitch::slots(table, config));
+    let slots = stitch::slots(table, config);
+    if slots.is_empty() {
+        return;
+    }
+    let groups = stitch::components(table, &slots);
     stitch::gather(table, &groups);
 }
 

@@ -389,14 +389,18 @@ fn breaks(
         for (m, &trace) in members.iter().enumerate().skip(1) {
             let rows = table.traces[trace as usize].clone();
             let Some(first) = rows.clone().min_by_key(|&r| (table.parent_id[r] != 0, table.start[r], r)) else { continue };
-            // The latest span of an earlier piece that shares a value with this piece, started before it.
-            let mut before: Option<((bool, i64), usize, usize)> = None;
+            // The latest span of an earlier piece that shares a value with this piece and started before
+            // it (or else the latest at all).
+            let mut before: Option<((bool, bool, i64), usize, usize)> = None;
             for row in rows {
                 for (k, &(_, slot)) in keys.iter().enumerate() {
                     let value = table.attributes[slot][row];
                     let Some(list) = (value != NONE).then(|| carriers.get(&(k, value))).flatten() else { continue };
+                    // A span doing the piece's own work again (a repeat: a duplicate) is named only when
+                    // nothing else is.
+                    let repeat = |r: usize| table.name[r] == table.name[first] && table.service[r] == table.service[first];
                     for &(start, r, _) in list.iter().filter(|&&(_, _, piece)| piece < m) {
-                        let rank = (start <= table.start[first], start);
+                        let rank = (!repeat(r), start <= table.start[first], start);
                         if before.is_none_or(|(best, _, _)| rank > best) {
                             before = Some((rank, r, k));
                         }
