@@ -146,13 +146,35 @@ fn compute(table: &mut SpanTable, join: &Join) {
 }
 
 /// Traces grouped by shared join values: each group is one lifecycle's traces (or one trace alone).
+/// Flat, so a store of a million unjoined traces costs two vectors, not a million.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Components {
-    /// Each group's traces, ordered by their earliest span's start; groups ordered by their first trace
-    /// number, so unjoined traces keep the table's order.
-    pub groups: Vec<Vec<u32>>,
+    /// Every group's traces in turn: group `g` is `members[offsets[g]..offsets[g + 1]]`, ordered by their
+    /// earliest span's start. Groups are ordered by their first trace number, so unjoined traces keep the
+    /// table's order.
+    members: Vec<u32>,
+    offsets: Vec<u32>,
     /// The group of each trace.
     pub group_of: Vec<u32>,
+}
+
+impl Components {
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Group `g`'s traces, the earliest first.
+    pub fn group(&self, g: usize) -> &[u32] {
+        &self.members[self.offsets[g] as usize..self.offsets[g + 1] as usize]
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = &[u32]> {
+        (0..self.len()).map(|g| self.group(g))
+    }
 }
 
 /// Groups the traces of `table` that share a value of any of the join columns `slots`.
@@ -183,23 +205,39 @@ pub fn components(table: &SpanTable, slots: &[usize]) -> Components {
             }
         }
     }
+    // A group's root is its smallest trace number: numbering groups in trace order numbers each group
+    // when its first trace comes.
+    let mut group_of = vec![0u32; n];
+    let mut sizes: Vec<u32> = Vec::new();
+    for trace in 0..n {
+        let r = root(&mut parent, trace as u32) as usize;
+        let group = if r == trace {
+            sizes.push(0);
+            sizes.len() as u32 - 1
+        } else {
+            group_of[r]
+        };
+        group_of[trace] = group;
+        sizes[group as usize] += 1;
+    }
+    let mut offsets = Vec::with_capacity(sizes.len() + 1);
+    offsets.push(0u32);
+    for size in &sizes {
+        offsets.push(offsets.last().expect("starts with 0") + size);
+    }
+    let mut fill: Vec<u32> = offsets[..sizes.len()].to_vec();
+    let mut members = vec![0u32; n];
+    for (trace, &group) in group_of.iter().enumerate() {
+        members[fill[group as usize] as usize] = trace as u32;
+        fill[group as usize] += 1;
+    }
     let start = |t: u32| table.traces[t as usize].clone().map(|r| table.start[r]).min().unwrap_or(i64::MAX);
-    let mut number: FxMap<u32, u32> = FxMap::default();
-    let mut out = Components { groups: Vec::new(), group_of: vec![0; n] };
-    for trace in 0..n as u32 {
-        let r = root(&mut parent, trace);
-        let next = out.groups.len() as u32;
-        let group = *number.entry(r).or_insert(next);
-        if group == next {
-            out.groups.push(Vec::new());
+    for g in 0..sizes.len() {
+        if sizes[g] > 1 {
+            members[offsets[g] as usize..offsets[g + 1] as usize].sort_by_key(|&t| (start(t), t));
         }
-        out.groups[group as usize].push(trace);
-        out.group_of[trace as usize] = group;
     }
-    for group in out.groups.iter_mut().filter(|g| g.len() > 1) {
-        group.sort_by_key(|&t| (start(t), t));
-    }
-    out
+    Components { members, offsets, group_of }
 }
 
 /// The join columns of `config` in `table`.
@@ -210,13 +248,13 @@ pub fn slots(table: &SpanTable, config: &Config) -> Vec<usize> {
 /// Makes each group of several traces one trace of the table: its rows copied together to the end, its
 /// id the first trace's, [`SpanTable::pieces`] how many traces it was assembled from.
 pub fn gather(table: &mut SpanTable, components: &Components) {
-    if components.groups.iter().all(|g| g.len() == 1) {
+    if components.len() == table.traces.len() {
         return;
     }
-    let mut traces = Vec::with_capacity(components.groups.len());
-    let mut ids = Vec::with_capacity(components.groups.len());
-    let mut pieces = Vec::with_capacity(components.groups.len());
-    for group in &components.groups {
+    let mut traces = Vec::with_capacity(components.len());
+    let mut ids = Vec::with_capacity(components.len());
+    let mut pieces = Vec::with_capacity(components.len());
+    for group in components.groups() {
         let first = group[0] as usize;
         ids.push(table.trace_ids[first]);
         pieces.push(group.len() as u32);
@@ -298,7 +336,8 @@ mod tests {
             .collect();
         assert_eq!(values, ["q/7", "q/7", "-", "q/8"]);
         let groups = components(&table, &slots(&table, &config));
-        assert_eq!(groups.groups, [vec![0, 1, 2], vec![3]]);
+        assert_eq!(groups.groups().collect::<Vec<_>>(), [&[0, 1, 2][..], &[3][..]]);
+        assert_eq!(groups.group_of, [0, 0, 0, 1]);
         gather(&mut table, &groups);
         assert_eq!(table.traces.len(), 2);
         assert_eq!(table.pieces, [3, 1]);

@@ -114,13 +114,19 @@ pub fn validate_with(
     }
     let slots: Vec<usize> = keys.iter().map(|(_, slot)| *slot).collect();
     let groups = stitch::components(table, &slots);
-    let root_row = |trace: usize| -> Option<usize> {
-        table.traces[trace].clone().filter(|&r| table.parent_id[r] == 0).min_by_key(|&r| (table.start[r], r))
-    };
+    // Each trace's earliest root, found once.
+    let first_roots: Vec<u32> = table
+        .traces
+        .iter()
+        .map(|rows| {
+            let root = rows.clone().filter(|&r| table.parent_id[r] == 0).min_by_key(|&r| (table.start[r], r));
+            root.map_or(NONE, |r| r as u32)
+        })
+        .collect();
+    let root_row = |trace: usize| (first_roots[trace] != NONE).then_some(first_roots[trace] as usize);
     // Each group's entry: its first trace whose root is a lifecycle's entry span.
     let entries: Vec<Option<(usize, usize, usize)>> = groups
-        .groups
-        .iter()
+        .groups()
         .map(|members| {
             members.iter().find_map(|&trace| {
                 let root = root_row(trace as usize)?;
@@ -133,8 +139,7 @@ pub fn validate_with(
     // A group whose first root is a consumer is the receiving end of a message that lost its producer's
     // context: checked like a lifecycle, never background.
     let receiving_end: Vec<bool> = groups
-        .groups
-        .iter()
+        .groups()
         .map(|members| root_row(members[0] as usize).is_some_and(|r| table.kind[r] == SpanKind::Consumer))
         .collect();
 
@@ -154,8 +159,8 @@ pub fn validate_with(
         let entry = entries[group];
         if entry.is_none() && !strict && !receiving_end[group] {
             // Counted once per group, under the root of its first trace.
-            if groups.groups[group][0] as usize == trace_no {
-                let members = groups.groups[group].len();
+            if groups.group(group)[0] as usize == trace_no {
+                let members = groups.group(group).len();
                 let root = root_row(trace_no).map_or("(no root)", |r| table.strings.resolve(table.name[r]));
                 background.traces += members;
                 *background.by_root.entry(root.to_owned()).or_default() += members;
@@ -293,9 +298,8 @@ pub fn validate_with(
     failures.sort_by(|a, b| (a.rule, &a.trace_id, &a.span).cmp(&(b.rule, &b.trace_id, &b.span)));
     let pending = pending.iter().filter(|&&p| p).count();
     let checked = checked.iter().filter(|&&c| c).count();
-    let lifecycle_groups = (0..groups.groups.len()).filter(|&g| {
-        entries[g].is_some() && groups.groups[g].iter().any(|&t| selected[t as usize])
-    });
+    let lifecycle_groups =
+        (0..groups.len()).filter(|&g| entries[g].is_some() && groups.group(g).iter().any(|&t| selected[t as usize]));
     Validation {
         schema: SCHEMA,
         traces_checked: checked,
@@ -317,8 +321,7 @@ fn select_run(table: &SpanTable, groups: &stitch::Components, run: Option<&str>)
         return vec![false; table.traces.len()];
     };
     let of_run: Vec<bool> = groups
-        .groups
-        .iter()
+        .groups()
         .map(|members| members.iter().any(|&t| table.traces[t as usize].clone().any(|r| table.attributes[slot][r] == run)))
         .collect();
     (0..table.traces.len()).map(|t| of_run[groups.group_of[t] as usize]).collect()
@@ -371,7 +374,7 @@ fn breaks(
     // (before, after, key) → (count, the lifecycle groups it occurs in)
     let mut found: BTreeMap<(String, String, usize), (usize, std::collections::BTreeSet<usize>)> = BTreeMap::new();
     let mut carriers: FxMap<(usize, u32), Vec<(i64, usize, usize)>> = FxMap::default();
-    for (g, members) in groups.groups.iter().enumerate() {
+    for (g, members) in groups.groups().enumerate() {
         if members.len() < 2 || !selected[members[0] as usize] {
             continue;
         }
