@@ -129,9 +129,20 @@ pub enum Measure {
     Duration(Selector),
     SelfTime(Selector),
     /// `pair`: the join whose equal values pair `from` with `to`, instead of a parent or link.
-    Gap { from: Selector, to: Selector, from_edge: Edge, pair: Option<String> },
-    Interval { from: Selector, to: Selector },
-    Difference { outer: Selector, inner: Selector },
+    Gap {
+        from: Selector,
+        to: Selector,
+        from_edge: Edge,
+        pair: Option<String>,
+    },
+    Interval {
+        from: Selector,
+        to: Selector,
+    },
+    Difference {
+        outer: Selector,
+        inner: Selector,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,7 +363,11 @@ impl RawJoin {
                 if first.parts.len() != parts.len() {
                     return Err(invalid(
                         format!("{at}.parts"),
-                        format!("has {} parts, source[0] {}: a key's sources give values of one shape", parts.len(), first.parts.len()),
+                        format!(
+                            "has {} parts, source[0] {}: a key's sources give values of one shape",
+                            parts.len(),
+                            first.parts.len()
+                        ),
                     ));
                 }
             }
@@ -374,9 +389,8 @@ impl RawPart {
         .into_iter()
         .flatten()
         .collect();
-        let [part] = <[Part; 1]>::try_from(given).map_err(|_| {
-            invalid(at.to_owned(), "give exactly one of attribute, resource, event or event_text")
-        })?;
+        let [part] = <[Part; 1]>::try_from(given)
+            .map_err(|_| invalid(at.to_owned(), "give exactly one of attribute, resource, event or event_text"))?;
         if let Part::EventText(pattern) = &part {
             let regex = regex::Regex::new(pattern)
                 .map_err(|e| invalid(format!("{at}.event_text"), format!("{pattern:?} is not a pattern: {e}")))?;
@@ -660,5 +674,42 @@ mod tests {
         );
         assert!(error_of(&hop("measure = \"duration\"\nspan = { nme = \"x\" }")).contains("unknown field `nme`"));
         assert_eq!(error_of(""), "the file: defines no [[category]]");
+    }
+
+    #[test]
+    fn joins_are_checked_part_by_part_and_a_pair_names_one() {
+        let with = |joins: &str, pair: &str| {
+            format!(
+                "{joins}\n[[category]]\nname = \"c\"\n[[category.hop]]\nname = \"h\"\nmeasure = \"gap\"\nfrom = {{ name = \"a\" }}\nto = {{ name = \"b\" }}\npair = \"{pair}\""
+            )
+        };
+        let message = "[[join]]\nname = \"m\"\n[[join.source]]\nspan = { name = \"a\" }\nparts = [{ attribute = \"q\" }, { event_text = 'ID: (\\d+)' }]\n[[join.source]]\nparts = [{ attribute = \"q\" }, { attribute = \"id\" }]";
+        let config = Config::parse(&with(message, "m")).unwrap();
+        assert_eq!(
+            config.joins[0].sources[0].parts,
+            [Part::Attribute("q".into()), Part::EventText("ID: (\\d+)".into())]
+        );
+        assert_eq!(config.joins[0].sources[0].parts[1].field(), "event_text:ID: (\\d+)");
+        assert_eq!(
+            error_of(&with(message, "n")),
+            "category \"c\" hop \"h\": pair: \"n\" is not a [[join]] of this file"
+        );
+        let join = |source: &str| format!("[[join]]\nname = \"m\"\n{source}");
+        assert_eq!(error_of(&with(&join(""), "m")), "join \"m\": has no [[join.source]]");
+        assert_eq!(
+            error_of(&with(&join("[[join.source]]\nparts = [{ attribute = \"a\", event = \"b\" }]"), "m")),
+            "join \"m\": source[0].parts[0]: give exactly one of attribute, resource, event or event_text"
+        );
+        assert!(error_of(&with(&join("[[join.source]]\nparts = [{ event_text = \"(\" }]"), "m"))
+            .starts_with("join \"m\": source[0].parts[0].event_text: \"(\" is not a pattern"));
+        assert_eq!(
+            error_of(&with(&join("[[join.source]]\nparts = [{ event_text = \"(a)(b)\" }]"), "m")),
+            "join \"m\": source[0].parts[0].event_text: \"(a)(b)\" has more than one group"
+        );
+        assert_eq!(
+            error_of(&with(&join("[[join.source]]\nparts = [{ attribute = \"a\" }]\n[[join.source]]\nparts = [{ attribute = \"a\" }, { resource = \"b\" }]"), "m")),
+            "join \"m\": source[1].parts: has 2 parts, source[0] 1: a key's sources give values of one shape"
+        );
+        assert_eq!(error_of(&with(&format!("{message}\n{message}"), "m")), "join \"m\": is defined twice");
     }
 }

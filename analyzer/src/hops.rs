@@ -107,9 +107,20 @@ enum CompiledMeasure {
     Duration(usize),
     SelfTime(usize),
     /// `pair`: the table column of the join whose equal values pair the two sides.
-    Gap { from: usize, to: usize, from_edge: Edge, pair: Option<usize> },
-    Interval { from: usize, to: usize },
-    Difference { outer: usize, inner: usize },
+    Gap {
+        from: usize,
+        to: usize,
+        from_edge: Edge,
+        pair: Option<usize>,
+    },
+    Interval {
+        from: usize,
+        to: usize,
+    },
+    Difference {
+        outer: usize,
+        inner: usize,
+    },
 }
 
 struct CompiledRule {

@@ -207,7 +207,7 @@ impl Report {
             run_id,
             traces: extraction.traces,
             spans: extraction.spans,
-            assembly: (!config.joins.is_empty() || !config.exclude.is_empty()).then(|| Assembly {
+            assembly: (!config.joins.is_empty() || !config.exclude.is_empty()).then_some(Assembly {
                 stitched_lifecycles: extraction.stitched,
                 stitched_traces: extraction.stitched_traces,
                 excluded_spans: extraction.excluded.spans,

@@ -496,7 +496,9 @@ impl<'a> Events<'a> {
 
     /// The value of `key` on the first of the span's events that carries it.
     fn value(&self, row: usize, key: &KeyProbe) -> Option<&'a str> {
-        self.of(row).find_map(|event| self.attributes.value_index(event, key)).map(|v| self.attributes.value_strings.value(v))
+        self.of(row)
+            .find_map(|event| self.attributes.value_index(event, key))
+            .map(|v| self.attributes.value_strings.value(v))
     }
 
     /// What `pattern` captures in the first of the span's event names it matches.
@@ -581,7 +583,9 @@ impl SpanTable {
                 for column in &mut self.attributes {
                     column[to] = column[row];
                 }
-                links.extend_from_slice(&self.link_ids[self.link_offsets[row] as usize..self.link_offsets[row + 1] as usize]);
+                links.extend_from_slice(
+                    &self.link_ids[self.link_offsets[row] as usize..self.link_offsets[row + 1] as usize],
+                );
                 link_offsets.push(links.len() as u32);
                 to += 1;
             }

@@ -68,7 +68,8 @@ fn matching_rows(table: &SpanTable, selectors: &[&Selector]) -> Vec<Vec<bool>> {
     for rows in &table.traces {
         index.build(table, rows.clone());
         parent.clear();
-        parent.extend(rows.clone().map(|r| if table.parent_id[r] == 0 { NONE } else { index.local(table.parent_id[r]) }));
+        parent
+            .extend(rows.clone().map(|r| if table.parent_id[r] == 0 { NONE } else { index.local(table.parent_id[r]) }));
         compiled.evaluate(table, rows.start, rows.len(), &parent, &mut matches);
         for (k, &number) in numbers.iter().enumerate() {
             for i in 0..rows.len() {
@@ -97,7 +98,9 @@ fn exclude(table: &mut SpanTable, selectors: &[Selector]) -> Excluded {
 fn compute(table: &mut SpanTable, join: &Join) {
     let selectors: Vec<&Selector> = join.sources.iter().filter_map(|s| s.span.as_ref()).collect();
     let mut matching = matching_rows(table, &selectors).into_iter();
-    let sources: Vec<(Option<Vec<bool>>, Vec<Option<usize>>)> = join
+    // Per source: the rows its selector matches (all when it has none) and the column of each part.
+    type Source = (Option<Vec<bool>>, Vec<Option<usize>>);
+    let sources: Vec<Source> = join
         .sources
         .iter()
         .map(|source| {
@@ -113,10 +116,13 @@ fn compute(table: &mut SpanTable, join: &Join) {
                 if selected.as_ref().is_some_and(|s| !s[row]) {
                     continue;
                 }
-                let parts: Option<Vec<u32>> = slots.iter().map(|slot| {
-                    let id = table.attributes[(*slot)?][row];
-                    (id != NONE).then_some(id)
-                }).collect();
+                let parts: Option<Vec<u32>> = slots
+                    .iter()
+                    .map(|slot| {
+                        let id = table.attributes[(*slot)?][row];
+                        (id != NONE).then_some(id)
+                    })
+                    .collect();
                 let Some(parts) = parts else { continue };
                 values[row] = match parts.as_slice() {
                     [one] => *one,
@@ -280,7 +286,11 @@ mod tests {
     use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
 
     fn attribute(k: &str, v: &str) -> KeyValue {
-        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }), ..Default::default() }
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
+            ..Default::default()
+        }
     }
 
     /// Three pieces of one lifecycle, joined by a task id and by a message (queue + an id that one side
@@ -352,7 +362,8 @@ mod tests {
             r.attributes = vec![attribute("code.module.name", module)];
             r
         };
-        let rows = [span(1, 1, "h2::codec"), span(1, 2, "h2::proto::streams"), span(2, 1, "app"), span(2, 2, "h2::codec")];
+        let rows =
+            [span(1, 1, "h2::codec"), span(1, 2, "h2::proto::streams"), span(2, 1, "app"), span(2, 2, "h2::codec")];
         let mut frame = hoptrace_store::to_frame(&rows).unwrap();
         let config = Config::parse(
             r#"

@@ -14,8 +14,8 @@ use hoptrace_otlp::SpanKind;
 
 use crate::config::Config;
 use crate::select::Selectors;
-use crate::stitch;
 use crate::spans::{FxMap, SpanTable, TraceIndex, NONE};
+use crate::stitch;
 
 /// The rules, by their stable names.
 pub const RULES: &[(&str, &str)] = &[
@@ -288,7 +288,8 @@ pub fn validate_with(
     let mut broken_traces = std::collections::BTreeSet::new();
     let mut by_rule_traces: BTreeMap<&'static str, std::collections::BTreeSet<usize>> = BTreeMap::new();
     let mut failures: Vec<Failure> = Vec::with_capacity(found.len());
-    let lifecycle_of = |trace: usize| entries[groups.group_of[trace] as usize].map(|(l, _, _)| v.lifecycles[l].name.clone());
+    let lifecycle_of =
+        |trace: usize| entries[groups.group_of[trace] as usize].map(|(l, _, _)| v.lifecycles[l].name.clone());
     for (trace_no, mut failure) in found {
         failure.lifecycle = lifecycle_of(trace_no);
         broken_traces.insert(trace_no);
@@ -322,7 +323,9 @@ fn select_run(table: &SpanTable, groups: &stitch::Components, run: Option<&str>)
     };
     let of_run: Vec<bool> = groups
         .groups()
-        .map(|members| members.iter().any(|&t| table.traces[t as usize].clone().any(|r| table.attributes[slot][r] == run)))
+        .map(|members| {
+            members.iter().any(|&t| table.traces[t as usize].clone().any(|r| table.attributes[slot][r] == run))
+        })
         .collect();
     (0..table.traces.len()).map(|t| of_run[groups.group_of[t] as usize]).collect()
 }
@@ -368,12 +371,13 @@ fn breaks(
     keys: &[(String, usize)],
     lifecycles_total: usize,
 ) -> Vec<Break> {
-    let label = |r: usize| {
-        format!("{} {}", table.strings.resolve(table.service[r]), table.strings.resolve(table.name[r]))
-    };
+    let label =
+        |r: usize| format!("{} {}", table.strings.resolve(table.service[r]), table.strings.resolve(table.name[r]));
     // (before, after, key) → (count, the lifecycle groups it occurs in)
     let mut found: BTreeMap<(String, String, usize), (usize, std::collections::BTreeSet<usize>)> = BTreeMap::new();
-    let mut carriers: FxMap<(usize, u32), Vec<(i64, usize, usize)>> = FxMap::default();
+    // (key, value) → the spans of the group carrying it: (start, row, piece).
+    type Carriers = FxMap<(usize, u32), Vec<(i64, usize, usize)>>;
+    let mut carriers = Carriers::default();
     for (g, members) in groups.groups().enumerate() {
         if members.len() < 2 || !selected[members[0] as usize] {
             continue;
@@ -391,7 +395,9 @@ fn breaks(
         }
         for (m, &trace) in members.iter().enumerate().skip(1) {
             let rows = table.traces[trace as usize].clone();
-            let Some(first) = rows.clone().min_by_key(|&r| (table.parent_id[r] != 0, table.start[r], r)) else { continue };
+            let Some(first) = rows.clone().min_by_key(|&r| (table.parent_id[r] != 0, table.start[r], r)) else {
+                continue;
+            };
             // The latest span of an earlier piece that shares a value with this piece and started before
             // it (or else the latest at all).
             let mut before: Option<((bool, bool, i64), usize, usize)> = None;
@@ -401,7 +407,8 @@ fn breaks(
                     let Some(list) = (value != NONE).then(|| carriers.get(&(k, value))).flatten() else { continue };
                     // A span doing the piece's own work again (a repeat: a duplicate) is named only when
                     // nothing else is.
-                    let repeat = |r: usize| table.name[r] == table.name[first] && table.service[r] == table.service[first];
+                    let repeat =
+                        |r: usize| table.name[r] == table.name[first] && table.service[r] == table.service[first];
                     for &(start, r, _) in list.iter().filter(|&&(_, _, piece)| piece < m) {
                         let rank = (!repeat(r), start <= table.start[first], start);
                         if before.is_none_or(|(best, _, _)| rank > best) {
@@ -437,7 +444,11 @@ fn breaks(
             }
         })
         .collect();
-    out.sort_by(|a, b| (b.lifecycles, b.count).cmp(&(a.lifecycles, a.count)).then_with(|| (&a.before, &a.after).cmp(&(&b.before, &b.after))));
+    out.sort_by(|a, b| {
+        (b.lifecycles, b.count)
+            .cmp(&(a.lifecycles, a.count))
+            .then_with(|| (&a.before, &a.after).cmp(&(&b.before, &b.after)))
+    });
     out
 }
 
@@ -470,9 +481,7 @@ fn duplicates(table: &SpanTable, config: &Config, selected: &[bool]) -> Vec<Dupl
         }
         let mut by_span: BTreeMap<String, (usize, usize, String)> = BTreeMap::new();
         let mut repeated: Vec<(&(u32, u32, u32), &usize)> = seen.iter().filter(|(_, &n)| n > 1).collect();
-        repeated.sort_by_key(|((service, name, value), _)| {
-            (*service, *name, table.strings.resolve(*value).to_owned())
-        });
+        repeated.sort_by_key(|((service, name, value), _)| (*service, *name, table.strings.resolve(*value).to_owned()));
         for (&(service, name, value), &n) in repeated {
             let span = format!("{} {}", table.strings.resolve(service), table.strings.resolve(name));
             let entry = by_span.entry(span).or_insert_with(|| (0, 0, stitch::display(table.strings.resolve(value))));

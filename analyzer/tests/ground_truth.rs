@@ -180,7 +180,8 @@ fn lifecycles_split_at_every_service_boundary_are_measured_through_their_keys_ex
     };
     // The step message's id, on its sender and its receiver (the sender is the receiver's parent): unique
     // in the store, as a queue's message ids are.
-    let message_id = |trace: &[u8], span: &[u8]| trace.iter().chain(span).map(|b| format!("{b:02x}")).collect::<String>();
+    let message_id =
+        |trace: &[u8], span: &[u8]| trace.iter().chain(span).map(|b| format!("{b:02x}")).collect::<String>();
     for span in whole.iter_mut() {
         if span.name == "send step_queue" {
             span.attributes.push(text("message.id", message_id(&span.trace_id, &span.span_id)));
@@ -218,7 +219,10 @@ fn lifecycles_split_at_every_service_boundary_are_measured_through_their_keys_ex
         }
         span.links.clear();
     }
-    assert!(cut.iter().filter(|&&c| c).count() > 2 * 300, "each step's worker side and its result's handling split off");
+    assert!(
+        cut.iter().filter(|&&c| c).count() > 2 * 300,
+        "each step's worker side and its result's handling split off"
+    );
 
     let config = |pair: bool| {
         Config::parse(&format!(

@@ -104,8 +104,12 @@ async fn the_shipped_config_measures_and_validates_tasker_core() {
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     let assembly = &report["assembly"];
     assert_eq!(assembly["excluded_spans"], 119_009, "the h2 spans, as the recording's README counts them");
-    assert_eq!(report["traces"].as_u64().unwrap() as usize, 7289 - assembly["excluded_traces"].as_u64().unwrap() as usize
-        - assembly["stitched_traces"].as_u64().unwrap() as usize + assembly["stitched_lifecycles"].as_u64().unwrap() as usize);
+    assert_eq!(
+        report["traces"].as_u64().unwrap() as usize,
+        7289 - assembly["excluded_traces"].as_u64().unwrap() as usize
+            - assembly["stitched_traces"].as_u64().unwrap() as usize
+            + assembly["stitched_lifecycles"].as_u64().unwrap() as usize
+    );
     let templates = ["complex_dag", "diamond_pattern", "hierarchical_tree", "mathematical_sequence"];
     let samples = |category: &str, hop: &str| -> Vec<(String, u64)> {
         let category = report["categories"].as_array().unwrap().iter().find(|c| c["name"] == category).unwrap();
@@ -147,10 +151,16 @@ async fn the_shipped_config_measures_and_validates_tasker_core() {
     assert_eq!(validation["background"]["by_root"]["request"], 438, "434 polls and 4 health checks");
     let breaks = validation["breaks"].as_array().unwrap();
     let found = |before: &str, after: &str| {
-        breaks.iter().find(|b| b["before"] == before && b["after"] == after).unwrap_or_else(|| panic!("{before} → {after} in {breaks:#?}"))
+        breaks
+            .iter()
+            .find(|b| b["before"] == before && b["after"] == after)
+            .unwrap_or_else(|| panic!("{before} → {after} in {breaks:#?}"))
     };
     let to_worker = found("tasker-orchestration send_json_message", "tasker-rust-worker archive_message");
-    assert_eq!((to_worker["count"].as_u64(), to_worker["lifecycles"].as_u64(), to_worker["lifecycles_total"].as_u64()), (Some(805), Some(140), Some(140)));
+    assert_eq!(
+        (to_worker["count"].as_u64(), to_worker["lifecycles"].as_u64(), to_worker["lifecycles_total"].as_u64()),
+        (Some(805), Some(140), Some(140))
+    );
     let back = found("tasker-rust-worker send_json_message", "tasker-orchestration archive_message");
     assert_eq!(back["count"], 823, "805 results and the 18 archived twice");
     let duplicates = validation["duplicates"].as_array().unwrap();
