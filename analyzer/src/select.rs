@@ -150,7 +150,8 @@ impl Selectors {
             && s.attributes.iter().all(|(slot, value)| {
                 let id = t.attributes[*slot][row];
                 match value {
-                    Value::Exact(wanted) => id == *wanted,
+                    // A value that occurs nowhere is NONE, as an absent attribute is: it matches no span.
+                    Value::Exact(wanted) => *wanted != NONE && id == *wanted,
                     Value::Glob(matches) => matches.get(id as usize).copied().unwrap_or(false),
                 }
             })
@@ -162,5 +163,52 @@ pub fn keys_of(selector: &Selector, keys: &mut Vec<String>) {
     keys.extend(selector.attributes.iter().map(|(k, _)| k.clone()));
     if let Some(parent) = &selector.parent {
         keys_of(parent, keys);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use hoptrace_testkit::spans::row;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value as V, AnyValue, KeyValue};
+
+    /// Attribute conditions: exact, a glob, and a value no span carries, which matches no span (not the
+    /// spans without the attribute).
+    #[test]
+    fn attribute_values_match_exactly_or_by_glob_and_an_unseen_value_matches_nothing() {
+        let span = |id: u8, module: Option<&str>| {
+            let mut r = row(1, id);
+            r.attributes = module
+                .map(|m| {
+                    vec![KeyValue {
+                        key: "module".into(),
+                        value: Some(AnyValue { value: Some(V::StringValue(m.into())) }),
+                        ..Default::default()
+                    }]
+                })
+                .unwrap_or_default();
+            r
+        };
+        let rows = [span(1, Some("h2::codec")), span(2, Some("h2::proto")), span(3, Some("app")), span(4, None)];
+        let mut frame = hoptrace_store::to_frame(&rows).unwrap();
+        let table = SpanTable::from_frame(&mut frame, &["module".to_owned()]).unwrap();
+        let matching = |value: &str| -> Vec<usize> {
+            let text = format!(
+                "[[category]]\nname = \"c\"\n[[category.hop]]\nname = \"h\"\nmeasure = \"duration\"\nspan = {{ attributes = {{ module = \"{value}\" }} }}"
+            );
+            let config = Config::parse(&text).unwrap();
+            let crate::config::Measure::Duration(selector) = &config.categories[0].hops[0].measure else {
+                unreachable!()
+            };
+            let mut selectors = Selectors::default();
+            let k = selectors.add(&table, selector);
+            selectors.finish(&table);
+            (0..table.len()).filter(|&r| selectors.matches_own(k, &table, r)).collect()
+        };
+        assert_eq!(matching("app"), [2]);
+        assert_eq!(matching("h2::*"), [0, 1]);
+        assert_eq!(matching("*"), [0, 1, 2]);
+        assert_eq!(matching("grpc"), Vec::<usize>::new());
     }
 }
