@@ -50,6 +50,12 @@ impl Hop {
         HopSpan::start(parent, name.into(), SpanKind::Internal, Vec::new(), None, Vec::new())
     }
 
+    /// [`Hop::internal`] that began at `start`: work timed where the span could not be opened (in an
+    /// embedded VM, say).
+    pub fn internal_at(parent: &Context, name: impl Into<String>, start: SystemTime) -> HopSpan {
+        HopSpan::start(parent, name.into(), SpanKind::Internal, Vec::new(), Some(start), Vec::new())
+    }
+
     /// A database call: `INSERT tasks`, `SELECT workflow_steps`.
     pub fn db(parent: &Context, operation: &str, table: &str) -> HopSpan {
         let attributes = vec![
@@ -194,6 +200,19 @@ impl HopSpan {
     /// Marks the span failed with a description of why.
     pub fn fail(&self, description: impl std::fmt::Display) {
         self.cx.span().set_status(Status::error(description.to_string()));
+    }
+
+    /// Records an exception as the OpenTelemetry semantic conventions do: an `exception` event with its
+    /// type, message and stack trace.
+    pub fn record_exception(&self, kind: &str, message: &str, stacktrace: &str) {
+        self.cx.span().add_event(
+            "exception",
+            vec![
+                KeyValue::new("exception.type", kind.to_owned()),
+                KeyValue::new("exception.message", message.to_owned()),
+                KeyValue::new("exception.stacktrace", stacktrace.to_owned()),
+            ],
+        );
     }
 
     /// Runs `work` with this span as the current context, ends the span after it and records an error

@@ -1,10 +1,12 @@
-# The whole reference stack on this machine: a collector (embedded store), the orchestrator and two
-# workers, exporting their spans to the collector over OTLP/gRPC. Sourced by the demo and the benchmarks.
+# The whole reference stack on this machine: a collector (embedded store), the orchestrator, two workers
+# and a Ruby worker, exporting their spans to the collector over OTLP/gRPC. Sourced by the demo and the
+# benchmarks.
 #   stack_start DATA_DIR LOG_DIR   # needs $DATABASE_URL and $bin (the built binaries)
 #   stack_stop                     # SIGTERM to all, waits
 #   stack_exit                     # stack_stop, then stops a throwaway PostgreSQL scripts/postgres
 #                                  # started; run on EXIT / Ctrl-C by stack_start
-# Ports: collector 4317/4318, orchestration 8080, workers 8081/8082 (overridable via HOPTRACE_*_PORT).
+# Ports: collector 4317/4318, orchestration 8080, workers 8081 and 8083, Ruby worker 8082 (the seed's);
+# overridable via HOPTRACE_*_PORT.
 
 stack_pids=()
 stack_scripts="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,14 +37,19 @@ stack_start() { # DATA_DIR LOG_DIR
   "$bin/orchestration" --listen "127.0.0.1:$api" >"$logs/orchestration.log" 2>&1 &
   stack_pids+=($!)
   stack_wait_http "http://127.0.0.1:$api/health"
-  local i
+  local i port
   for i in 1 2; do
+    port=$((api + 2 * i - 1))
     OTEL_RESOURCE_ATTRIBUTES="service.instance.id=worker-$i" \
-      "$bin/worker" --listen "127.0.0.1:$((api + i))" --concurrency "${HOPTRACE_WORKER_CONCURRENCY:-4}" \
+      "$bin/worker" --listen "127.0.0.1:$port" --concurrency "${HOPTRACE_WORKER_CONCURRENCY:-4}" \
       >"$logs/worker-$i.log" 2>&1 &
     stack_pids+=($!)
   done
-  for i in 1 2; do stack_wait_http "http://127.0.0.1:$((api + i))/health"; done
+  OTEL_RESOURCE_ATTRIBUTES="service.instance.id=ruby-worker-1" \
+    "$bin/ruby-worker" --listen "127.0.0.1:$((api + 2))" --concurrency "${HOPTRACE_WORKER_CONCURRENCY:-4}" \
+    >"$logs/ruby-worker.log" 2>&1 &
+  stack_pids+=($!)
+  for port in $((api + 1)) $((api + 2)) $((api + 3)); do stack_wait_http "http://127.0.0.1:$port/health"; done
   export HOPTRACE_API="http://127.0.0.1:$api"
 }
 

@@ -13,6 +13,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::faults::{self, Delayed};
+use crate::handlers::{Handler, Runtime};
 use crate::queue::{self, Claimed, RESULT_QUEUE, STEP_QUEUE};
 use crate::templates::StepSpec;
 
@@ -86,11 +87,15 @@ fn step_message(
     context: &Value,
     inputs: Value,
 ) -> Value {
+    // The runtime a worker reads its steps by (a Ruby handler runs on the Ruby worker only); the
+    // handler was checked when the task was created.
+    let runtime = Handler::from_name(handler).map_or(Runtime::Rust, |h| h.runtime);
     json!({
         "task_uuid": task_uuid,
         "template": template,
         "step_name": step_name,
         "handler": handler,
+        "runtime": runtime.name(),
         "input": {"context": context, "inputs": inputs},
     })
 }

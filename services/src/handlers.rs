@@ -9,8 +9,18 @@ use uuid::Uuid;
 use hoptrace_instrumentation::Hop;
 use opentelemetry::Context;
 
+/// A step handler: a kind of work, written in one of the workers' languages. Rust handlers are named
+/// after their work (`noop`), Ruby ones with a `ruby_` prefix (`ruby_noop`); each runs only on a worker of
+/// its runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Handler {
+pub struct Handler {
+    pub work: Work,
+    pub runtime: Runtime,
+}
+
+/// What a handler does, the same in either language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work {
     /// Returns at once: what is left of a step is the framework's own cost.
     Noop,
     /// One step of a mathematical sequence: squares the sum of its inputs (modulo a prime).
@@ -19,39 +29,83 @@ pub enum Handler {
     DatabaseQuery,
 }
 
+/// The language a handler is written in, and so the worker that runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Runtime {
+    /// Compiled into the `worker`.
+    Rust,
+    /// Ruby code in `services/ruby/`, run by the `ruby-worker` in its embedded VM.
+    Ruby,
+}
+
+impl Runtime {
+    /// The name step messages carry, which a worker reads its own steps by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Rust => "rust",
+            Runtime::Ruby => "ruby",
+        }
+    }
+}
+
 const MODULUS: u64 = 1_000_000_007;
 
-impl Handler {
-    pub fn from_name(name: &str) -> Option<Handler> {
-        match name {
-            "noop" => Some(Handler::Noop),
-            "simple_calculation" => Some(Handler::SimpleCalculation),
-            "database_query" => Some(Handler::DatabaseQuery),
-            _ => None,
+/// Every handler's name, for messages that list them.
+pub const NAMES: &[&str] =
+    &["noop", "simple_calculation", "database_query", "ruby_noop", "ruby_simple_calculation", "ruby_database_query"];
+
+impl Work {
+    pub fn name(self) -> &'static str {
+        match self {
+            Work::Noop => "noop",
+            Work::SimpleCalculation => "simple_calculation",
+            Work::DatabaseQuery => "database_query",
         }
+    }
+}
+
+impl Handler {
+    pub const fn rust(work: Work) -> Handler {
+        Handler { work, runtime: Runtime::Rust }
+    }
+
+    pub fn from_name(name: &str) -> Option<Handler> {
+        let (runtime, work) = match name.strip_prefix("ruby_") {
+            Some(work) => (Runtime::Ruby, work),
+            None => (Runtime::Rust, name),
+        };
+        let work = match work {
+            "noop" => Work::Noop,
+            "simple_calculation" => Work::SimpleCalculation,
+            "database_query" => Work::DatabaseQuery,
+            _ => return None,
+        };
+        Some(Handler { work, runtime })
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Handler::Noop => "noop",
-            Handler::SimpleCalculation => "simple_calculation",
-            Handler::DatabaseQuery => "database_query",
+        match (self.runtime, self.work) {
+            (Runtime::Rust, work) => work.name(),
+            (Runtime::Ruby, Work::Noop) => "ruby_noop",
+            (Runtime::Ruby, Work::SimpleCalculation) => "ruby_simple_calculation",
+            (Runtime::Ruby, Work::DatabaseQuery) => "ruby_database_query",
         }
     }
 
-    /// Runs the handler on a step's input: `{"context": task context, "inputs": {dependency: result}}`.
-    /// `context.handler_delay_ms` makes every step take that much longer (a slow handler, on purpose).
+    /// Runs a Rust handler on a step's input: `{"context": task context, "inputs": {dependency:
+    /// result}}`. `context.handler_delay_ms` makes every step take that much longer (a slow handler, on
+    /// purpose). Ruby handlers run in the Ruby worker's VM ([`crate::ruby`]).
     pub async fn run(self, pool: &PgPool, task_uuid: Uuid, input: &Value) -> Result<Value, String> {
         if let Some(delay) = input["context"].get("handler_delay_ms").and_then(Value::as_u64) {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        match self {
-            Handler::Noop => Ok(json!({})),
-            Handler::SimpleCalculation => {
+        match self.work {
+            Work::Noop => Ok(json!({})),
+            Work::SimpleCalculation => {
                 let sum = sequence_input(input)?;
                 Ok(json!({ "value": sum * sum % MODULUS }))
             }
-            Handler::DatabaseQuery => {
+            Work::DatabaseQuery => {
                 let span = Hop::db(&Context::current(), "SELECT", "step_transitions");
                 let (transitions, steps_done) = span
                     .run(
@@ -91,6 +145,17 @@ fn sequence_input(input: &Value) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_pick_the_work_and_the_runtime() {
+        for name in NAMES {
+            assert_eq!(Handler::from_name(name).unwrap().name(), *name);
+        }
+        assert_eq!(Handler::from_name("ruby_noop"), Some(Handler { work: Work::Noop, runtime: Runtime::Ruby }));
+        assert_eq!(Handler::from_name("noop"), Some(Handler::rust(Work::Noop)));
+        assert_eq!(Handler::from_name("ruby_"), None);
+        assert_eq!(Handler::from_name("python_noop"), None);
+    }
 
     #[test]
     fn a_sequence_squares_the_sum_of_its_inputs() {

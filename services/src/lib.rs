@@ -1,6 +1,7 @@
 //! The reference workflow system hoptrace measures: an orchestrator (HTTP API, ready-step discovery,
 //! result processing, task completion), workers that claim steps from a PGMQ queue and run their
-//! handlers, and a load generator for the six benchmark categories.
+//! handlers (in Rust, or in Ruby on the Ruby worker), and a load generator for the six benchmark
+//! categories.
 //!
 //! Work crosses processes only through PostgreSQL: a PGMQ message (its `headers` carry the trace context)
 //! announced by a `pg_notify` event (its payload carries the trace context too). Every hop opens its span
@@ -13,6 +14,7 @@ pub mod handlers;
 pub mod loadgen;
 pub mod orchestration;
 pub mod queue;
+pub mod ruby;
 pub mod service;
 pub mod templates;
 pub mod worker;

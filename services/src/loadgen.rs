@@ -80,7 +80,8 @@ fn variants(scenario: &str) -> Option<Vec<Variant>> {
             .map(|h| v("linear_3", json!({"handler": h, "value": 6})))
             .collect(),
         "e2e_latency" => ["linear_3", "diamond_4", "tree_7"].into_iter().map(|t| v(t, json!({"value": 6}))).collect(),
-        "handler_overhead" => ["noop", "simple_calculation"]
+        // The same work in Rust and in Ruby (the Ruby worker runs the `ruby_` handlers).
+        "handler_overhead" => ["noop", "simple_calculation", "ruby_noop", "ruby_simple_calculation"]
             .into_iter()
             .map(|h| v("linear_3", json!({"handler": h, "value": 6})))
             .collect(),

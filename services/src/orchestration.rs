@@ -49,6 +49,7 @@ pub async fn run(pool: PgPool, settings: Settings, stop: watch::Receiver<bool>) 
             tokio::spawn(queue::consume(
                 pool.clone(),
                 RESULT_QUEUE,
+                serde_json::json!({}),
                 settings.timing,
                 wake.clone(),
                 stop.clone(),

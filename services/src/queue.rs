@@ -119,17 +119,24 @@ const MESSAGE_ATTRIBUTES: [(&str, &str); 4] = [
     ("handler", "step.handler"),
 ];
 
-/// Reads one message from `queue`, hiding it from other readers for `visibility_timeout`.
-pub async fn claim(pool: &PgPool, queue: Queue, visibility_timeout: Duration) -> Result<Option<Claimed>, sqlx::Error> {
+/// Reads one message from `queue` that contains `only` (PGMQ's conditional read: `message @> only`; `{}`
+/// for any), hiding it from other readers for `visibility_timeout`.
+pub async fn claim(
+    pool: &PgPool,
+    queue: Queue,
+    visibility_timeout: Duration,
+    only: &Value,
+) -> Result<Option<Claimed>, sqlx::Error> {
     // The claim is the read itself: waiting for a pooled connection (or opening one) comes before it, and
     // may begin before the message was even sent.
     let mut conn = pool.acquire().await?;
     let read_started = SystemTime::now();
     let row = sqlx::query_as::<_, (i64, i32, Value, Option<Value>)>(
-        "SELECT msg_id, read_ct, message, headers FROM pgmq.read($1, $2, 1)",
+        "SELECT msg_id, read_ct, message, headers FROM pgmq.read($1, $2, 1, $3)",
     )
     .bind(queue.name)
     .bind(visibility_timeout.as_secs().max(1) as i32)
+    .bind(only)
     .fetch_optional(&mut *conn)
     .await?;
     drop(conn);
@@ -163,6 +170,12 @@ pub async fn settle<'c>(
 ) -> Result<(), sqlx::Error> {
     let span = Hop::settle(parent, Messaging::Pgmq, queue.name, message_id);
     span.run(sqlx::query("SELECT pgmq.delete($1, $2)").bind(queue.name).bind(message_id).execute(db)).await.map(drop)
+}
+
+/// Makes a claimed message visible again now, for any reader to claim: a step given up here is retried
+/// wherever a worker is free.
+pub async fn release(pool: &PgPool, queue: Queue, message_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM pgmq.set_vt($1, $2, 0)").bind(queue.name).bind(message_id).execute(pool).await.map(drop)
 }
 
 /// Listens on `queue`'s channel until `stop`: each event becomes a reception span (a child of the
@@ -231,11 +244,13 @@ pub async fn start_listener(
     Ok(listener)
 }
 
-/// Claims messages from `queue` one at a time and hands each to `handle`; when the queue is empty, waits
-/// for an event, the poll interval or `stop`. Returns once `stop` is set (after the message in hand).
+/// Claims messages from `queue` (those containing `only`) one at a time and hands each to `handle`; when
+/// none is there, waits for an event, the poll interval or `stop`. Returns once `stop` is set (after the
+/// message in hand).
 pub async fn consume<F, Fut>(
     pool: PgPool,
     queue: Queue,
+    only: Value,
     timing: QueueTiming,
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
@@ -245,7 +260,7 @@ pub async fn consume<F, Fut>(
     Fut: std::future::Future<Output = ()>,
 {
     while !*stop.borrow() {
-        match claim(&pool, queue, timing.visibility_timeout).await {
+        match claim(&pool, queue, timing.visibility_timeout, &only).await {
             Ok(Some(claimed)) => handle(claimed).await,
             Ok(None) => idle(&wake, timing.poll_interval, &mut stop).await,
             Err(err) => {

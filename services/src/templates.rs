@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::handlers::Handler;
+use crate::handlers::{self, Handler, Work};
 
 /// The templates the orchestrator accepts.
 pub const TEMPLATES: &[&str] = &["linear_3", "diamond_4", "tree_7", "linear_10", "linear_50"];
@@ -19,7 +19,7 @@ pub struct StepSpec {
 pub enum TemplateError {
     #[error("unknown template {0:?}; known templates: linear_3, diamond_4, tree_7, linear_10, linear_50")]
     UnknownTemplate(String),
-    #[error("context.handler {0:?} is not a handler; handlers: noop, simple_calculation, database_query")]
+    #[error("context.handler {0:?} is not a handler; handlers: {names}", names = handlers::NAMES.join(", "))]
     UnknownHandler(String),
     #[error("context.handler must be a string")]
     HandlerNotAString,
@@ -29,7 +29,7 @@ pub enum TemplateError {
 /// (`linear_*` is a mathematical sequence of `simple_calculation` steps).
 pub fn steps(template: &str, context: &Value) -> Result<Vec<StepSpec>, TemplateError> {
     let handler = match context.get("handler") {
-        None => Handler::SimpleCalculation,
+        None => Handler::rust(Work::SimpleCalculation),
         Some(Value::String(name)) => {
             Handler::from_name(name).ok_or_else(|| TemplateError::UnknownHandler(name.clone()))?
         }
@@ -95,7 +95,9 @@ mod tests {
     #[test]
     fn the_context_picks_the_handler_and_bad_input_is_named() {
         let steps = steps("diamond_4", &json!({"handler": "noop"})).unwrap();
-        assert!(steps.iter().all(|s| s.handler == Handler::Noop));
+        assert!(steps.iter().all(|s| s.handler == Handler::rust(Work::Noop)));
+        let ruby = super::steps("linear_3", &json!({"handler": "ruby_noop"})).unwrap();
+        assert!(ruby.iter().all(|s| s.handler.runtime == handlers::Runtime::Ruby));
         assert_eq!(super::steps("linear_4", &json!({})), Err(TemplateError::UnknownTemplate("linear_4".into())));
         assert_eq!(
             super::steps("linear_3", &json!({"handler": "ruby"})),

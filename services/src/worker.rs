@@ -1,7 +1,10 @@
-//! The worker: claims steps from the step queue, runs their handlers and sends the results back.
+//! The worker: claims steps from the step queue, runs their handlers and sends the results back. The
+//! `worker` runs the Rust handlers, the `ruby-worker` the Ruby ones in its embedded VM ([`crate::ruby`]);
+//! each claims only the steps of its runtime (PGMQ's conditional read on the message's `runtime`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::Response;
@@ -9,7 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use hoptrace_instrumentation::hop::Messaging;
 use hoptrace_instrumentation::Hop;
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceState};
+use opentelemetry::trace::{FutureExt as _, SpanContext, SpanId, TraceContextExt, TraceFlags, TraceState};
 use opentelemetry::{Context, KeyValue};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -17,35 +20,83 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use crate::faults::{self, Delayed, Fault};
-use crate::handlers::Handler;
+use crate::handlers::{Handler, Runtime};
 use crate::queue::{self, Claimed, QueueTiming, RESULT_QUEUE, STEP_QUEUE};
+use crate::ruby::{self, RubyVm};
 use crate::service;
 
-#[derive(Clone, Debug)]
-pub struct Settings {
-    pub listen: SocketAddr,
-    /// Steps run at once.
+/// The flags both workers take.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Flags {
+    /// Address of the health endpoint [default: 127.0.0.1:8081 for the worker, :8082 for the Ruby worker].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Steps run at once (in the Ruby worker, handler bodies still run one at a time: one VM, one lock).
+    #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    #[command(flatten)]
     pub timing: QueueTiming,
+    /// How long a handler may run; one that runs longer is interrupted and its step given back to the
+    /// queue for any worker to retry.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub step_timeout: Duration,
+    /// Attempts of a step before a timed-out one fails instead of being retried.
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: u32,
+}
+
+/// Where a worker's handlers run.
+#[derive(Clone)]
+pub enum Executor {
+    Rust,
+    Ruby(RubyVm),
+}
+
+impl Executor {
+    pub fn runtime(&self) -> Runtime {
+        match self {
+            Executor::Rust => Runtime::Rust,
+            Executor::Ruby(_) => Runtime::Ruby,
+        }
+    }
+}
+
+/// A worker binary's `main`: `service` is its name in telemetry, `listen` its default address.
+pub async fn main(service: &'static str, listen: SocketAddr, flags: Flags, executor: Executor) -> anyhow::Result<()> {
+    if flags.step_timeout >= flags.timing.visibility_timeout {
+        anyhow::bail!(
+            "--step-timeout ({}) must be shorter than --visibility-timeout ({}): a step still running would \
+             be delivered again",
+            humantime::format_duration(flags.step_timeout),
+            humantime::format_duration(flags.timing.visibility_timeout)
+        );
+    }
+    let started = service::start(service, flags.concurrency as u32 * 2 + 2).await?;
+    let flags = Flags { listen: Some(flags.listen.unwrap_or(listen)), ..flags };
+    run(started.pool, flags, executor, started.stop).await?;
+    started.telemetry.shutdown();
+    Ok(())
 }
 
 /// Runs `concurrency` claim loops and the health endpoint until `stop` is set; steps in flight finish.
-pub async fn run(pool: PgPool, settings: Settings, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(pool: PgPool, flags: Flags, executor: Executor, stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let wake = Arc::new(Notify::new());
     let listener = queue::start_listener(&pool, STEP_QUEUE, wake.clone(), stop.clone()).await?;
-    let loops: Vec<_> = (0..settings.concurrency.max(1))
+    let only = json!({ "runtime": executor.runtime().name() });
+    let loops: Vec<_> = (0..flags.concurrency.max(1))
         .map(|_| {
-            let pool = pool.clone();
+            let (pool, flags, executor) = (pool.clone(), flags.clone(), executor.clone());
             tokio::spawn(queue::consume(
                 pool.clone(),
                 STEP_QUEUE,
-                settings.timing,
+                only.clone(),
+                flags.timing,
                 wake.clone(),
                 stop.clone(),
                 move |claimed| {
-                    let pool = pool.clone();
+                    let (pool, flags, executor) = (pool.clone(), flags.clone(), executor.clone());
                     async move {
-                        if let Err(err) = execute_step(&pool, claimed).await {
+                        if let Err(err) = execute_step(&pool, &flags, &executor, claimed).await {
                             // Unsettled, the step is redelivered after its visibility timeout.
                             tracing::warn!("executing a step: {err}");
                         }
@@ -54,9 +105,10 @@ pub async fn run(pool: PgPool, settings: Settings, stop: watch::Receiver<bool>) 
             ))
         })
         .collect();
-    let what = format!("worker with {} claim loops,", loops.len());
+    let what = format!("{} worker with {} claim loops,", executor.runtime().name(), loops.len());
     let health = Router::new().route("/health", get(health)).with_state(pool);
-    service::serve(&what, settings.listen, health, stop).await?;
+    let listen = flags.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081)));
+    service::serve(&what, listen, health, stop).await?;
     for claim_loop in loops {
         let _ = claim_loop.await;
     }
@@ -68,9 +120,19 @@ async fn health(State(pool): State<PgPool>) -> Response {
     service::database_health(&pool).await
 }
 
+/// What came of running a step's handler.
+enum Outcome {
+    Output(Value),
+    Failed(String),
+    /// Interrupted at the step timeout.
+    TimedOut,
+}
+
 /// Runs one claimed step: handler, result sent to the result queue, step message deleted. A result is
-/// sent before the step is deleted, so a crash between the two repeats a result, never loses one.
-async fn execute_step(pool: &PgPool, claimed: Claimed) -> Result<(), sqlx::Error> {
+/// sent before the step is deleted, so a crash between the two repeats a result, never loses one. A
+/// handler that times out sends nothing: its step goes back to the queue for any worker, until the last
+/// attempt, which fails it.
+async fn execute_step(pool: &PgPool, flags: &Flags, executor: &Executor, claimed: Claimed) -> Result<(), sqlx::Error> {
     let producer = if faults::active(Fault::WorkerDropsContext) { Context::new() } else { claimed.producer.clone() };
     let process = Hop::process(&producer, Messaging::Pgmq, STEP_QUEUE.name, claimed.message_id);
     let cx = process.context().clone();
@@ -90,24 +152,87 @@ async fn execute_step(pool: &PgPool, claimed: Claimed) -> Result<(), sqlx::Error
         return queue::settle(pool, &cx, STEP_QUEUE, claimed.message_id).await;
     };
     process.set_attribute(KeyValue::new("task.uuid", task_uuid.to_string()));
+    if handler.runtime != executor.runtime() {
+        // Its message names another runtime than the handler does: not for this worker to run.
+        process.fail(format!("{handler_name} does not run on the {} worker", executor.runtime().name()));
+        return queue::release(pool, STEP_QUEUE, claimed.message_id).await;
+    }
 
     let execute_parent = if faults::active(Fault::OrphanSpan) { never_sent_parent(&cx) } else { cx.clone() };
-    let execute = Hop::internal(&execute_parent, format!("execute {}", handler.name()));
+    let outcome = match executor {
+        Executor::Rust => {
+            run_rust(pool, flags, handler, step_name, task_uuid, &message["input"], &execute_parent).await
+        }
+        Executor::Ruby(vm) => {
+            let call = ruby::Call {
+                handler,
+                step_name: step_name.to_owned(),
+                task_uuid,
+                input: message["input"].clone(),
+                timeout: flags.step_timeout,
+                parent: execute_parent,
+                pool: pool.clone(),
+            };
+            match vm.call(call).await {
+                Ok(output) => Outcome::Output(output),
+                Err(ruby::Failure::Timeout) => Outcome::TimedOut,
+                Err(failure) => Outcome::Failed(failure.describe()),
+            }
+        }
+    };
+    let failed = |error: String| json!({ "task_uuid": task_uuid, "step_name": step_name, "error": error });
+    let result = match outcome {
+        Outcome::Output(output) => json!({ "task_uuid": task_uuid, "step_name": step_name, "result": output }),
+        Outcome::Failed(error) => failed(error),
+        Outcome::TimedOut if (claimed.read_count as u32) < flags.max_attempts => {
+            process.fail("the handler ran past the step timeout: given back to the queue");
+            tracing::warn!(
+                "step {step_name} of task {task_uuid} ran past {}: given back for attempt {}",
+                humantime::format_duration(flags.step_timeout),
+                claimed.read_count + 1
+            );
+            return queue::release(pool, STEP_QUEUE, claimed.message_id).await;
+        }
+        Outcome::TimedOut => failed(format!(
+            "the handler ran past the step timeout ({}) in each of {} attempts",
+            humantime::format_duration(flags.step_timeout),
+            claimed.read_count
+        )),
+    };
+    send_result(pool, &cx, &result).await?;
+    queue::settle(pool, &cx, STEP_QUEUE, claimed.message_id).await
+}
+
+/// A Rust handler under its `execute` span, bounded by the step timeout.
+async fn run_rust(
+    pool: &PgPool,
+    flags: &Flags,
+    handler: Handler,
+    step_name: &str,
+    task_uuid: Uuid,
+    input: &Value,
+    parent: &Context,
+) -> Outcome {
+    let execute = Hop::internal(parent, format!("execute {}", handler.name()));
     execute.set_attribute(KeyValue::new("step.handler", handler.name()));
     execute.set_attribute(KeyValue::new("step.name", step_name.to_owned()));
     let run = async {
         if let Some(delay) = faults::delay(Delayed::Handler) {
             tokio::time::sleep(delay).await;
         }
-        handler.run(pool, task_uuid, &message["input"]).await
+        handler.run(pool, task_uuid, input).await
     };
-    let outcome = execute.run(run).await;
-    let result = match outcome {
-        Ok(output) => json!({ "task_uuid": task_uuid, "step_name": step_name, "result": output }),
-        Err(error) => json!({ "task_uuid": task_uuid, "step_name": step_name, "error": error }),
-    };
-    send_result(pool, &cx, &result).await?;
-    queue::settle(pool, &cx, STEP_QUEUE, claimed.message_id).await
+    match tokio::time::timeout(flags.step_timeout, run.with_context(execute.context().clone())).await {
+        Ok(Ok(output)) => Outcome::Output(output),
+        Ok(Err(error)) => {
+            execute.fail(&error);
+            Outcome::Failed(error)
+        }
+        Err(_) => {
+            execute.fail("the handler ran past the step timeout");
+            Outcome::TimedOut
+        }
+    }
 }
 
 /// A context whose span is in this trace but is never exported (the `orphan_span` fault).

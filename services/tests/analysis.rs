@@ -42,6 +42,7 @@ async fn every_category_is_measured_and_a_step_cycle_adds_up() {
     let workers = [
         Service::start(WORKER, &[], &db, &sink.grpc_endpoint, "worker-1"),
         Service::start(WORKER, &[], &db, &sink.grpc_endpoint, "worker-2"),
+        Service::start(RUBY_WORKER, &[], &db, &sink.grpc_endpoint, "ruby-worker-1"),
     ];
     loadgen(
         &api,

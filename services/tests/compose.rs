@@ -19,6 +19,7 @@ fn binary(name: &str) -> PathBuf {
     match name {
         "orchestration" => env!("CARGO_BIN_EXE_orchestration").into(),
         "worker" => env!("CARGO_BIN_EXE_worker").into(),
+        "ruby-worker" => env!("CARGO_BIN_EXE_ruby-worker").into(),
         "loadgen" => env!("CARGO_BIN_EXE_loadgen").into(),
         other => harness::workspace_binary(other),
     }
@@ -106,7 +107,7 @@ fn the_compose_stack_names_only_binaries_flags_and_ports_that_exist() {
             );
         }
     }
-    assert_eq!(built, 6, "collector, orchestration, two workers, loadgen, analyzer");
+    assert_eq!(built, 7, "collector, orchestration, two workers, a Ruby worker, loadgen, analyzer");
 
     // Who talks to whom: each address names a service and a port it listens on.
     let collector = |flag: &str| listening[&("collector".to_owned(), flag.to_owned())];
@@ -129,7 +130,7 @@ fn the_compose_stack_names_only_binaries_flags_and_ports_that_exist() {
     assert!(names.contains(&host_port(forward).0.as_str()), "the collector forwards to a service of the stack");
 
     // The Dockerfile's default commands use real flags too.
-    for target in ["collector", "orchestration", "worker"] {
+    for target in ["collector", "orchestration", "worker", "ruby-worker"] {
         let stage = dockerfile.split(&format!("FROM runtime AS {target}\n")).nth(1).unwrap();
         let cmd = stage.lines().find(|l| l.starts_with("CMD ")).unwrap();
         let known = flags(target, None);

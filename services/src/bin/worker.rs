@@ -1,10 +1,9 @@
-//! `worker`: claims workflow steps from the step queue and runs their handlers.
+//! `worker`: claims workflow steps whose handlers are Rust from the step queue and runs them.
 
 use std::net::SocketAddr;
 
 use clap::Parser;
-use hoptrace_services::queue::QueueTiming;
-use hoptrace_services::{service, worker};
+use hoptrace_services::worker::{self, Executor, Flags};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -13,22 +12,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
-    /// Address of the health endpoint.
-    #[arg(long, default_value = "127.0.0.1:8081")]
-    listen: SocketAddr,
-    /// Steps run at once.
-    #[arg(long, default_value_t = 4)]
-    concurrency: usize,
     #[command(flatten)]
-    timing: QueueTiming,
+    flags: Flags,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let service = service::start("worker", args.concurrency as u32 * 2 + 2).await?;
-    let settings = worker::Settings { listen: args.listen, concurrency: args.concurrency, timing: args.timing };
-    worker::run(service.pool, settings, service.stop).await?;
-    service.telemetry.shutdown();
-    Ok(())
+    let flags = Args::parse().flags;
+    worker::main("worker", SocketAddr::from(([127, 0, 0, 1], 8081)), flags, Executor::Rust).await
 }

@@ -158,6 +158,7 @@ pub fn read(store: &std::path::Path) -> Vec<SpanRecord> {
 
 pub const ORCHESTRATION: &str = env!("CARGO_BIN_EXE_orchestration");
 pub const WORKER: &str = env!("CARGO_BIN_EXE_worker");
+pub const RUBY_WORKER: &str = env!("CARGO_BIN_EXE_ruby-worker");
 pub const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
 
 /// A binary of another workspace crate (`analyzer`, `collector`), built beside the services' (`cargo test
@@ -192,8 +193,12 @@ pub async fn create_task(
 
 /// Waits (up to 30 s) for the task to finish, checks that it completed, and returns its view.
 pub async fn wait_finished(client: &reqwest::Client, api: &Service, task: &str) -> serde_json::Value {
-    let view: serde_json::Value =
-        client.get(api.url(&format!("/v1/tasks/{task}?wait_ms=30000"))).send().await.unwrap().json().await.unwrap();
+    let view = wait_done(client, api, task).await;
     assert_eq!(view["status"], "complete", "task {task}: {view}");
     view
+}
+
+/// Waits (up to 30 s) for the task to finish, completed or failed, and returns its view.
+pub async fn wait_done(client: &reqwest::Client, api: &Service, task: &str) -> serde_json::Value {
+    client.get(api.url(&format!("/v1/tasks/{task}?wait_ms=30000"))).send().await.unwrap().json().await.unwrap()
 }
