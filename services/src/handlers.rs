@@ -101,10 +101,7 @@ impl Handler {
         }
         match self.work {
             Work::Noop => Ok(json!({})),
-            Work::SimpleCalculation => {
-                let sum = sequence_input(input)?;
-                Ok(json!({ "value": sum * sum % MODULUS }))
-            }
+            Work::SimpleCalculation => simple_calculation(input),
             Work::DatabaseQuery => {
                 let span = Hop::db(&Context::current(), "SELECT", "step_transitions");
                 let (transitions, steps_done) = span
@@ -122,6 +119,12 @@ impl Handler {
             }
         }
     }
+}
+
+/// The `simple_calculation` handler's work: the square of the step's starting value.
+pub fn simple_calculation(input: &Value) -> Result<Value, String> {
+    let sum = sequence_input(input)?;
+    Ok(json!({ "value": sum * sum % MODULUS }))
 }
 
 /// The value a sequence step starts from: the sum of its dependencies' values, or the task's
