@@ -37,12 +37,19 @@ pub struct Flags {
     #[command(flatten)]
     pub timing: QueueTiming,
     /// How long a handler may run; one that runs longer is interrupted and its step given back to the
-    /// queue for any worker to retry.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub step_timeout: Duration,
+    /// queue for any worker to retry [default: 10s, or ¾ of the visibility timeout when that is shorter].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub step_timeout: Option<Duration>,
     /// Attempts of a step before a timed-out one fails instead of being retried.
     #[arg(long, default_value_t = 3)]
     pub max_attempts: u32,
+}
+
+impl Flags {
+    /// The step timeout, given or by default.
+    pub fn timeout(&self) -> Duration {
+        self.step_timeout.unwrap_or(Duration::from_secs(10).min(self.timing.visibility_timeout * 3 / 4))
+    }
 }
 
 /// Where a worker's handlers run.
@@ -63,11 +70,12 @@ impl Executor {
 
 /// A worker binary's `main`: `service` is its name in telemetry, `listen` its default address.
 pub async fn main(service: &'static str, listen: SocketAddr, flags: Flags, executor: Executor) -> anyhow::Result<()> {
-    if flags.step_timeout >= flags.timing.visibility_timeout {
+    let step_timeout = flags.timeout();
+    if step_timeout >= flags.timing.visibility_timeout {
         anyhow::bail!(
             "--step-timeout ({}) must be shorter than --visibility-timeout ({}): a step still running would \
              be delivered again",
-            humantime::format_duration(flags.step_timeout),
+            humantime::format_duration(step_timeout),
             humantime::format_duration(flags.timing.visibility_timeout)
         );
     }
@@ -169,7 +177,7 @@ async fn execute_step(pool: &PgPool, flags: &Flags, executor: &Executor, claimed
                 step_name: step_name.to_owned(),
                 task_uuid,
                 input: message["input"].clone(),
-                timeout: flags.step_timeout,
+                timeout: flags.timeout(),
                 parent: execute_parent,
                 pool: pool.clone(),
             };
@@ -188,14 +196,14 @@ async fn execute_step(pool: &PgPool, flags: &Flags, executor: &Executor, claimed
             process.fail("the handler ran past the step timeout: given back to the queue");
             tracing::warn!(
                 "step {step_name} of task {task_uuid} ran past {}: given back for attempt {}",
-                humantime::format_duration(flags.step_timeout),
+                humantime::format_duration(flags.timeout()),
                 claimed.read_count + 1
             );
             return queue::release(pool, STEP_QUEUE, claimed.message_id).await;
         }
         Outcome::TimedOut => failed(format!(
             "the handler ran past the step timeout ({}) in each of {} attempts",
-            humantime::format_duration(flags.step_timeout),
+            humantime::format_duration(flags.timeout()),
             claimed.read_count
         )),
     };
@@ -222,7 +230,7 @@ async fn run_rust(
         }
         handler.run(pool, task_uuid, input).await
     };
-    match tokio::time::timeout(flags.step_timeout, run.with_context(execute.context().clone())).await {
+    match tokio::time::timeout(flags.timeout(), run.with_context(execute.context().clone())).await {
         Ok(Ok(output)) => Outcome::Output(output),
         Ok(Err(error)) => {
             execute.fail(&error);
