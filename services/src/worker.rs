@@ -50,6 +50,24 @@ impl Flags {
     pub fn timeout(&self) -> Duration {
         self.step_timeout.unwrap_or(Duration::from_secs(10).min(self.timing.visibility_timeout * 3 / 4))
     }
+
+    /// Refuses a step timeout that a claim would not outlast: the step would be delivered again while
+    /// it still runs.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let (step, visibility) = (self.timeout(), self.timing.visibility_timeout);
+        if step >= visibility {
+            anyhow::bail!(
+                "--step-timeout ({}) must be shorter than --visibility-timeout ({}): a step still running \
+                 would be delivered again",
+                humantime::format_duration(step),
+                humantime::format_duration(visibility)
+            );
+        }
+        if self.max_attempts == 0 {
+            anyhow::bail!("--max-attempts must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 /// Where a worker's handlers run.
@@ -70,15 +88,7 @@ impl Executor {
 
 /// A worker binary's `main`: `service` is its name in telemetry, `listen` its default address.
 pub async fn main(service: &'static str, listen: SocketAddr, flags: Flags, executor: Executor) -> anyhow::Result<()> {
-    let step_timeout = flags.timeout();
-    if step_timeout >= flags.timing.visibility_timeout {
-        anyhow::bail!(
-            "--step-timeout ({}) must be shorter than --visibility-timeout ({}): a step still running would \
-             be delivered again",
-            humantime::format_duration(step_timeout),
-            humantime::format_duration(flags.timing.visibility_timeout)
-        );
-    }
+    flags.check()?;
     let started = service::start(service, flags.concurrency as u32 * 2 + 2).await?;
     let flags = Flags { listen: Some(flags.listen.unwrap_or(listen)), ..flags };
     run(started.pool, flags, executor, started.stop).await?;
@@ -253,4 +263,34 @@ fn never_sent_parent(cx: &Context) -> Context {
 async fn send_result(pool: &PgPool, cx: &Context, result: &Value) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     queue::send(&mut conn, cx, RESULT_QUEUE, result).await.map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        flags: Flags,
+    }
+
+    fn flags(args: &[&str]) -> Flags {
+        Args::parse_from(std::iter::once("worker").chain(args.iter().copied())).flags
+    }
+
+    #[test]
+    fn the_step_timeout_defaults_below_the_visibility_timeout_and_must_stay_there() {
+        assert_eq!(flags(&[]).timeout(), Duration::from_secs(10));
+        assert_eq!(flags(&["--visibility-timeout", "2s"]).timeout(), Duration::from_millis(1500));
+        assert!(flags(&["--visibility-timeout", "2s"]).check().is_ok());
+        let too_long = flags(&["--step-timeout", "30s"]).check().unwrap_err().to_string();
+        assert_eq!(
+            too_long,
+            "--step-timeout (30s) must be shorter than --visibility-timeout (30s): a step still running would be \
+             delivered again"
+        );
+        assert!(flags(&["--max-attempts", "0"]).check().unwrap_err().to_string().contains("at least 1"));
+    }
 }
