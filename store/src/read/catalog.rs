@@ -389,8 +389,13 @@ impl SegmentFacts {
             };
             let mut runs: Vec<std::ops::Range<usize>> = wanted.iter().flat_map(|id| traces.rows(id)).collect();
             runs.sort_by_key(|r| r.start);
+            // Every column but the link span ids, a copy of what `links` holds that no span record reads.
+            let columns: Vec<&str> = (self.metadata.schema().fields().iter())
+                .map(|field| field.name())
+                .filter(|&name| name != schema::LINK_SPAN_IDS)
+                .collect();
             for run in runs {
-                let rows = self.read_rows(&[], Some((rg.offset + run.start, run.len())))?;
+                let rows = self.read_rows(&columns, Some((rg.offset + run.start, run.len())))?;
                 // A fingerprint shared with another trace, or rows outside the range, are dropped here.
                 let ids = rows.column(schema::TRACE_ID)?.binary()?;
                 let starts = rows.column(schema::START_TIME)?.u64()?;
