@@ -171,9 +171,17 @@ async fn execute_step(pool: &PgPool, flags: &Flags, executor: &Executor, claimed
     };
     process.set_attribute(KeyValue::new("task.uuid", task_uuid.to_string()));
     if handler.runtime != executor.runtime() {
-        // Its message names another runtime than the handler does: not for this worker to run.
-        process.fail(format!("{handler_name} does not run on the {} worker", executor.runtime().name()));
-        return queue::release(pool, STEP_QUEUE, claimed.message_id).await;
+        // The message names another runtime than its handler's (the orchestrator derives one from the
+        // other, so it was not sent by it): no worker would ever claim it for the right runtime.
+        let error = format!(
+            "{handler_name} runs on the {} worker, but its message was addressed to {} workers",
+            handler.runtime.name(),
+            executor.runtime().name()
+        );
+        process.fail(&error);
+        let result = json!({ "task_uuid": task_uuid, "step_name": step_name, "error": error });
+        send_result(pool, &cx, &result).await?;
+        return queue::settle(pool, &cx, STEP_QUEUE, claimed.message_id).await;
     }
 
     let execute_parent = if faults::active(Fault::OrphanSpan) { never_sent_parent(&cx) } else { cx.clone() };
