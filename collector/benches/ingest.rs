@@ -199,6 +199,70 @@ async fn load(
     counts
 }
 
+/// Offers `spans` spans at `rate` spans/s, whatever the target makes of them: `senders` senders, each on
+/// its own schedule of batches (a sender behind schedule sends at once, so the offer does not shrink when
+/// the target is slow; the phase takes longer instead). Returns the counts and the wall time.
+async fn offer(
+    proto: Proto,
+    addr: &str,
+    senders: usize,
+    rate: f64,
+    spans: u64,
+    tpl: Arc<Template>,
+    seq: Arc<AtomicU64>,
+) -> (Arc<Counts>, f64) {
+    let counts = Arc::new(Counts::default());
+    let batches = spans.div_ceil(SPANS_PER_BATCH as u64);
+    let interval = Duration::from_secs_f64(SPANS_PER_BATCH as f64 / rate);
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..senders as u64 {
+        let (tpl, seq, counts, addr) = (tpl.clone(), seq.clone(), counts.clone(), addr.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+            let mut grpc = tonic::client::Grpc::new(channel);
+            let path = http::uri::PathAndQuery::from_static(EXPORT_PATH);
+            let mut i = k;
+            while i < batches {
+                tokio::time::sleep_until(start + interval * i as u32).await;
+                let body = tpl.instance(seq.fetch_add(1, Relaxed));
+                let ok = match proto {
+                    Proto::Grpc => {
+                        grpc.ready().await.is_ok()
+                            && grpc.unary(tonic::Request::new(body), path.clone(), RawCodec).await.is_ok()
+                    }
+                    Proto::Http => http
+                        .post(format!("http://{addr}/v1/traces"))
+                        .header("content-type", "application/x-protobuf")
+                        .body(body)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success()),
+                };
+                if ok {
+                    counts.ok_spans.fetch_add(SPANS_PER_BATCH as u64, Relaxed);
+                } else {
+                    counts.failed.fetch_add(1, Relaxed);
+                }
+                i += senders as u64;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (counts, start.elapsed().as_secs_f64())
+}
+
+/// Median and range of `values`.
+fn spread(values: &mut [f64]) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let median = if n % 2 == 1 { values[n / 2] } else { (values[n / 2 - 1] + values[n / 2]) / 2.0 };
+    (median, values[0], values[n - 1])
+}
+
 /// utime + stime of a process, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -360,15 +424,16 @@ async fn main() {
         _ => {}
     }
     let mut per_cpu = std::collections::HashMap::new();
+    let mut saturated = Vec::new();
     println!(
         "{:<20} {:<5} {:>12} {:>16} {:>9} {:>8}",
         "target", "proto", "spans/s", "spans/CPU-s", "refused", "failed"
     );
-    for t in targets {
+    for t in &targets {
         wait_for_port(t.grpc.rsplit(':').next().unwrap().parse().unwrap()).await;
         wait_for_port(t.http.rsplit(':').next().unwrap().parse().unwrap()).await;
         for proto in [Proto::Http, Proto::Grpc] {
-            let p = phase(&t, proto, concurrency, duration, &tpl, &seq).await;
+            let p = phase(t, proto, concurrency, duration, &tpl, &seq).await;
             let label = if proto == Proto::Grpc { "grpc" } else { "http" };
             println!(
                 "{:<20} {:<5} {:>12.0} {:>16.0} {:>9} {:>8}   RSS now {:.0} MiB",
@@ -381,7 +446,16 @@ async fn main() {
                 status_kib(t.child.id(), "VmRSS:") as f64 / 1024.0
             );
             per_cpu.insert((t.name, label), p.spans_per_cpu_s);
+            if t.data_dir.is_some() {
+                saturated.push(p.spans_per_s);
+            }
         }
+    }
+    if targets.len() > 1 {
+        let hoptrace_max = saturated.iter().copied().fold(f64::INFINITY, f64::min);
+        equal_load(&targets, hoptrace_max, secs, &tpl, &seq).await;
+    }
+    for t in targets {
         let pid = t.child.id();
         println!("{:<20} peak RSS {:.1} MiB", t.name, status_kib(pid, "VmHWM:") as f64 / 1024.0);
         if let Some(data_dir) = t.data_dir.clone() {
@@ -431,7 +505,69 @@ async fn main() {
     }
     for label in ["grpc", "http"] {
         if let (Some(h), Some(r)) = (per_cpu.get(&("hoptrace", label)), per_cpu.get(&("rotel (blackhole)", label))) {
-            println!("ratio hoptrace/rotel spans per CPU-second over {label}: {:.2}", h / r);
+            println!("saturated ratio hoptrace/rotel spans per CPU-second over {label}: {:.2}", h / r);
+        }
+    }
+}
+
+/// Both targets at the same offered load, alternating, round after round: CPU-seconds per million spans for
+/// each and their ratio, with the spread over the rounds. The load points: `BENCH_RATES` (spans/s, comma
+/// separated), by default 100,000 and 80 % of the slowest saturated rate hoptrace reached above.
+async fn equal_load(targets: &[Target], hoptrace_max: f64, secs: u64, tpl: &Arc<Template>, seq: &Arc<AtomicU64>) {
+    let rates: Vec<f64> = match std::env::var("BENCH_RATES") {
+        Ok(list) => list.split(',').filter_map(|r| r.trim().parse().ok()).collect(),
+        Err(_) => vec![100_000.0f64.min(hoptrace_max * 0.5), (hoptrace_max * 0.8 / 1000.0).round() * 1000.0],
+    };
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let senders = 4;
+    println!(
+        "\nequal offered load: {rounds} rounds, targets alternating, {senders} senders, {secs} s of spans per phase"
+    );
+    // (rate index, proto, target) → CPU-seconds per million spans, round by round.
+    let mut cpu: std::collections::BTreeMap<(usize, &str, &str), Vec<f64>> = Default::default();
+    for round in 0..rounds {
+        for (r, &rate) in rates.iter().enumerate() {
+            for proto in [Proto::Http, Proto::Grpc] {
+                let label = if proto == Proto::Grpc { "grpc" } else { "http" };
+                let order: Vec<&Target> =
+                    if round % 2 == 0 { targets.iter().collect() } else { targets.iter().rev().collect() };
+                for t in order {
+                    let addr = if proto == Proto::Grpc { &t.grpc } else { &t.http };
+                    let spans = (rate * secs as f64) as u64;
+                    let cpu0 = cpu_seconds(t.child.id());
+                    let (counts, wall) = offer(proto, addr, senders, rate, spans, tpl.clone(), seq.clone()).await;
+                    let used = cpu_seconds(t.child.id()) - cpu0;
+                    let ok = counts.ok_spans.load(Relaxed);
+                    let per_million = used / (ok.max(1) as f64 / 1e6);
+                    println!(
+                        "  round {} {:>7.0} spans/s {label:<4} {:<18} {:>8.3} CPU-s per M spans (offered {:.0}/s, got {:.0}/s, {} failed)",
+                        round + 1,
+                        rate,
+                        t.name,
+                        per_million,
+                        rate,
+                        ok as f64 / wall,
+                        counts.failed.load(Relaxed)
+                    );
+                    cpu.entry((r, label, t.name)).or_default().push(per_million);
+                }
+            }
+        }
+    }
+    println!("\nCPU-seconds per million spans, median [min–max] over {rounds} rounds; ratio rotel/hoptrace per round (> 1: hoptrace cheaper)");
+    for (r, &rate) in rates.iter().enumerate() {
+        for label in ["http", "grpc"] {
+            let (Some(h), Some(o)) = (cpu.get(&(r, label, "hoptrace")), cpu.get(&(r, label, "rotel (blackhole)")))
+            else {
+                continue;
+            };
+            let mut ratios: Vec<f64> = o.iter().zip(h).map(|(o, h)| o / h).collect();
+            let (hm, hl, hh) = spread(&mut h.clone());
+            let (om, ol, oh) = spread(&mut o.clone());
+            let (rm, rl, rh) = spread(&mut ratios);
+            println!(
+                "  {rate:>7.0} spans/s {label:<4}  hoptrace {hm:.3} [{hl:.3}–{hh:.3}]  rotel {om:.3} [{ol:.3}–{oh:.3}]  ratio {rm:.2} [{rl:.2}–{rh:.2}]"
+            );
         }
     }
 }
