@@ -3,7 +3,9 @@
 //! the same load — to `rotel` (PyPI) exporting to nowhere, as the reference.
 //!
 //! Prints spans/s, spans per collector CPU-second, peak RSS, stored bytes per span, and RSS under an
-//! overload of 3× capacity. `cargo bench --profile dev --workspace --bench ingest`; under `cargo test` it runs
+//! overload of 3× capacity; then, with rotel, both targets at equal offered load (CPU-seconds per million
+//! spans, alternating, round after round, with the spread). `BENCH_CALLGRIND=1`: instructions per span
+//! under callgrind instead. `cargo bench --profile dev --workspace --bench ingest`; under `cargo test` it runs
 //! as a one-second smoke test. `BENCH_COLLECTOR=path` measures that collector binary instead of this build's.
 
 use std::path::{Path, PathBuf};
@@ -400,6 +402,9 @@ async fn main() {
         return;
     }
     let seq = Arc::new(AtomicU64::new(0));
+    if std::env::var_os("BENCH_CALLGRIND").is_some() {
+        return callgrind(&tpl, &seq).await;
+    }
     println!(
         "batch: {} spans, {} bytes ({} bytes/span), {} attributes/span; {}s per phase, {} senders",
         SPANS_PER_BATCH,
@@ -570,4 +575,62 @@ async fn equal_load(targets: &[Target], hoptrace_max: f64, secs: u64, tpl: &Arc<
             );
         }
     }
+}
+
+/// Instructions per span under callgrind (repeatable whatever else the machine runs): the collector is
+/// started under `valgrind --tool=callgrind` twice, sent 20 and then 60 batches over HTTP one at a time and
+/// stopped (its shutdown flushes them to Parquet); the difference of the two totals over the 40,000 spans
+/// between them leaves start-up and shutdown out.
+async fn callgrind(tpl: &Arc<Template>, seq: &Arc<AtomicU64>) {
+    let bin: PathBuf = std::env::var_os("BENCH_COLLECTOR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_collector").into());
+    let mut totals = Vec::new();
+    for batches in [20u64, 60] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("callgrind.out");
+        let (g, h, q) = (free_port(), free_port(), free_port());
+        let mut child = Command::new("valgrind")
+            .args(["--tool=callgrind", &format!("--callgrind-out-file={}", out.display())])
+            .arg(&bin)
+            .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+            .args(["--grpc-listen", &format!("127.0.0.1:{g}"), "--http-listen", &format!("127.0.0.1:{h}")])
+            .args(["--query-listen", &format!("127.0.0.1:{q}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("valgrind (apt install valgrind)");
+        // Ready, not only listening: the collector answers "starting" until its store is open.
+        let health = format!("http://127.0.0.1:{h}/health");
+        for _ in 0..2400 {
+            if reqwest::get(&health).await.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (counts, _) = offer(
+            Proto::Http,
+            &format!("127.0.0.1:{h}"),
+            1,
+            1e9,
+            batches * SPANS_PER_BATCH as u64,
+            tpl.clone(),
+            seq.clone(),
+        )
+        .await;
+        assert_eq!(counts.ok_spans.load(Relaxed), batches * SPANS_PER_BATCH as u64, "every batch accepted");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        child.wait().unwrap();
+        let text = std::fs::read_to_string(&out).expect("callgrind's output");
+        let total: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("a totals line");
+        println!("{batches} batches ({} spans): {total} instructions", batches * SPANS_PER_BATCH as u64);
+        totals.push(total);
+    }
+    let per_span = (totals[1] - totals[0]) as f64 / (40 * SPANS_PER_BATCH) as f64;
+    println!("instructions per span (durable, HTTP, one sender): {per_span:.0}");
 }
