@@ -588,7 +588,11 @@ async fn callgrind(tpl: &Arc<Template>, seq: &Arc<AtomicU64>) {
     let mut totals = Vec::new();
     for batches in [20u64, 60] {
         let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("callgrind.out");
+        // BENCH_CALLGRIND_OUT=dir keeps callgrind's files there, for callgrind_annotate.
+        let out = match std::env::var_os("BENCH_CALLGRIND_OUT") {
+            Some(keep) => PathBuf::from(keep).join(format!("callgrind.{batches}.out")),
+            None => dir.path().join("callgrind.out"),
+        };
         let (g, h, q) = (free_port(), free_port(), free_port());
         let mut child = Command::new("valgrind")
             .args(["--tool=callgrind", &format!("--callgrind-out-file={}", out.display())])
