@@ -529,13 +529,7 @@ mod tests {
     /// that sets the task's name on a child of the request span still gets one variant per name.
     #[test]
     fn group_by_finds_the_attribute_on_the_span_its_ancestors_or_elsewhere_in_the_trace() {
-        use hoptrace_testkit::spans::row;
-        use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
-        let name = |k: &str, v: &str| KeyValue {
-            key: k.into(),
-            value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
-            ..Default::default()
-        };
+        use hoptrace_testkit::spans::{row, text as name};
         let span = |trace: u8, id: u8, parent: Option<u8>, span_name: &str, task: Option<&str>| {
             let mut r = row(trace, id);
             r.name = span_name.into();

@@ -170,8 +170,7 @@ pub fn keys_of(selector: &Selector, keys: &mut Vec<String>) {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use hoptrace_testkit::spans::row;
-    use opentelemetry_proto::tonic::common::v1::{any_value::Value as V, AnyValue, KeyValue};
+    use hoptrace_testkit::spans::{row, text};
 
     /// Attribute conditions: exact, a glob, and a value no span carries, which matches no span (not the
     /// spans without the attribute).
@@ -179,15 +178,7 @@ mod tests {
     fn attribute_values_match_exactly_or_by_glob_and_an_unseen_value_matches_nothing() {
         let span = |id: u8, module: Option<&str>| {
             let mut r = row(1, id);
-            r.attributes = module
-                .map(|m| {
-                    vec![KeyValue {
-                        key: "module".into(),
-                        value: Some(AnyValue { value: Some(V::StringValue(m.into())) }),
-                        ..Default::default()
-                    }]
-                })
-                .unwrap_or_default();
+            r.attributes = module.map(|m| vec![text("module", m)]).unwrap_or_default();
             r
         };
         let rows = [span(1, Some("h2::codec")), span(2, Some("h2::proto")), span(3, Some("app")), span(4, None)];

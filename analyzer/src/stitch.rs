@@ -282,16 +282,7 @@ pub fn gather(table: &mut SpanTable, components: &Components) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hoptrace_testkit::spans::row;
-    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
-
-    fn attribute(k: &str, v: &str) -> KeyValue {
-        KeyValue {
-            key: k.into(),
-            value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
-            ..Default::default()
-        }
-    }
+    use hoptrace_testkit::spans::{row, text as attribute};
 
     /// Three pieces of one lifecycle, joined by a task id and by a message (queue + an id that one side
     /// has as an attribute and the other only in its event's text), and an unrelated trace.

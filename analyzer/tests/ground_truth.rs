@@ -170,14 +170,9 @@ fn raw_min_queue_wait(table: &SpanTable) -> i64 {
 #[test]
 fn lifecycles_split_at_every_service_boundary_are_measured_through_their_keys_exactly() {
     use hoptrace_otlp::SpanRow;
-    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
     let scenario = Scenario { tasks: 300, ..Scenario::default() };
     let (mut whole, truth) = synthetic::generate(&scenario, None).unwrap();
-    let text = |k: &str, v: String| KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(Value::StringValue(v)) }),
-        ..Default::default()
-    };
+    let text = |k: &str, v: String| hoptrace_testkit::spans::text(k, &v);
     // The step message's id, on its sender and its receiver (the sender is the receiver's parent): unique
     // in the store, as a queue's message ids are.
     let message_id =

@@ -140,6 +140,44 @@ struct Counts {
     failed: AtomicU64,
 }
 
+/// One sender's connection to a target, over either protocol.
+struct Sender {
+    proto: Proto,
+    url: String,
+    http: reqwest::Client,
+    grpc: tonic::client::Grpc<tonic::transport::Channel>,
+}
+
+impl Sender {
+    fn new(proto: Proto, addr: &str) -> Sender {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+        let url = format!("http://{addr}/v1/traces");
+        Sender { proto, url, http: reqwest::Client::new(), grpc: tonic::client::Grpc::new(channel) }
+    }
+
+    /// Sends one batch; an error says whether the target refused it (overloaded) rather than failed.
+    async fn send(&mut self, body: Bytes) -> Result<(), bool> {
+        match self.proto {
+            Proto::Grpc => {
+                self.grpc.ready().await.map_err(|_| false)?;
+                let path = http::uri::PathAndQuery::from_static(EXPORT_PATH);
+                match self.grpc.unary(tonic::Request::new(body), path, RawCodec).await {
+                    Ok(_) => Ok(()),
+                    Err(s) => Err(s.code() == tonic::Code::Unavailable),
+                }
+            }
+            Proto::Http => {
+                let sent = self.http.post(&self.url).header("content-type", "application/x-protobuf").body(body);
+                match sent.send().await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(r.status() == 503 || r.status() == 429),
+                    Err(_) => Err(false),
+                }
+            }
+        }
+    }
+}
+
 /// Drives `concurrency` senders for `duration`; ids never repeat across the whole process.
 async fn load(
     proto: Proto,
@@ -155,36 +193,9 @@ async fn load(
     for _ in 0..concurrency {
         let (tpl, seq, counts, addr) = (tpl.clone(), seq.clone(), counts.clone(), addr.to_owned());
         tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
-            let mut grpc = tonic::client::Grpc::new(channel);
-            let path = http::uri::PathAndQuery::from_static(EXPORT_PATH);
+            let mut sender = Sender::new(proto, &addr);
             while Instant::now() < deadline {
-                let body = tpl.instance(seq.fetch_add(1, Relaxed));
-                let outcome = match proto {
-                    Proto::Grpc => {
-                        if grpc.ready().await.is_err() {
-                            Err(false)
-                        } else {
-                            match grpc.unary(tonic::Request::new(body), path.clone(), RawCodec).await {
-                                Ok(_) => Ok(()),
-                                Err(s) => Err(s.code() == tonic::Code::Unavailable),
-                            }
-                        }
-                    }
-                    Proto::Http => match http
-                        .post(format!("http://{addr}/v1/traces"))
-                        .header("content-type", "application/x-protobuf")
-                        .body(body)
-                        .send()
-                        .await
-                    {
-                        Ok(r) if r.status().is_success() => Ok(()),
-                        Ok(r) => Err(r.status() == 503 || r.status() == 429),
-                        Err(_) => Err(false),
-                    },
-                };
-                match outcome {
+                match sender.send(tpl.instance(seq.fetch_add(1, Relaxed))).await {
                     Ok(()) => counts.ok_spans.fetch_add(SPANS_PER_BATCH as u64, Relaxed),
                     Err(true) => {
                         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -221,28 +232,11 @@ async fn offer(
     for k in 0..senders as u64 {
         let (tpl, seq, counts, addr) = (tpl.clone(), seq.clone(), counts.clone(), addr.to_owned());
         tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
-            let mut grpc = tonic::client::Grpc::new(channel);
-            let path = http::uri::PathAndQuery::from_static(EXPORT_PATH);
+            let mut sender = Sender::new(proto, &addr);
             let mut i = k;
             while i < batches {
                 tokio::time::sleep_until(start + interval * i as u32).await;
-                let body = tpl.instance(seq.fetch_add(1, Relaxed));
-                let ok = match proto {
-                    Proto::Grpc => {
-                        grpc.ready().await.is_ok()
-                            && grpc.unary(tonic::Request::new(body), path.clone(), RawCodec).await.is_ok()
-                    }
-                    Proto::Http => http
-                        .post(format!("http://{addr}/v1/traces"))
-                        .header("content-type", "application/x-protobuf")
-                        .body(body)
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success()),
-                };
-                if ok {
+                if sender.send(tpl.instance(seq.fetch_add(1, Relaxed))).await.is_ok() {
                     counts.ok_spans.fetch_add(SPANS_PER_BATCH as u64, Relaxed);
                 } else {
                     counts.failed.fetch_add(1, Relaxed);

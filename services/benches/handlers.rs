@@ -27,6 +27,15 @@ fn bench(c: &mut Criterion) {
     let vm = RubyVm::start().expect("the Ruby VM starts");
     let (task, input) = (Uuid::new_v4(), input());
     let expected = json!({"value": 36});
+    let call = |handler| Call {
+        handler,
+        step_name: "step_1".into(),
+        task_uuid: task,
+        input: input.clone(),
+        timeout: Duration::from_secs(10),
+        parent: Context::new(),
+        pool: pool.clone(),
+    };
 
     let mut group = c.benchmark_group("simple_calculation");
     group.bench_function("rust direct", |b| b.iter(|| handlers::simple_calculation(std::hint::black_box(&input))));
@@ -39,32 +48,14 @@ fn bench(c: &mut Criterion) {
     group.bench_function("ruby through ffi", |b| {
         b.iter(|| {
             let handler = Handler::from_name(std::hint::black_box("ruby_simple_calculation")).unwrap();
-            let call = Call {
-                handler,
-                step_name: "step_1".into(),
-                task_uuid: task,
-                input: input.clone(),
-                timeout: Duration::from_secs(10),
-                parent: Context::new(),
-                pool: pool.clone(),
-            };
-            runtime.block_on(vm.call(call))
+            runtime.block_on(vm.call(call(handler)))
         })
     });
     group.finish();
     // Each way gives the same answer.
     assert_eq!(handlers::simple_calculation(&input).unwrap(), expected);
     let handler = Handler::from_name("ruby_simple_calculation").unwrap();
-    let call = Call {
-        handler,
-        step_name: "step_1".into(),
-        task_uuid: task,
-        input: input.clone(),
-        timeout: Duration::from_secs(10),
-        parent: Context::new(),
-        pool: pool.clone(),
-    };
-    assert_eq!(runtime.block_on(vm.call(call)).unwrap(), expected);
+    assert_eq!(runtime.block_on(vm.call(call(handler))).unwrap(), expected);
 }
 
 fn main() {

@@ -25,6 +25,15 @@ use crate::queue::{self, Claimed, QueueTiming, RESULT_QUEUE, STEP_QUEUE};
 use crate::ruby::{self, RubyVm};
 use crate::service;
 
+/// Both workers' command line. Reads DATABASE_URL, and OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_SERVICE_NAME /
+/// OTEL_RESOURCE_ATTRIBUTES.
+#[derive(clap::Parser)]
+#[command(version, about)]
+pub struct Args {
+    #[command(flatten)]
+    pub flags: Flags,
+}
+
 /// The flags both workers take.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Flags {
@@ -277,12 +286,6 @@ async fn send_result(pool: &PgPool, cx: &Context, result: &Value) -> Result<(), 
 mod tests {
     use super::*;
     use clap::Parser;
-
-    #[derive(Parser)]
-    struct Args {
-        #[command(flatten)]
-        flags: Flags,
-    }
 
     fn flags(args: &[&str]) -> Flags {
         Args::parse_from(std::iter::once("worker").chain(args.iter().copied())).flags

@@ -27,6 +27,15 @@ pub fn row(trace: u8, span: u8) -> SpanRow {
     }
 }
 
+/// A string attribute.
+pub fn text(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(Value::StringValue(value.into())) }),
+        ..Default::default()
+    }
+}
+
 /// The attributes of span `i` of the benchmarks' payload: those of a step's queue hop in the reference
 /// system (eight spans to a task), ids and names varying as they do there.
 pub fn benchmark_attributes(i: usize) -> Vec<KeyValue> {

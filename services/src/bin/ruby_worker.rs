@@ -5,18 +5,10 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use hoptrace_services::ruby::RubyVm;
-use hoptrace_services::worker::{self, Executor, Flags};
+use hoptrace_services::worker::{self, Args, Executor};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Reads DATABASE_URL, and OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES.
-#[derive(Parser)]
-#[command(version, about)]
-struct Args {
-    #[command(flatten)]
-    flags: Flags,
-}
 
 fn main() -> anyhow::Result<()> {
     let flags = Args::parse().flags;
