@@ -29,6 +29,9 @@ pub struct Config {
     pub joins: Vec<Join>,
     /// Spans left out of every analysis (a system's own plumbing, such as its exporter's HTTP/2 frames).
     pub exclude: Vec<Selector>,
+    /// The hop whose samples are the units of work worker instances take, as (category, hop) indices:
+    /// the report's fairness counts them per instance.
+    pub fairness: Option<(usize, usize)>,
 }
 
 /// A correlation key: spans whose sources give equal values belong to one lifecycle, whatever their
@@ -295,7 +298,8 @@ impl Config {
             .enumerate()
             .map(|(i, s)| s.check(&format!("exclude[{i}]")))
             .collect::<Result<_, _>>()?;
-        Ok(Config { categories, validation, joins, exclude })
+        let fairness = raw.fairness.map(|f| f.check(&categories)).transpose()?;
+        Ok(Config { categories, validation, joins, exclude, fairness })
     }
 }
 
@@ -313,6 +317,30 @@ struct RawConfig {
     join: Vec<RawJoin>,
     #[serde(default)]
     exclude: Vec<RawSelector>,
+    fairness: Option<RawFairness>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFairness {
+    category: String,
+    hop: String,
+}
+
+impl RawFairness {
+    fn check(self, categories: &[Category]) -> Result<(usize, usize), ConfigError> {
+        let at = || "fairness".to_owned();
+        let c = categories
+            .iter()
+            .position(|c| c.name == self.category)
+            .ok_or_else(|| invalid(at(), format!("no category {:?}", self.category)))?;
+        let h = categories[c]
+            .hops
+            .iter()
+            .position(|h| h.name == self.hop)
+            .ok_or_else(|| invalid(at(), format!("category {:?} has no hop {:?}", self.category, self.hop)))?;
+        Ok((c, h))
+    }
 }
 
 #[derive(Deserialize)]

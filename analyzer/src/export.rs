@@ -75,8 +75,8 @@ pub async fn export(
         let ordinals: Vec<i32> = samples
             .origins
             .iter()
-            .map(|&(trace, _)| {
-                let n = seen.entry(trace).or_default();
+            .map(|o| {
+                let n = seen.entry(o.trace).or_default();
                 *n += 1;
                 *n
             })
@@ -84,8 +84,8 @@ pub async fn export(
         let chunks = samples.values.chunks(BATCH).zip(samples.origins.chunks(BATCH)).zip(ordinals.chunks(BATCH));
         for ((values, origins), ordinals) in chunks {
             let value_ms: Vec<f64> = values.iter().map(|&v| v as f64 / 1e6).collect();
-            let start_us: Vec<i64> = origins.iter().map(|&(_, at)| at / 1_000).collect();
-            let trace_ids: Vec<String> = origins.iter().map(|&(trace, _)| table.trace_id_hex(trace as usize)).collect();
+            let start_us: Vec<i64> = origins.iter().map(|o| o.at / 1_000).collect();
+            let trace_ids: Vec<String> = origins.iter().map(|o| table.trace_id_hex(o.trace as usize)).collect();
             let result = sqlx::query(
                 "INSERT INTO hoptrace_hop_samples (time, run_id, category, variant, hop, value_ms, trace_id, ordinal) \
                  SELECT timestamptz 'epoch' + s.us * interval '1 microsecond', $1, $2, $3, $4, s.v, s.t, s.o \

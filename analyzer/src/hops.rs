@@ -33,10 +33,10 @@ pub const RUN_ID_KEY: &str = "benchmark.run_id";
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HopSamples {
     pub values: Vec<i64>,
-    /// With [`Filters::with_origins`], for each value the trace it came from (its number in the span
-    /// table) and when the measured span started (Unix ns): what a dashboard plots over time and links
-    /// back to the trace by. Empty otherwise.
-    pub origins: Vec<(u32, i64)>,
+    /// With [`Filters::with_origins`] (and always for the configuration's fairness hop), for each value
+    /// where it came from: what a dashboard plots over time and links back to the trace by, and what
+    /// fairness counts per worker instance. Empty otherwise.
+    pub origins: Vec<Origin>,
     /// Samples that crossed processes (gaps, intervals), where clocks can disagree.
     pub cross_process: usize,
     pub corrected: usize,
@@ -49,7 +49,7 @@ pub struct HopSamples {
 }
 
 impl HopSamples {
-    fn push(&mut self, value: i64, origin: Option<(u32, i64)>, correction: Option<Correction>) {
+    fn push(&mut self, value: i64, origin: Option<Origin>, correction: Option<Correction>) {
         self.values.push(value);
         self.origins.extend(origin);
         if let Some(c) = correction {
@@ -79,6 +79,17 @@ impl HopSamples {
         self.correction_max_ns = self.correction_max_ns.max(other.correction_max_ns);
         self.uncorrectable += other.uncorrectable;
     }
+}
+
+/// Where a sample came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Origin {
+    /// The trace's number in the span table.
+    pub trace: u32,
+    /// When the measured span started (Unix ns).
+    pub at: i64,
+    /// The measured span's process (service and instance), a string id of the table.
+    pub process: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +139,8 @@ struct CompiledRule {
     hop: usize,
     group_slot: Option<usize>,
     measure: CompiledMeasure,
+    /// Whether its samples keep their [`Origin`]s.
+    origins: bool,
 }
 
 struct Plan {
@@ -136,7 +149,6 @@ struct Plan {
     run_id: Option<(usize, u32)>,
     run_filter: bool,
     service: Option<u32>,
-    with_origins: bool,
 }
 
 /// The attribute keys the analysis reads: group-by keys, selector attributes and the run id.
@@ -171,7 +183,6 @@ impl Plan {
             rules: Vec::new(),
             run_id: None,
             run_filter: filters.run_id.is_some(),
-            with_origins: filters.with_origins,
             service: filters.service.as_ref().map(|s| table.strings.get(s).unwrap_or(NONE)),
         };
         if let (Some(run), Some(slot)) = (&filters.run_id, table.key_slot(RUN_ID_KEY)) {
@@ -199,7 +210,8 @@ impl Plan {
                         CompiledMeasure::Difference { outer: sel(outer), inner: sel(inner) }
                     }
                 };
-                plan.rules.push(CompiledRule { category: c, hop: h, group_slot, measure });
+                let origins = filters.with_origins || config.fairness == Some((c, h));
+                plan.rules.push(CompiledRule { category: c, hop: h, group_slot, measure, origins });
             }
         }
         plan.selectors.finish(table);
@@ -364,7 +376,7 @@ fn analyse_trace(
         let mut record = |i: usize, value: i64, correction: Option<Correction>| {
             out.entry((rule.category, variant(rule.group_slot, i as u32), rule.hop)).or_default().push(
                 value,
-                plan.with_origins.then(|| (trace_no, t.start[base + i])),
+                rule.origins.then(|| Origin { trace: trace_no, at: t.start[base + i], process: t.process[base + i] }),
                 correction,
             );
         };
@@ -473,7 +485,11 @@ fn analyse_trace(
                     critical_path::walk(t, base, parent, shifted, a, b_last, pieces);
                     let key = (rule.category, variant(rule.group_slot, a as u32), rule.hop);
                     let samples = out.entry(key).or_default();
-                    let origin = plan.with_origins.then(|| (trace_no, t.start[base + a]));
+                    let origin = rule.origins.then(|| Origin {
+                        trace: trace_no,
+                        at: t.start[base + a],
+                        process: t.process[base + a],
+                    });
                     samples.push(end - t.start[base + a], origin, cross.then_some(correction));
                     samples.paths.push(trace_no, pieces);
                 }

@@ -9,7 +9,9 @@ pub mod baseline;
 pub mod compare;
 pub mod config;
 pub mod critical_path;
+pub mod drift;
 pub mod export;
+pub mod fairness;
 pub mod hops;
 pub mod html;
 pub mod inspect;
@@ -45,22 +47,37 @@ pub fn analyze(
     config: &Config,
     filters: &Filters,
 ) -> anyhow::Result<Report> {
-    analyze_with(store, range, config, filters, false)
+    analyze_with(store, range, config, filters, Extras::default())
 }
 
-/// [`analyze`], and with `details` the distributions and exemplar traces the HTML report draws.
+/// What a report can add to the per-hop table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras {
+    /// The distributions and exemplar traces the HTML report draws.
+    pub details: bool,
+    /// Each hop's percentiles per time bucket, and its drift verdict.
+    pub over_time: Option<drift::Settings>,
+}
+
+/// [`analyze`], with the [`Extras`] asked for.
 pub fn analyze_with(
     store: impl Into<Location>,
     range: TimeRange,
     config: &Config,
     filters: &Filters,
-    details: bool,
+    extras: Extras,
 ) -> anyhow::Result<Report> {
     let store = store.into();
     let mut table = load(&store, range, &hops::attribute_keys(config))?;
     let excluded = stitch::prepare(&mut table, config);
     join_lifecycles(&mut table, config);
-    let mut extraction = hops::extract(&table, config, filters);
+    let filters = Filters { with_origins: filters.with_origins || extras.over_time.is_some(), ..filters.clone() };
+    let mut extraction = hops::extract(&table, config, &filters);
+    let fairness = fairness::fairness(&table, config, &extraction);
+    let over_time = extras.over_time.map(|settings| {
+        let names = |c: usize, h: usize| (config.categories[c].name.clone(), config.categories[c].hops[h].name.clone());
+        drift::over_time(&extraction.samples, names, settings)
+    });
     extraction.excluded = excluded;
     extraction.stitched = table.pieces.iter().filter(|&&p| p > 1).count();
     extraction.stitched_traces = table.pieces.iter().filter(|&&p| p > 1).map(|&p| p as usize).sum();
@@ -68,7 +85,10 @@ pub fn analyze_with(
     // report does not wait for it.
     std::thread::spawn(move || drop(table));
     let (store, run) = (store.to_string(), filters.run_id.clone());
-    Ok(Report::build(config, extraction, store, describe(range), run, details))
+    let mut report = Report::build(config, extraction, store, describe(range), run, extras.details);
+    report.fairness = fairness;
+    report.over_time = over_time;
+    Ok(report)
 }
 
 /// Makes the traces of each lifecycle that the configuration's joins tie together one trace of the

@@ -8,6 +8,8 @@ use hoptrace_text::{Align, Table};
 use serde::Serialize;
 
 use crate::config::{Config, Measure, Percentile};
+use crate::drift::{DriftVerdict, OverTime};
+use crate::fairness::ServiceFairness;
 use crate::hops::Extraction;
 use crate::stats::{samples_needed, Summary, Verdict};
 
@@ -26,6 +28,12 @@ pub struct Report {
     pub assembly: Option<Assembly>,
     pub clock_skew: Skew,
     pub categories: Vec<CategoryReport>,
+    /// Per service with several instances: how its work was shared ([`crate::fairness`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fairness: Vec<ServiceFairness>,
+    /// With `--over-time`: each hop's percentiles per bucket and its drift verdict ([`crate::drift`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub over_time: Option<OverTime>,
 }
 
 /// What joins and exclusions made of the stored traces (their traces count as one each in `traces`).
@@ -215,6 +223,8 @@ impl Report {
             }),
             clock_skew: total.skew(),
             categories,
+            fairness: Vec::new(),
+            over_time: None,
         }
     }
 
@@ -369,10 +379,111 @@ pub fn table(report: &Report, colour: bool) -> String {
             }
         }
     }
+    out.push_str(&fairness_lines(&report.fairness));
+    if let Some(over_time) = &report.over_time {
+        out.push_str(&over_time_lines(over_time));
+    }
     if report.hops().any(|(_, _, h)| !h.too_few_samples.is_empty()) {
         out.push_str("\nn<K: too few samples for that percentile (it needs at least K)\n");
     }
     out
+}
+
+fn fairness_lines(services: &[ServiceFairness]) -> String {
+    let mut out = String::new();
+    for f in services {
+        let _ = write!(
+            out,
+            "\nfairness of {} — {} units of {} over {} instances: Jain's index {:.3}, max/min {:.2}\n",
+            f.service,
+            f.units,
+            f.work,
+            f.instances.len(),
+            f.jain_index,
+            f.max_min_ratio
+        );
+        use Align::{Left, Right};
+        let mut table = Table::new(&[Left, Right, Right, Right, Right, Right]).indent("    ");
+        table.row(["instance", "units", "share", "time", "time share", "z"]);
+        for i in &f.instances {
+            table.row([
+                i.instance.clone(),
+                i.units.to_string(),
+                format!("{:.1}%", i.share * 100.0),
+                human(i.time_ns),
+                format!("{:.1}%", i.time_share * 100.0),
+                format!("{:+.1}", i.z),
+            ]);
+        }
+        out.push_str(&table.render());
+        out.push_str(&fairness_verdict(f));
+        out.push('\n');
+    }
+    out
+}
+
+fn fairness_verdict(f: &ServiceFairness) -> String {
+    let equal = 100.0 / f.instances.len() as f64;
+    match f.uneven.as_ref().and_then(|name| f.instances.iter().find(|i| &i.instance == name)) {
+        Some(i) => format!("    UNEVEN: {} took {:.1}% against an equal {equal:.1}%", i.instance, i.share * 100.0),
+        None => format!(
+            "    even: no instance's share is off an equal {equal:.1}% by more than both chance and {:.0}%",
+            crate::fairness::MIN_DEVIATION * 100.0
+        ),
+    }
+}
+
+fn drift_text(v: DriftVerdict) -> &'static str {
+    match v {
+        DriftVerdict::Drift => "DRIFT",
+        DriftVerdict::Stable => "stable",
+        DriftVerdict::TooFewBuckets => "too few buckets",
+    }
+}
+
+fn trend_text(t: &crate::drift::Trend) -> String {
+    match (t.p99_slope_ns_per_hour, t.slope_interval_ns_per_hour, t.growth_pct) {
+        (Some(slope), Some((lo, hi)), Some(growth)) => {
+            let signed = |ns: i64| if ns < 0 { format!("-{}", human(-ns)) } else { format!("+{}", human(ns)) };
+            format!("{}/h [{} … {}], {growth:+.1}%", signed(slope), signed(lo), signed(hi))
+        }
+        _ => String::new(),
+    }
+}
+
+fn over_time_lines(o: &OverTime) -> String {
+    let mut out = format!(
+        "\nover time — {} buckets; drift: p99 trend statistically real and growth over the range above {:.0}% ({} drifting)\n",
+        human(o.bucket_ns).replace(".000 ", " "),
+        o.threshold_pct,
+        o.drifting
+    );
+    use Align::{Left, Right};
+    let mut table = Table::new(&[Left, Right, Left, Left]).indent("    ");
+    table.row(["hop", "buckets", "p99 trend (95% interval), growth", ""]);
+    for h in &o.hops {
+        table.row([
+            hop_label(&h.category, h.variant.as_deref(), &h.hop),
+            format!("{}/{}", h.trend.buckets_judged, h.buckets.len()),
+            trend_text(&h.trend),
+            drift_text(h.trend.verdict).to_owned(),
+        ]);
+    }
+    out.push_str(&table.render());
+    out.push_str("  p99 per bucket, oldest first (n<100: too few samples):\n");
+    for h in &o.hops {
+        let cells: Vec<String> = h.buckets.iter().map(|b| b.p99_ns.map_or("n<100".to_owned(), human)).collect();
+        let _ = writeln!(out, "    {}: {}", hop_label(&h.category, h.variant.as_deref(), &h.hop), cells.join("  "));
+    }
+    out
+}
+
+/// `category/variant/hop`, the variant left out when there is none.
+fn hop_label(category: &str, variant: Option<&str>, hop: &str) -> String {
+    match variant {
+        Some(v) => format!("{category}/{v}/{hop}"),
+        None => format!("{category}/{hop}"),
+    }
 }
 
 /// Segments shown in the table: those with at least this share at the median or in the tail.
@@ -474,6 +585,49 @@ pub fn markdown(report: &Report) -> String {
                     }
                 );
             }
+        }
+    }
+    for f in &report.fairness {
+        let _ = write!(
+            out,
+            "\n### fairness of {}\n\n{} units of {}; Jain's index {:.3}, max/min {:.2}\n\n| instance | units | share | time | time share | z |\n|---|--:|--:|--:|--:|--:|\n",
+            f.service, f.units, f.work, f.jain_index, f.max_min_ratio
+        );
+        for i in &f.instances {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1}% | {} | {:.1}% | {:+.1} |",
+                i.instance,
+                i.units,
+                i.share * 100.0,
+                human(i.time_ns),
+                i.time_share * 100.0,
+                i.z
+            );
+        }
+        let _ = writeln!(out, "\n{}", fairness_verdict(f).trim());
+    }
+    if let Some(o) = &report.over_time {
+        let _ = write!(
+            out,
+            "\n### over time\n\n{} buckets; drift: a statistically real p99 trend growing more than {:.0}% over the range\n\n| hop | buckets | p99 trend, growth | |\n|---|--:|---|---|\n",
+            human(o.bucket_ns),
+            o.threshold_pct
+        );
+        for h in &o.hops {
+            let _ = writeln!(
+                out,
+                "| {} | {}/{} | {} | {} |",
+                hop_label(&h.category, h.variant.as_deref(), &h.hop),
+                h.trend.buckets_judged,
+                h.buckets.len(),
+                trend_text(&h.trend),
+                match h.trend.verdict {
+                    DriftVerdict::Drift => "❌ drift",
+                    DriftVerdict::Stable => "✅ stable",
+                    DriftVerdict::TooFewBuckets => "too few buckets",
+                }
+            );
         }
     }
     out

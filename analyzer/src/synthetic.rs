@@ -40,6 +40,11 @@ pub struct Scenario {
     pub first_segment: u64,
     /// The worker's claim (`receive step_queue`) takes this many times as long: a known regression.
     pub claim_factor: f64,
+    /// The claim grows by this fraction from the first task to the last: a planted drift.
+    pub claim_growth: f64,
+    /// (worker, fraction): that worker takes this fraction of the steps, the others share the rest in
+    /// turn: a planted unfair split. None: steps go to the workers in turn.
+    pub busy_worker: Option<(usize, f64)>,
 }
 
 impl Default for Scenario {
@@ -56,6 +61,8 @@ impl Default for Scenario {
             segment_spans: 100_000,
             first_segment: 0,
             claim_factor: 1.0,
+            claim_growth: 0.0,
+            busy_worker: None,
         }
     }
 }
@@ -260,6 +267,9 @@ fn task_trace(
     uuid: &str,
 ) {
     let run = scenario.run_id.as_str();
+    // How far into the run this task starts, 0 to 1.
+    let span = (scenario.tasks as u64 * scenario.task_interval_ns).max(1);
+    let progress = (t0 as u64 - scenario.start_unix_nano) as f64 / span as f64;
     let task_attrs: &[(&str, &str)] = &[("task.uuid", uuid), ("task.template", template), ("benchmark.run_id", run)];
     // The request: one database call creates the task and its steps and sends the first step; then the
     // commit and the response.
@@ -279,7 +289,11 @@ fn task_trace(
     let mut send = first_send;
     let mut complete_end = 0;
     for step in 1..=steps {
-        let w = (step + uuid.len()) % workers.len();
+        let w = match scenario.busy_worker {
+            Some((busy, fraction)) if b.rng.unit() < fraction => busy,
+            Some((busy, _)) => (busy + 1 + (step + uuid.len()) % (workers.len() - 1)) % workers.len(),
+            None => (step + uuid.len()) % workers.len(),
+        };
         let worker = workers[w].clone();
         let skew = scenario.worker_clock_skew_ns.get(w).copied().unwrap_or(0);
         let step_name = format!("step_{step}");
@@ -301,7 +315,8 @@ fn task_trace(
         truth.add("event_propagation", "step_ready", "publish to reception", notify);
         // Queue wait, claim, processing.
         let queue_wait = b.rng.latency(400.0 * US, 0.5);
-        let claim = (b.rng.latency(500.0 * US, 0.3) as f64 * scenario.claim_factor).round() as i64;
+        let growth = 1.0 + scenario.claim_growth * progress;
+        let claim = (b.rng.latency(500.0 * US, 0.3) as f64 * scenario.claim_factor * growth).round() as i64;
         let claim_start = send.0.end + queue_wait;
         b.span(
             "receive step_queue",

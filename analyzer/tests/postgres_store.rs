@@ -42,7 +42,14 @@ async fn the_report_is_identical_on_both_stores() {
     let (embedded, postgres) = (Location::Dir(dir.path().to_owned()), Location::Postgres(url.clone()));
     let reports = tokio::task::spawn_blocking(move || {
         [embedded, postgres].map(|store| {
-            let mut report = analyze_with(store, TimeRange::all(), &config, &filters, true).unwrap();
+            let mut report = analyze_with(
+                store,
+                TimeRange::all(),
+                &config,
+                &filters,
+                hoptrace_analyzer::Extras { details: true, ..Default::default() },
+            )
+            .unwrap();
             report.store = String::new();
             report::json(&report)
         })

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::ValueEnum;
-use hoptrace_analyzer::{analyze_with, report, Config, Filters};
+use hoptrace_analyzer::{analyze_with, drift, report, Config, Extras, Filters};
 
 use super::Scope;
 
@@ -22,6 +22,14 @@ pub(crate) struct ReportArgs {
     pub(crate) service: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub(crate) format: Format,
+    /// Also each hop's p50/p99 per time bucket of this width (1m, 10s, 1h), and whether its p99 drifts
+    /// upward over the range.
+    #[arg(long, value_parser = bucket_width)]
+    pub(crate) over_time: Option<std::time::Duration>,
+    /// With --over-time: growth of a hop's fitted p99 over the range beyond which a statistically real
+    /// upward trend is reported as drift.
+    #[arg(long, value_parser = hoptrace_analyzer::compare::parse_threshold, default_value = "20%")]
+    pub(crate) drift_threshold: f64,
     /// Write the report to this file instead of standard output (the HTML report needs one).
     #[arg(short = 'o', long)]
     pub(crate) output: Option<PathBuf>,
@@ -57,7 +65,13 @@ pub(crate) fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     if html && args.output.is_none() {
         bail!("--format html writes a page: give it a file with -o report.html");
     }
-    let report = analyze_with(&store, range, &config, &filters, html)?;
+    let extras = Extras {
+        details: html,
+        over_time: args
+            .over_time
+            .map(|width| drift::Settings { bucket_ns: width.as_nanos() as i64, threshold: args.drift_threshold }),
+    };
+    let report = analyze_with(&store, range, &config, &filters, extras)?;
     let text = match args.format {
         Format::Table => report::table(&report, args.output.is_none() && std::io::stdout().is_terminal()),
         Format::Json => report::json(&report),
@@ -73,6 +87,14 @@ pub(crate) fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     }
     args.scope.say_if_empty(report.traces, &store);
     Ok(ExitCode::SUCCESS)
+}
+
+fn bucket_width(text: &str) -> Result<std::time::Duration, String> {
+    let width = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?;
+    if width < std::time::Duration::from_millis(1) {
+        return Err(format!("{text:?}: a bucket must be at least 1ms wide"));
+    }
+    Ok(width)
 }
 
 /// The target limits of a hop for a variant, drawn on its distribution in the HTML report.
