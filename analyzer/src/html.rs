@@ -1,4 +1,6 @@
-//! The report as one self-contained HTML page: no script, no network, charts drawn as inline SVG.
+//! The report as one self-contained HTML page: no script, no network, charts drawn as inline SVG. It
+//! opens with every target's verdict, failures first; latency axes are logarithmic where the data spans
+//! decades ([`Axis`]).
 //!
 //! Per category and variant: a stacked bar of where the interval's time goes along the critical path
 //! (median and tail), each hop's cumulative latency distribution with its target as a vertical line, and a
@@ -12,6 +14,7 @@ use hoptrace_text::escape_markup as esc;
 
 use crate::config::Percentile;
 use crate::critical_path::Exemplar;
+use crate::drift::{DriftVerdict, HopOverTime, OverTime};
 use crate::report::{human, CriticalPathReport, HopReport, Report};
 use crate::stats::Verdict;
 
@@ -37,6 +40,7 @@ pub fn render(report: &Report, targets: &Targets) -> String {
     if report.categories.is_empty() {
         body.push_str("<p>No hop of any category matched a span in this range.</p>");
     }
+    body.push_str(&verdicts(report));
     for category in &report.categories {
         let _ =
             write!(body, "<section><h2>{}</h2><p class=meta>{}</p>", esc(&category.name), esc(&category.description));
@@ -58,6 +62,10 @@ pub fn render(report: &Report, targets: &Targets) -> String {
         }
         body.push_str("</section>");
     }
+    body.push_str(&fairness(report));
+    if let Some(over_time) = &report.over_time {
+        body.push_str(&drift(over_time));
+    }
     let data = serde_json::to_string(report).expect("a report serialises").replace("</", "<\\/");
     format!(
         "<!doctype html>\n<html lang=en><head><meta charset=utf-8><title>hoptrace report</title><style>{STYLE}</style></head>\n<body>{body}\n<script type=\"application/json\" id=\"hoptrace-report\">{data}</script>\n</body></html>\n"
@@ -77,16 +85,181 @@ fn range_text(report: &Report) -> String {
     }
 }
 
+/// Every target's verdict, failures first, then those with too few samples, then passes: what a person
+/// opening the page wants to know before any chart.
+fn verdicts(report: &Report) -> String {
+    let mut rows: Vec<(u8, String, &HopReport)> = Vec::new();
+    for c in &report.categories {
+        for v in &c.variants {
+            for h in v.hops.iter().filter(|h| h.verdict.is_some()) {
+                let rank = match h.verdict {
+                    Some(Verdict::Fail) => 0,
+                    Some(Verdict::FewSamples) => 1,
+                    _ => 2,
+                };
+                rows.push((rank, format!("{} · {} · {}", c.name, v.variant.as_deref().unwrap_or("(all)"), h.hop), h));
+            }
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    rows.sort_by_key(|(rank, _, _)| *rank);
+    let failed = rows.iter().filter(|r| r.0 == 0).count();
+    let mut out = format!(
+        "<section class=summary><h2>Targets</h2><p class=meta>{failed} of {} targets failed</p><table><tr><th>hop</th><th>target</th><th>p50</th><th>p99</th><th></th></tr>",
+        rows.len()
+    );
+    for (_, label, h) in rows {
+        let (class, text) = verdict_cell(h.verdict);
+        let cell = |v: Option<i64>| v.map(human).unwrap_or_else(|| "too few".into());
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class={class}>{text}</td></tr>",
+            esc(&label),
+            esc(h.target.as_deref().unwrap_or("")),
+            cell(h.p50_ns),
+            cell(h.p99_ns)
+        );
+    }
+    out.push_str("</table></section>");
+    out
+}
+
+fn verdict_cell(v: Option<Verdict>) -> (&'static str, &'static str) {
+    match v {
+        Some(Verdict::Pass) => ("pass", "pass"),
+        Some(Verdict::Fail) => ("fail", "FAIL"),
+        Some(Verdict::FewSamples) => ("few", "few samples"),
+        None => ("", ""),
+    }
+}
+
+fn fairness(report: &Report) -> String {
+    let mut out = String::new();
+    for f in &report.fairness {
+        let _ = write!(
+            out,
+            "<section><h2>Fairness of {}</h2><p class=meta>{} units of {} · Jain's index {:.3} · max/min {:.2}</p><table><tr><th>instance</th><th>units</th><th>share</th><th>time</th><th>time share</th><th></th></tr>",
+            esc(&f.service), f.units, esc(&f.work), f.jain_index, f.max_min_ratio
+        );
+        for i in &f.instances {
+            let uneven = f.uneven.as_ref() == Some(&i.instance);
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{:.1}%</td><td>{}</td><td>{:.1}%</td><td class={}>{}</td></tr>",
+                esc(&i.instance),
+                i.units,
+                i.share * 100.0,
+                human(i.time_ns),
+                i.time_share * 100.0,
+                if uneven { "fail" } else { "" },
+                if uneven { "UNEVEN" } else { "" }
+            );
+        }
+        out.push_str("</table></section>");
+    }
+    out
+}
+
+/// Per hop, its p99 per bucket on a log axis, drifting hops first.
+fn drift(o: &OverTime) -> String {
+    let mut out = format!(
+        "<section><h2>Over time</h2><p class=meta>{} buckets · {} hops drift (a statistically real p99 trend growing more than {:.0}% over the range)</p><div class=charts>",
+        human(o.bucket_ns),
+        o.drifting,
+        o.threshold_pct
+    );
+    let mut hops: Vec<&HopOverTime> = o.hops.iter().collect();
+    hops.sort_by_key(|h| h.trend.verdict != DriftVerdict::Drift);
+    for h in hops {
+        out.push_str(&drift_chart(h, o.bucket_ns));
+    }
+    out.push_str("</div></section>");
+    out
+}
+
+fn drift_chart(h: &HopOverTime, bucket_ns: i64) -> String {
+    let (w, ht, pad) = (240.0, 150.0, 28.0);
+    let points: Vec<(i64, i64)> = h.buckets.iter().filter_map(|b| Some((b.start_unix_nano, b.p99_ns?))).collect();
+    let verdict = match h.trend.verdict {
+        DriftVerdict::Drift => "<tspan fill=\"#c33\">drift</tspan>",
+        DriftVerdict::Stable => "stable",
+        DriftVerdict::TooFewBuckets => "too few buckets",
+    };
+    let title = format!("{} · {} · {}", h.category, h.variant.as_deref().unwrap_or("(all)"), h.hop);
+    let mut out = format!(
+        "<figure><figcaption>{} — p99 per bucket</figcaption><svg class=drift width={w} height={ht} viewBox=\"0 0 {w} {ht}\"><text x={pad} y=14>{verdict} {}</text>",
+        esc(&title),
+        h.trend.growth_pct.map(|g| format!("{g:+.1}%")).unwrap_or_default()
+    );
+    if let (Some(first), Some(last)) = (points.first(), points.last()) {
+        let axis = Axis::fit(points.iter().map(|p| p.1), &[]);
+        let span = (last.0 - first.0).max(bucket_ns) as f64;
+        let x = |t: i64| pad + (t - first.0) as f64 / span * (w - pad - 8.0);
+        let y = |ns: i64| ht - pad + 8.0 - axis.at(ns) * (ht - pad - 20.0);
+        let line: Vec<String> = points.iter().map(|&(t, v)| format!("{:.1},{:.1}", x(t), y(v))).collect();
+        let _ = write!(out, "<polyline fill=none stroke=\"#4e79a7\" stroke-width=1.5 points=\"{}\"/>", line.join(" "));
+        for (ns, label) in axis.ticks() {
+            let _ = write!(out, "<text x=2 y={:.1}>{label}</text>", y(ns) + 4.0);
+        }
+    }
+    out.push_str("</svg></figure>");
+    out
+}
+
+/// A latency axis fit to the data: logarithmic when every value is positive and they span more than a
+/// factor of three (a 2 ms distribution beside a 75 ms target stays readable), linear otherwise.
+struct Axis {
+    lo: f64,
+    hi: f64,
+    log: bool,
+}
+
+impl Axis {
+    fn fit(values: impl Iterator<Item = i64>, also: &[i64]) -> Axis {
+        let (lo, hi) =
+            values.chain(also.iter().copied()).fold((i64::MAX, i64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let (lo, hi) = if lo > hi { (0, 1) } else { (lo, hi) };
+        if lo > 0 && hi as f64 / lo as f64 > 3.0 {
+            Axis { lo: (lo as f64).log10().floor(), hi: (hi as f64).log10().ceil(), log: true }
+        } else {
+            let lo = lo.min(0) as f64;
+            Axis { lo, hi: (hi as f64).max(lo + 1.0), log: false }
+        }
+    }
+
+    /// Where `ns` falls, 0 to 1.
+    fn at(&self, ns: i64) -> f64 {
+        let v = if self.log { (ns.max(1) as f64).log10() } else { ns as f64 };
+        ((v - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0)
+    }
+
+    /// Labelled ticks: each power of ten on a log axis, the ends on a linear one.
+    fn ticks(&self) -> Vec<(i64, String)> {
+        if self.log {
+            (self.lo as i32..=self.hi as i32).map(|e| 10f64.powi(e) as i64).map(|ns| (ns, decade(ns))).collect()
+        } else {
+            [self.lo as i64, self.hi as i64].into_iter().map(|ns| (ns, human(ns))).collect()
+        }
+    }
+}
+
+/// A power of ten of nanoseconds, short: `10µs`, `1ms`, `100ms`, `10s`.
+fn decade(ns: i64) -> String {
+    match ns {
+        ..1_000 => format!("{ns}ns"),
+        1_000..1_000_000 => format!("{}µs", ns / 1_000),
+        1_000_000..1_000_000_000 => format!("{}ms", ns / 1_000_000),
+        _ => format!("{}s", ns / 1_000_000_000),
+    }
+}
+
 fn hop_table(hops: &[HopReport]) -> String {
     let mut out = String::from("<table><tr><th>hop</th><th>count</th><th>p50</th><th>p95</th><th>p99</th><th>max</th><th>mean</th><th>target</th><th></th></tr>");
     let cell = |v: Option<i64>| v.map(human).unwrap_or_else(|| "too few".into());
     for h in hops {
-        let (class, verdict) = match h.verdict {
-            Some(Verdict::Pass) => ("pass", "pass"),
-            Some(Verdict::Fail) => ("fail", "FAIL"),
-            Some(Verdict::FewSamples) => ("few", "few samples"),
-            None => ("", ""),
-        };
+        let (class, verdict) = verdict_cell(h.verdict);
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class={class}>{verdict}</td></tr>",
@@ -207,17 +380,19 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-/// The hop's cumulative distribution, with a vertical line at each target limit.
+/// The hop's cumulative distribution on an [`Axis`] fit to the samples and the targets, with a vertical
+/// line at each target limit.
 fn cdf(hop: &HopReport, limits: &[(Percentile, i64)]) -> String {
     let (w, h, pad) = (240.0, 150.0, 28.0);
     let Some(points) = &hop.distribution else { return String::new() };
-    let max = points.last().map_or(1, |p| p.0).max(limits.iter().map(|l| l.1).max().unwrap_or(0)).max(1) as f64;
-    let x = |ns: i64| pad + ns as f64 / max * (w - pad - 8.0);
+    let axis = Axis::fit(points.iter().map(|p| p.0), &limits.iter().map(|l| l.1).collect::<Vec<_>>());
+    let x = |ns: i64| pad + axis.at(ns) * (w - pad - 8.0);
     let y = |f: f64| h - pad + 8.0 - f * (h - pad - 8.0);
     let mut out = format!(
-        "<figure><figcaption>{} (n={})</figcaption><svg class=cdf width={w} height={h} viewBox=\"0 0 {w} {h}\">",
+        "<figure><figcaption>{} (n={}{})</figcaption><svg class=cdf width={w} height={h} viewBox=\"0 0 {w} {h}\">",
         esc(&hop.hop),
-        hop.count
+        hop.count,
+        if axis.log { ", log scale" } else { "" }
     );
     let line: Vec<String> = std::iter::once((points[0].0, 0.0))
         .chain(points.iter().copied())
@@ -227,22 +402,25 @@ fn cdf(hop: &HopReport, limits: &[(Percentile, i64)]) -> String {
     for (p, limit) in limits {
         let _ = write!(
             out,
-            "<line class=target x1={0:.1} x2={0:.1} y1=8 y2={1} stroke=\"#e15759\" stroke-dasharray=\"4 2\"/><text x={2:.1} y=18 fill=\"#e15759\">{3} &lt; {4}</text>",
+            "<line class=target x1={0:.1} x2={0:.1} y1=8 y2={1} stroke=\"#e15759\" stroke-dasharray=\"4 2\"/><text x={2:.1} y=18 fill=\"#e15759\" text-anchor=end>{3} &lt; {4}</text>",
             x(*limit),
             h - pad + 8.0,
-            (x(*limit) - 70.0).max(pad),
+            (x(*limit) - 3.0).max(pad + 80.0),
             p.label(),
             human(*limit)
         );
     }
-    let _ = write!(
-        out,
-        "<text x={pad} y={}>0</text><text x={} y={} text-anchor=end>{}</text><text x=2 y=14>100%</text>",
-        h - 6.0,
-        w - 4.0,
-        h - 6.0,
-        human(max as i64)
-    );
-    out.push_str("</svg></figure>");
+    let ticks = axis.ticks();
+    for (i, (ns, label)) in ticks.iter().enumerate() {
+        let anchor = if i + 1 == ticks.len() {
+            "end"
+        } else if i == 0 {
+            "start"
+        } else {
+            "middle"
+        };
+        let _ = write!(out, "<text x={:.1} y={} text-anchor={anchor}>{label}</text>", x(*ns), h - 6.0);
+    }
+    out.push_str("<text x=2 y=14>100%</text></svg></figure>");
     out
 }

@@ -80,6 +80,30 @@ fn the_page_carries_the_json_report_and_a_chart_for_each_part() {
     assert_eq!(page.matches("<svg class=waterfall").count(), 2 * paths);
     assert!(page.contains("<line class=gap"), "queue waits are drawn as gaps");
     assert!(page.contains("<line class=target"), "targets are drawn on the distributions");
+    assert!(page.contains(", log scale)"), "sub-millisecond hops beside millisecond targets get a log axis");
+    // The page opens with every target's verdict, failures first.
+    let summary = &page[page.find("<section class=summary>").expect("a summary of the targets")..];
+    let summary = &summary[..summary.find("</section>").unwrap()];
+    let targets = json["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["variants"].as_array().unwrap())
+        .flat_map(|v| v["hops"].as_array().unwrap())
+        .filter(|h| !h["verdict"].is_null())
+        .count();
+    assert_eq!(summary.matches("<tr><td>").count(), targets);
+    let verdicts: Vec<&str> = summary.split("<td class=").skip(1).map(|c| &c[..c.find('>').unwrap()]).collect();
+    let mut ordered = verdicts.clone();
+    ordered.sort_by_key(|c| ["fail", "few", "pass"].iter().position(|k| k == c));
+    assert_eq!(verdicts, ordered, "failures first");
+    // Over time, a chart per hop.
+    run(
+        dir.path(),
+        &["report", "--store", "data", "--run", "synthetic", "--over-time", "1s", "--format", "html", "-o", "t.html"],
+    );
+    let page = std::fs::read_to_string(dir.path().join("t.html")).unwrap();
+    assert_eq!(page.matches("<svg class=drift").count(), hops);
     // Self-contained: nothing is fetched.
     for external in ["http://", "https://", "<link", "src="] {
         assert!(!page.contains(external), "the page refers to {external}");
