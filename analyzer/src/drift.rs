@@ -78,6 +78,19 @@ pub struct Trend {
     pub z: Option<f64>,
 }
 
+impl Trend {
+    fn too_few(buckets_judged: usize) -> Trend {
+        Trend {
+            verdict: DriftVerdict::TooFewBuckets,
+            buckets_judged,
+            p99_slope_ns_per_hour: None,
+            slope_interval_ns_per_hour: None,
+            growth_pct: None,
+            z: None,
+        }
+    }
+}
+
 /// Per hop (as the report keys them), its buckets and trend. `samples` must carry origins.
 pub fn over_time(
     samples: &BTreeMap<(usize, Option<String>, usize), HopSamples>,
@@ -108,15 +121,8 @@ pub fn over_time(
                 })
                 .collect(),
         );
-        let empty = Trend {
-            verdict: DriftVerdict::TooFewBuckets,
-            buckets_judged: 0,
-            p99_slope_ns_per_hour: None,
-            slope_interval_ns_per_hour: None,
-            growth_pct: None,
-            z: None,
-        };
-        hops.push(HopOverTime { category, variant: variant.clone(), hop, buckets, trend: empty });
+        // Judged below, once the number of hops tested together is known.
+        hops.push(HopOverTime { category, variant: variant.clone(), hop, buckets, trend: Trend::too_few(0) });
     }
     let tests = series.iter().filter(|s| s.len() >= MIN_BUCKETS).count().max(1);
     for (hop, points) in hops.iter_mut().zip(&series) {
@@ -134,14 +140,7 @@ pub fn over_time(
 pub fn trend(points: &[(f64, f64)], tests: usize, threshold: f64) -> Trend {
     let n = points.len();
     if n < MIN_BUCKETS {
-        return Trend {
-            verdict: DriftVerdict::TooFewBuckets,
-            buckets_judged: n,
-            p99_slope_ns_per_hour: None,
-            slope_interval_ns_per_hour: None,
-            growth_pct: None,
-            z: None,
-        };
+        return Trend::too_few(n);
     }
     let mut s = 0i64;
     let mut slopes = Vec::with_capacity(n * (n - 1) / 2);

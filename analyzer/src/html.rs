@@ -112,7 +112,6 @@ fn verdicts(report: &Report) -> String {
     );
     for (_, label, h) in rows {
         let (class, text) = verdict_cell(h.verdict);
-        let cell = |v: Option<i64>| v.map(human).unwrap_or_else(|| "too few".into());
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class={class}>{text}</td></tr>",
@@ -124,6 +123,11 @@ fn verdicts(report: &Report) -> String {
     }
     out.push_str("</table></section>");
     out
+}
+
+/// A percentile, or `too few` where the samples do not give one.
+fn cell(v: Option<i64>) -> String {
+    v.map(human).unwrap_or_else(|| "too few".into())
 }
 
 fn verdict_cell(v: Option<Verdict>) -> (&'static str, &'static str) {
@@ -257,7 +261,6 @@ fn decade(ns: i64) -> String {
 
 fn hop_table(hops: &[HopReport]) -> String {
     let mut out = String::from("<table><tr><th>hop</th><th>count</th><th>p50</th><th>p95</th><th>p99</th><th>max</th><th>mean</th><th>target</th><th></th></tr>");
-    let cell = |v: Option<i64>| v.map(human).unwrap_or_else(|| "too few".into());
     for h in hops {
         let (class, verdict) = verdict_cell(h.verdict);
         let _ = write!(
