@@ -69,10 +69,10 @@ pub struct Trend {
     pub verdict: DriftVerdict,
     /// Buckets with a p99, the ones judged.
     pub buckets_judged: usize,
-    /// Sen's slope of the p99, per hour, and its 95 % interval.
-    pub p99_slope_ns_per_hour: Option<i64>,
-    pub slope_interval_ns_per_hour: Option<(i64, i64)>,
-    /// Growth of the fitted p99 from the first bucket judged to the last, in percent.
+    /// Sen's slope per hour, and its 95 % interval, in the values' unit (ns for a hop's p99).
+    pub slope_per_hour: Option<i64>,
+    pub slope_interval_per_hour: Option<(i64, i64)>,
+    /// Growth of the fitted value from the first point judged to the last, in percent.
     pub growth_pct: Option<f64>,
     /// The Mann–Kendall statistic as a z-score (positive: later buckets higher).
     pub z: Option<f64>,
@@ -83,8 +83,8 @@ impl Trend {
         Trend {
             verdict: DriftVerdict::TooFewBuckets,
             buckets_judged,
-            p99_slope_ns_per_hour: None,
-            slope_interval_ns_per_hour: None,
+            slope_per_hour: None,
+            slope_interval_per_hour: None,
             growth_pct: None,
             z: None,
         }
@@ -136,7 +136,8 @@ pub fn over_time(
     }
 }
 
-/// The trend of `(hours, p99)` points in time order, one of `tests` judged together.
+/// The trend of `(hours, value)` points in time order (a hop's p99 per bucket, a health series), one of
+/// `tests` judged together.
 pub fn trend(points: &[(f64, f64)], tests: usize, threshold: f64) -> Trend {
     let n = points.len();
     if n < MIN_BUCKETS {
@@ -184,8 +185,8 @@ pub fn trend(points: &[(f64, f64)], tests: usize, threshold: f64) -> Trend {
     Trend {
         verdict: if real && growth > threshold { DriftVerdict::Drift } else { DriftVerdict::Stable },
         buckets_judged: n,
-        p99_slope_ns_per_hour: Some(slope.round() as i64),
-        slope_interval_ns_per_hour: Some((interval.0.round() as i64, interval.1.round() as i64)),
+        slope_per_hour: Some(slope.round() as i64),
+        slope_interval_per_hour: Some((interval.0.round() as i64, interval.1.round() as i64)),
         growth_pct: Some((growth * 1e3).round() / 10.0),
         z: Some((z * 100.0).round() / 100.0),
     }
@@ -225,8 +226,8 @@ mod tests {
         // +50 % over ten minutes.
         let t = trend(&run(3, 10, 1_000, 0.5), 1, 0.2);
         assert_eq!(t.verdict, DriftVerdict::Drift, "{t:?}");
-        let (lo, hi) = t.slope_interval_ns_per_hour.unwrap();
-        let slope = t.p99_slope_ns_per_hour.unwrap();
+        let (lo, hi) = t.slope_interval_per_hour.unwrap();
+        let slope = t.slope_per_hour.unwrap();
         assert!(lo < slope && slope < hi && lo > 0, "{t:?}");
         assert!((35.0..70.0).contains(&t.growth_pct.unwrap()), "{t:?}");
     }
@@ -235,7 +236,7 @@ mod tests {
     fn a_real_but_small_trend_is_not_drift() {
         let t = trend(&run(4, 30, 2_000, 0.08), 1, 0.2);
         assert_eq!(t.verdict, DriftVerdict::Stable, "{t:?}");
-        assert!(t.slope_interval_ns_per_hour.unwrap().0 > 0, "the trend is real: {t:?}");
+        assert!(t.slope_interval_per_hour.unwrap().0 > 0, "the trend is real: {t:?}");
     }
 
     #[test]

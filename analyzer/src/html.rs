@@ -15,7 +15,9 @@ use hoptrace_text::escape_markup as esc;
 use crate::config::Percentile;
 use crate::critical_path::Exemplar;
 use crate::drift::{DriftVerdict, HopOverTime, OverTime};
+use crate::health::HealthSeries;
 use crate::report::{human, CriticalPathReport, HopReport, Report};
+use crate::scaling::{HopScaling, Scaling, ScalingVerdict};
 use crate::stats::Verdict;
 
 const PALETTE: [&str; 10] =
@@ -65,6 +67,9 @@ pub fn render(report: &Report, targets: &Targets) -> String {
     body.push_str(&fairness(report));
     if let Some(over_time) = &report.over_time {
         body.push_str(&drift(over_time));
+    }
+    if !report.health.is_empty() {
+        body.push_str(&health(&report.health));
     }
     let data = serde_json::to_string(report).expect("a report serialises").replace("</", "<\\/");
     format!(
@@ -206,6 +211,132 @@ fn drift_chart(h: &HopOverTime, bucket_ns: i64) -> String {
         let _ = write!(out, "<polyline fill=none stroke=\"#4e79a7\" stroke-width=1.5 points=\"{}\"/>", line.join(" "));
         for (ns, label) in axis.ticks() {
             let _ = write!(out, "<text x=2 y={:.1}>{label}</text>", y(ns) + 4.0);
+        }
+    }
+    out.push_str("</svg></figure>");
+    out
+}
+
+/// The page of `analyzer scaling`: the runs' loads, then per hop its p50 and p99 against the load, the
+/// contending hops first and the bottleneck named at the top.
+pub fn scaling(s: &Scaling) -> String {
+    let mut body = format!(
+        "<h1>hoptrace scaling</h1><p class=meta>{} runs of {} · latency against {} · contention: a real p50 growth above {:.0}% over the sweep</p>",
+        s.runs.len(),
+        esc(&s.store),
+        s.load.label(),
+        s.threshold_pct
+    );
+    let class = if s.bottleneck.is_some() { "summary fail" } else { "summary pass" };
+    let _ = write!(body, "<p class=\"{class}\">{}</p>", esc(&s.bottleneck_text()));
+    body.push_str("<table><tr><th></th><th>run</th><th>workers</th><th>concurrency</th><th>in flight</th><th>tasks/s</th><th>traces</th></tr>");
+    for (i, r) in s.runs.iter().enumerate() {
+        let _ = write!(
+            body,
+            "<tr><td>#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
+            i + 1,
+            esc(&r.run),
+            r.workers,
+            r.concurrency.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+            r.in_flight,
+            r.throughput_per_s,
+            r.traces
+        );
+    }
+    body.push_str("</table><div class=charts>");
+    for h in crate::scaling::ordered(s) {
+        body.push_str(&scaling_chart(s, h));
+    }
+    body.push_str("</div>");
+    let data = serde_json::to_string(s).expect("a comparison serialises").replace("</", "<\\/");
+    format!(
+        "<!doctype html>\n<html lang=en><head><meta charset=utf-8><title>hoptrace scaling</title><style>{STYLE}</style></head>\n<body>{body}\n<script type=\"application/json\" id=\"hoptrace-scaling\">{data}</script>\n</body></html>\n"
+    )
+}
+
+/// One hop's p50 (solid) and p99 (dashed) per run against the load, on a latency axis fit to the data.
+fn scaling_chart(s: &Scaling, h: &HopScaling) -> String {
+    let (w, ht, pad) = (240.0, 150.0, 28.0);
+    let points: Vec<(f64, &crate::scaling::Point)> =
+        s.runs.iter().zip(&h.points).filter_map(|(r, p)| Some((s.load.of(r), p.as_ref()?))).collect();
+    let verdict = match h.verdict {
+        ScalingVerdict::Contention => "<tspan fill=\"#c33\">contention</tspan>",
+        ScalingVerdict::Flat => "flat",
+        ScalingVerdict::TooFewRuns => "too few runs",
+    };
+    let growth = h.growth_pct.map(|g| format!("{g:+.0}%")).unwrap_or_default();
+    let mut out = format!(
+        "<figure><figcaption>{} — p50, p99 (dashed) against {}</figcaption><svg class=scaling width={w} height={ht} viewBox=\"0 0 {w} {ht}\"><text x={pad} y=14>{verdict} {growth}</text>",
+        esc(&h.label()),
+        s.load.label()
+    );
+    if let (Some(first), Some(last)) = (points.first(), points.last()) {
+        let axis = Axis::fit(points.iter().flat_map(|(_, p)| [Some(p.p50_ns), p.p99_ns]).flatten(), &[]);
+        let span = (last.0 - first.0).max(1e-9);
+        let x = |load: f64| pad + (load - first.0) / span * (w - pad - 8.0);
+        let y = |ns: i64| ht - pad + 8.0 - axis.at(ns) * (ht - pad - 20.0);
+        let line = |value: &dyn Fn(&crate::scaling::Point) -> Option<i64>| -> String {
+            let xy: Vec<String> =
+                points.iter().filter_map(|(l, p)| Some(format!("{:.1},{:.1}", x(*l), y(value(p)?)))).collect();
+            xy.join(" ")
+        };
+        let _ = write!(
+            out,
+            "<polyline fill=none stroke=\"#4e79a7\" stroke-width=1.5 points=\"{}\"/><polyline fill=none stroke=\"#e15759\" stroke-dasharray=\"4 3\" stroke-width=1 points=\"{}\"/>",
+            line(&|p| Some(p.p50_ns)),
+            line(&|p| p.p99_ns)
+        );
+        for (l, p) in &points {
+            let _ = write!(out, "<circle cx={:.1} cy={:.1} r=2.5 fill=\"#4e79a7\"/>", x(*l), y(p.p50_ns));
+        }
+        for (ns, label) in axis.ticks() {
+            let _ = write!(out, "<text x=2 y={:.1}>{label}</text>", y(ns) + 4.0);
+        }
+        let _ = write!(
+            out,
+            "<text x={pad} y={}>{:.1}</text><text x={} y={} text-anchor=end>{:.1}</text>",
+            ht - 4.0,
+            first.0,
+            w - 8.0,
+            ht - 4.0,
+            last.0
+        );
+    }
+    out.push_str("</svg></figure>");
+    out
+}
+
+/// Per health series, its values over the run on a linear axis from zero, growing series first.
+fn health(series: &[HealthSeries]) -> String {
+    let mut out = String::from(
+        "<section><h2>Health</h2><p class=meta>sampled by loadgen during the run · growing: a statistically real upward trend beyond the drift threshold</p><div class=charts>",
+    );
+    let mut ordered: Vec<&HealthSeries> = series.iter().collect();
+    ordered.sort_by_key(|h| !h.growing());
+    for h in ordered {
+        out.push_str(&health_chart(h));
+    }
+    out.push_str("</div></section>");
+    out
+}
+
+fn health_chart(h: &HealthSeries) -> String {
+    let (w, ht, pad) = (240.0, 150.0, 44.0);
+    let verdict = if h.growing() { "<tspan fill=\"#c33\">growing</tspan>" } else { "stable" };
+    let mut out = format!(
+        "<figure><figcaption>{}</figcaption><svg class=health width={w} height={ht} viewBox=\"0 0 {w} {ht}\"><text x={pad} y=14>{verdict} {}</text>",
+        esc(&h.series),
+        h.trend.growth_pct.map(|g| format!("{g:+.1}%")).unwrap_or_default()
+    );
+    if let (Some(first), Some(last)) = (h.samples.first(), h.samples.last()) {
+        let top = h.samples.iter().map(|s| s.1).fold(1.0, f64::max);
+        let span = (last.0 - first.0).max(1) as f64;
+        let x = |t: i64| pad + (t - first.0) as f64 / span * (w - pad - 8.0);
+        let y = |v: f64| ht - 20.0 - v / top * (ht - 44.0);
+        let line: Vec<String> = h.samples.iter().map(|&(t, v)| format!("{:.1},{:.1}", x(t), y(v))).collect();
+        let _ = write!(out, "<polyline fill=none stroke=\"#4e79a7\" stroke-width=1.5 points=\"{}\"/>", line.join(" "));
+        for v in [0.0, top] {
+            let _ = write!(out, "<text x=2 y={:.1}>{}</text>", y(v) + 4.0, esc(&crate::health::value_text(&h.unit, v)));
         }
     }
     out.push_str("</svg></figure>");

@@ -12,11 +12,13 @@ pub mod critical_path;
 pub mod drift;
 pub mod export;
 pub mod fairness;
+pub mod health;
 pub mod hops;
 pub mod html;
 pub mod inspect;
 pub mod report;
 pub mod rng;
+pub mod scaling;
 pub mod select;
 pub mod skew;
 pub mod spans;
@@ -68,9 +70,9 @@ pub fn analyze_with(
     extras: Extras,
 ) -> anyhow::Result<Report> {
     let store = store.into();
-    let mut table = load(&store, range, &hops::attribute_keys(config))?;
-    let excluded = stitch::prepare(&mut table, config);
-    join_lifecycles(&mut table, config);
+    let more: Vec<String> =
+        if extras.over_time.is_some() { health::KEYS.map(String::from).to_vec() } else { Vec::new() };
+    let (table, excluded) = prepared(&store, range, config, &more)?;
     let filters = Filters { with_origins: filters.with_origins || extras.over_time.is_some(), ..filters.clone() };
     let mut extraction = hops::extract(&table, config, &filters);
     let fairness = fairness::fairness(&table, config, &extraction);
@@ -78,6 +80,10 @@ pub fn analyze_with(
         let names = |c: usize, h: usize| (config.categories[c].name.clone(), config.categories[c].hops[h].name.clone());
         drift::over_time(&extraction.samples, names, settings)
     });
+    let health = match extras.over_time {
+        Some(settings) => health::health(&table, filters.run_id.as_deref(), settings.threshold),
+        None => Vec::new(),
+    };
     extraction.excluded = excluded;
     extraction.stitched = table.pieces.iter().filter(|&&p| p > 1).count();
     extraction.stitched_traces = table.pieces.iter().filter(|&&p| p > 1).map(|&p| p as usize).sum();
@@ -88,7 +94,41 @@ pub fn analyze_with(
     let mut report = Report::build(config, extraction, store, describe(range), run, extras.details);
     report.fairness = fairness;
     report.over_time = over_time;
+    report.health = health;
     Ok(report)
+}
+
+/// Runs of one system at different loads compared hop by hop ([`scaling`]).
+pub fn analyze_scaling(
+    store: impl Into<Location>,
+    range: TimeRange,
+    config: &Config,
+    runs: &[String],
+    settings: scaling::Settings,
+) -> anyhow::Result<scaling::Scaling> {
+    let store = store.into();
+    let (table, _) = prepared(&store, range, config, &[scaling::CONCURRENCY_KEY.to_owned()])?;
+    Ok(scaling::compare(&table, config, runs, settings, store.to_string()))
+}
+
+/// The spans of `range` with the attributes the analysis reads (and `more`), the configuration's
+/// exclusions applied and its lifecycles joined.
+fn prepared(
+    store: &Location,
+    range: TimeRange,
+    config: &Config,
+    more: &[String],
+) -> anyhow::Result<(spans::SpanTable, stitch::Excluded)> {
+    let mut keys = hops::attribute_keys(config);
+    for key in more {
+        if !keys.contains(key) {
+            keys.push(key.clone());
+        }
+    }
+    let mut table = load(store, range, &keys)?;
+    let excluded = stitch::prepare(&mut table, config);
+    join_lifecycles(&mut table, config);
+    Ok((table, excluded))
 }
 
 /// Makes the traces of each lifecycle that the configuration's joins tie together one trace of the

@@ -11,6 +11,7 @@ use cli::export::ExportArgs;
 use cli::generate::GenerateArgs;
 use cli::inspect::InspectArgs;
 use cli::report::ReportArgs;
+use cli::scaling::ScalingArgs;
 use cli::validate::ValidateArgs;
 
 #[derive(Parser)]
@@ -29,6 +30,10 @@ enum Command {
     /// consumers paired, one trace per correlation key, the expected structure. Exits 0 when intact,
     /// 2 when more traces are broken than --max-broken allows, 1 on a usage or I/O error.
     Validate(ValidateArgs),
+    /// Runs at different loads side by side (each hop's p50 per run, fitted against tasks in flight,
+    /// workers or throughput), and the hop whose latency grows most with load named as the contention
+    /// bottleneck. Exits 0, or 1 on a usage or I/O error.
+    Scaling(ScalingArgs),
     /// Saves, lists and deletes baselines: the per-hop samples of a run, kept under a name.
     #[command(subcommand)]
     Baseline(BaselineCommand),
@@ -63,6 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Report(args) => cli::report::run(args),
         Command::Validate(args) => cli::validate::run(args),
+        Command::Scaling(args) => cli::scaling::run(args),
         Command::Export(args) => cli::export::run(args),
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Generate(args) => cli::generate::run(args),

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::config::{Config, Measure, Percentile};
 use crate::drift::{DriftVerdict, OverTime};
 use crate::fairness::ServiceFairness;
+use crate::health::HealthSeries;
 use crate::hops::Extraction;
 use crate::stats::{samples_needed, Summary, Verdict};
 
@@ -34,6 +35,9 @@ pub struct Report {
     /// With `--over-time`: each hop's percentiles per bucket and its drift verdict ([`crate::drift`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub over_time: Option<OverTime>,
+    /// With `--over-time`: the run's health samples per series and their trends ([`crate::health`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub health: Vec<HealthSeries>,
 }
 
 /// What joins and exclusions made of the stored traces (their traces count as one each in `traces`).
@@ -225,6 +229,7 @@ impl Report {
             categories,
             fairness: Vec::new(),
             over_time: None,
+            health: Vec::new(),
         }
     }
 
@@ -288,6 +293,15 @@ impl SkewTotals {
 
 /// A duration for people: `0.842 ms`, `12.50 ms`, `1.204 s` (see [`hoptrace_text::duration`]).
 pub use hoptrace_text::duration as human;
+
+/// A change in duration with its sign: `+1.20 ms`, `-0.300 ms`.
+pub(crate) fn signed(ns: i64) -> String {
+    if ns < 0 {
+        format!("-{}", human(-ns))
+    } else {
+        format!("+{}", human(ns))
+    }
+}
 
 fn cell(value: Option<i64>, p: Percentile) -> String {
     match value {
@@ -383,6 +397,9 @@ pub fn table(report: &Report, colour: bool) -> String {
     if let Some(over_time) = &report.over_time {
         out.push_str(&over_time_lines(over_time));
     }
+    if !report.health.is_empty() {
+        out.push_str(&health_lines(&report.health));
+    }
     if report.hops().any(|(_, _, h)| !h.too_few_samples.is_empty()) {
         out.push_str("\nn<K: too few samples for that percentile (it needs at least K)\n");
     }
@@ -442,12 +459,54 @@ fn drift_text(v: DriftVerdict) -> &'static str {
 }
 
 fn trend_text(t: &crate::drift::Trend) -> String {
-    match (t.p99_slope_ns_per_hour, t.slope_interval_ns_per_hour, t.growth_pct) {
+    trend_in(t, &signed)
+}
+
+/// A trend's slope per hour with its interval and growth, each slope written by `value`.
+fn trend_in(t: &crate::drift::Trend, value: &dyn Fn(i64) -> String) -> String {
+    match (t.slope_per_hour, t.slope_interval_per_hour, t.growth_pct) {
         (Some(slope), Some((lo, hi)), Some(growth)) => {
-            let signed = |ns: i64| if ns < 0 { format!("-{}", human(-ns)) } else { format!("+{}", human(ns)) };
-            format!("{}/h [{} … {}], {growth:+.1}%", signed(slope), signed(lo), signed(hi))
+            format!("{}/h [{} … {}], {growth:+.1}%", value(slope), value(lo), value(hi))
         }
         _ => String::new(),
+    }
+}
+
+const HEALTH_HEADER: [&str; 6] = ["series", "samples", "first", "last", "trend per hour (95% interval), growth", ""];
+
+fn health_lines(health: &[HealthSeries]) -> String {
+    let mut out = String::from(
+        "\nhealth — sampled by loadgen; growing: a statistically real upward trend and growth over the run above the drift threshold\n",
+    );
+    use Align::{Left, Right};
+    let mut table = Table::new(&[Left, Right, Right, Right, Left, Left]).indent("    ");
+    table.row(HEALTH_HEADER);
+    for h in health {
+        table.row(health_row(h));
+    }
+    out.push_str(&table.render());
+    out
+}
+
+fn health_row(h: &HealthSeries) -> [String; 6] {
+    let text = |v: f64| crate::health::value_text(&h.unit, v);
+    let signed = |v: i64| if v < 0 { text(v as f64) } else { format!("+{}", text(v as f64)) };
+    [
+        h.series.clone(),
+        h.samples.len().to_string(),
+        h.samples.first().map_or_else(String::new, |s| text(s.1)),
+        h.samples.last().map_or_else(String::new, |s| text(s.1)),
+        trend_in(&h.trend, &signed),
+        health_verdict(h).to_owned(),
+    ]
+}
+
+fn health_verdict(h: &HealthSeries) -> &'static str {
+    match h.trend.verdict {
+        DriftVerdict::Drift if h.unit == "By" => "GROWING: a leak?",
+        DriftVerdict::Drift => "GROWING",
+        DriftVerdict::Stable => "stable",
+        DriftVerdict::TooFewBuckets => "too few samples",
     }
 }
 
@@ -479,7 +538,7 @@ fn over_time_lines(o: &OverTime) -> String {
 }
 
 /// `category/variant/hop`, the variant left out when there is none.
-fn hop_label(category: &str, variant: Option<&str>, hop: &str) -> String {
+pub(crate) fn hop_label(category: &str, variant: Option<&str>, hop: &str) -> String {
     match variant {
         Some(v) => format!("{category}/{v}/{hop}"),
         None => format!("{category}/{hop}"),
@@ -628,6 +687,12 @@ pub fn markdown(report: &Report) -> String {
                     DriftVerdict::TooFewBuckets => "too few buckets",
                 }
             );
+        }
+    }
+    if !report.health.is_empty() {
+        let _ = write!(out, "\n### health\n\n| {} |\n|---|--:|--:|--:|---|---|\n", HEALTH_HEADER.join(" | "));
+        for h in &report.health {
+            let _ = writeln!(out, "| {} |", health_row(h).join(" | "));
         }
     }
     out

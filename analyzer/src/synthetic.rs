@@ -126,6 +126,39 @@ pub fn generate(scenario: &Scenario, dir: Option<&Path>) -> hoptrace_store::Resu
     Ok((kept, truth))
 }
 
+/// A load sweep written into `dir`, run after run: one run (`sweep-1`, `sweep-2`, …) per `(workers,
+/// load)` of `points`, `tasks` tasks each, started `load` times as often as the default scenario's. With
+/// `contention`, the claim is a contention hop: it takes `1 + contention × (load − 1)` times as long.
+/// Returns the run ids.
+pub fn sweep(
+    dir: &Path,
+    tasks: usize,
+    points: &[(usize, f64)],
+    contention: f64,
+) -> hoptrace_store::Result<Vec<String>> {
+    let base = Scenario::default();
+    let mut start = base.start_unix_nano;
+    let mut runs = Vec::new();
+    for (k, &(workers, load)) in points.iter().enumerate() {
+        let scenario = Scenario {
+            seed: base.seed + k as u64,
+            tasks,
+            worker_clock_skew_ns: vec![0; workers.max(1)],
+            start_unix_nano: start,
+            task_interval_ns: (base.task_interval_ns as f64 / load) as u64,
+            run_id: format!("sweep-{}", k + 1),
+            first_segment: k as u64 * 1_000,
+            claim_factor: 1.0 + contention * (load - 1.0),
+            ..base.clone()
+        };
+        generate(&scenario, Some(dir))?;
+        // The next run a minute after this one's last task.
+        start += tasks as u64 * scenario.task_interval_ns + 60_000_000_000;
+        runs.push(scenario.run_id);
+    }
+    Ok(runs)
+}
+
 /// Shuffles the spans, so a shuffled-out remainder of them (smaller than `size`) arrives in a later
 /// segment, as late spans do; writes the rest as segments of `size` spans by hour of start, each in the
 /// order the collector writes a flush (`segment::write_flush`). With `all`, writes everything.

@@ -1,7 +1,9 @@
-//! A long run's drift and an unfair worker, planted in generated traces and found by the report: the
-//! claim hop's latency grows over the run, and one of three workers takes most of the steps.
+//! A long run's drift, an unfair worker and a contention hop, planted in generated traces and found: the
+//! claim hop's latency grows over the run, one of three workers takes most of the steps, and across a
+//! load sweep the claim grows with the load.
 
 use hoptrace_analyzer::drift::{DriftVerdict, Settings};
+use hoptrace_analyzer::scaling::{self, Load, Scaling, ScalingVerdict};
 use hoptrace_analyzer::synthetic::{self, Scenario};
 use hoptrace_analyzer::{analyze_with, report, Config, Extras, Filters, Report};
 use hoptrace_store::TimeRange;
@@ -61,4 +63,58 @@ fn a_steady_fair_run_flags_nothing() {
     assert_eq!(over_time.drifting, 0, "{over_time:#?}");
     assert!(over_time.hops.iter().any(|h| h.trend.verdict == DriftVerdict::Stable));
     assert_eq!(report.fairness[0].uneven, None, "{:?}", report.fairness);
+}
+
+/// Four runs at a rising load (1 to 4 workers, tasks started 1 to 8 times as often); with `contention`,
+/// the claim takes `1 + contention × (load − 1)` times as long.
+fn sweep(contention: f64) -> Scaling {
+    let dir = tempfile::tempdir().unwrap();
+    let points = [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0)];
+    let runs = synthetic::sweep(dir.path(), 1_500, &points, contention).unwrap();
+    let settings = scaling::Settings { load: Load::InFlight, threshold: 0.2 };
+    let mut scaling =
+        hoptrace_analyzer::analyze_scaling(dir.path(), TimeRange::all(), &Config::built_in(), &runs, settings).unwrap();
+    scaling.store = "sweep".into();
+    scaling
+}
+
+#[test]
+fn across_a_load_sweep_the_hop_that_grows_with_load_is_named_the_bottleneck() {
+    let scaling = sweep(0.5);
+    let loads: Vec<(usize, f64)> = scaling.runs.iter().map(|r| (r.workers, r.throughput_per_s)).collect();
+    // Each run's workers and throughput as the spans show them: a task every 2, 1, 0.5, 0.25 ms.
+    for (run, (workers, expected)) in loads.iter().zip([(1, 500.0), (2, 1_000.0), (3, 2_000.0), (4, 4_000.0)]) {
+        assert_eq!(run.0, workers);
+        assert!((run.1 / expected - 1.0).abs() < 0.05, "{loads:?}");
+    }
+    let bottleneck = &scaling.hops[scaling.bottleneck.expect("a bottleneck")];
+    assert_eq!((bottleneck.category.as_str(), bottleneck.hop.as_str()), ("worker_execution", "claim"));
+    let contending: Vec<String> = scaling
+        .hops
+        .iter()
+        .filter(|h| h.verdict == ScalingVerdict::Contention && !h.interval)
+        .map(|h| h.label())
+        .collect();
+    assert_eq!(contending, ["worker_execution/noop/claim", "worker_execution/simple_calculation/claim"]);
+    hoptrace_testkit::golden(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden"),
+        "scaling.txt",
+        &scaling::table(&scaling),
+    );
+    hoptrace_testkit::golden(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden"),
+        "scaling.md",
+        &scaling::markdown(&scaling),
+    );
+}
+
+#[test]
+fn a_sweep_where_nothing_grows_with_load_names_no_bottleneck() {
+    let scaling = sweep(0.0);
+    assert_eq!(scaling.bottleneck, None);
+    let contending: Vec<String> =
+        scaling.hops.iter().filter(|h| h.verdict == ScalingVerdict::Contention).map(|h| h.label()).collect();
+    assert!(contending.is_empty(), "{contending:?}");
+    assert!(scaling.hops.iter().all(|h| h.verdict == ScalingVerdict::Flat), "{:#?}", scaling.hops);
+    assert!(scaling::table(&scaling).contains("no bottleneck"));
 }

@@ -22,8 +22,9 @@ use opentelemetry::{Context, KeyValue};
 
 use crate::Telemetry;
 
-/// Baggage entries copied onto every hop span, so one benchmark run's spans can be selected.
-pub const SPAN_BAGGAGE_KEYS: &[&str] = &["benchmark.run_id"];
+/// Baggage entries copied onto every hop span, so one benchmark run's spans can be selected and runs
+/// at different loads compared.
+pub const SPAN_BAGGAGE_KEYS: &[&str] = &["benchmark.run_id", "benchmark.concurrency"];
 
 /// The messaging system a queue hop runs on, as `messaging.system` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +65,13 @@ impl Hop {
             KeyValue::new("db.collection.name", table.to_owned()),
         ];
         HopSpan::start(parent, format!("{operation} {table}"), SpanKind::Client, attributes, None, Vec::new())
+    }
+
+    /// Waiting for a connection from the process's database pool: a span of its own, so an exhausted
+    /// pool shows as time here rather than inside whatever query came next.
+    pub fn connection_wait(parent: &Context) -> HopSpan {
+        let attributes = vec![KeyValue::new("db.system.name", "postgresql")];
+        HopSpan::start(parent, "acquire connection".into(), SpanKind::Internal, attributes, None, Vec::new())
     }
 
     /// A call of a database function that does several statements' work in one round trip:

@@ -9,9 +9,10 @@ use hoptrace_instrumentation::hop::Messaging;
 use hoptrace_instrumentation::Hop;
 use opentelemetry::{Context, KeyValue};
 use serde_json::{json, Map, Value};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection as _, PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::database;
 use crate::faults::{self, Delayed};
 use crate::handlers::{Handler, Runtime};
 use crate::queue::{self, Claimed, RESULT_QUEUE, STEP_QUEUE};
@@ -32,7 +33,8 @@ pub async fn create_task(
     let handlers: Vec<&str> = steps.iter().map(|s| s.handler.name()).collect();
     // text[][] cannot be ragged, so dependencies travel as one JSON array per step.
     let depends_on: Vec<Value> = steps.iter().map(|s| json!(s.depends_on)).collect();
-    let mut tx = pool.begin().await?;
+    let mut conn = database::acquire(pool, parent).await?;
+    let mut tx = conn.begin().await?;
     let call = Hop::db_function(parent, "hoptrace_create_task");
     call.set_attribute(KeyValue::new("task.uuid", task_uuid.to_string()));
     call.set_attribute(KeyValue::new("step.count", steps.len() as i64));
@@ -167,7 +169,8 @@ pub async fn process_result(pool: &PgPool, claimed: Claimed) -> Result<ResultOut
     if let (Some(_), Some(delay)) = (&result, faults::delay(Delayed::ResultProcessing)) {
         tokio::time::sleep(delay).await;
     }
-    let mut tx = pool.begin().await?;
+    let mut conn = database::acquire(pool, &cx).await?;
+    let mut tx = conn.begin().await?;
     let outcome = match result {
         None => ResultOutcome::Malformed,
         Some(result) => {

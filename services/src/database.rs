@@ -3,7 +3,11 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use hoptrace_instrumentation::Hop;
+use opentelemetry::Context;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Postgres;
 
 use crate::queue::{RESULT_QUEUE, STEP_QUEUE};
 
@@ -25,6 +29,12 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
         .connect(url)
         .await
         .with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))
+}
+
+/// A connection from the pool for work in `parent`'s trace, the wait for it an `acquire connection`
+/// span: under load a pool that runs dry is seen there, growing, not hidden in the next query's time.
+pub async fn acquire(pool: &PgPool, parent: &Context) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+    Hop::connection_wait(parent).run(pool.acquire()).await
 }
 
 /// Installs the PGMQ SQL if absent, applies the migrations and creates the queues. Idempotent, and safe

@@ -11,6 +11,7 @@ pub mod coordination;
 pub mod database;
 pub mod faults;
 pub mod handlers;
+pub mod health;
 pub mod loadgen;
 pub mod orchestration;
 pub mod queue;

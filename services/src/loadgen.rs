@@ -1,6 +1,6 @@
 //! The load generator: drives the reference system for each benchmark category and reports what a
-//! client saw. Every trace it starts carries `benchmark.run_id` (as W3C baggage), so a report can select
-//! one run.
+//! client saw. Every trace it starts carries `benchmark.run_id` and `benchmark.concurrency` (as W3C
+//! baggage), so a report can select one run and a comparison of runs knows each one's load.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
@@ -25,6 +25,10 @@ pub const SCENARIOS: &[&str] = &[
     "e2e_latency",
     "handler_overhead",
 ];
+
+/// The baggage entries of a run: its id, and how many clients it ran.
+pub const RUN_ID_KEY: &str = "benchmark.run_id";
+pub const CONCURRENCY_KEY: &str = "benchmark.concurrency";
 
 /// The notify channel of the event-propagation ping-pong.
 pub const PING_CHANNEL: &str = "hoptrace_ping";
@@ -140,7 +144,7 @@ async fn run_one(scenario: &str, settings: &Settings) -> anyhow::Result<Outcome>
     let client = reqwest::Client::builder().pool_max_idle_per_host(settings.concurrency.max(1)).build()?;
     let api = settings.api.trim_end_matches('/').to_owned();
     health_check(&client, &api).await?;
-    let work = Arc::new(TaskClient { client, api, run_id: settings.run_id.clone(), timeout: settings.task_timeout });
+    let work = Arc::new(TaskClient { client, api, baggage: baggage(settings), timeout: settings.task_timeout });
     drive(scenario, settings, move |i| {
         let work = work.clone();
         let variant = variants[i % variants.len()].clone();
@@ -172,8 +176,22 @@ enum Attempt {
 struct TaskClient {
     client: reqwest::Client,
     api: String,
-    run_id: String,
+    /// The `baggage` header of every task's creation.
+    baggage: String,
     timeout: Duration,
+}
+
+/// The run's W3C baggage, as a header: its id and its clients' concurrency.
+fn baggage(settings: &Settings) -> String {
+    format!("{RUN_ID_KEY}={},{CONCURRENCY_KEY}={}", settings.run_id, settings.concurrency.max(1))
+}
+
+/// The run's baggage as a context, for the traces loadgen starts itself (pings, health samples).
+pub fn run_context(settings: &Settings) -> Context {
+    Context::new().with_baggage([
+        KeyValue::new(RUN_ID_KEY, settings.run_id.clone()),
+        KeyValue::new(CONCURRENCY_KEY, settings.concurrency.max(1).to_string()),
+    ])
 }
 
 impl TaskClient {
@@ -182,7 +200,7 @@ impl TaskClient {
         let created = self
             .client
             .post(format!("{}/v1/tasks", self.api))
-            .header("baggage", format!("benchmark.run_id={}", self.run_id))
+            .header("baggage", &self.baggage)
             .json(&json!({"template": variant.template, "context": variant.context}))
             .send()
             .await;
@@ -376,11 +394,11 @@ async fn ping_pong(settings: &Settings) -> anyhow::Result<Outcome> {
             }
         })
     };
-    let run_id = settings.run_id.clone();
+    let run = run_context(settings);
     let timeout = settings.task_timeout;
     let outcome = drive("event_propagation", settings, move |i| {
-        let (pool, waiting, run_id) = (pool.clone(), waiting.clone(), run_id.clone());
-        async move { ping(&pool, &waiting, &run_id, i as u64, timeout).await }
+        let (pool, waiting, run) = (pool.clone(), waiting.clone(), run.clone());
+        async move { ping(&pool, &waiting, &run, i as u64, timeout).await }
     })
     .await;
     receiver.abort();
@@ -390,12 +408,11 @@ async fn ping_pong(settings: &Settings) -> anyhow::Result<Outcome> {
 async fn ping(
     pool: &PgPool,
     waiting: &Mutex<HashMap<u64, oneshot::Sender<()>>>,
-    run_id: &str,
+    run: &Context,
     id: u64,
     timeout: Duration,
 ) -> Attempt {
-    let cx = Context::new().with_baggage([KeyValue::new("benchmark.run_id", run_id.to_owned())]);
-    let root = Hop::internal(&cx, "ping");
+    let root = Hop::internal(run, "ping");
     let publish = Hop::publish(root.context(), PING_CHANNEL);
     let mut payload = json!({ "ping": id });
     propagation::inject(publish.context(), payload.as_object_mut().expect("an object"));

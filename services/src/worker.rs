@@ -19,6 +19,7 @@ use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
+use crate::database;
 use crate::faults::{self, Delayed, Fault};
 use crate::handlers::{Handler, Runtime};
 use crate::queue::{self, Claimed, QueueTiming, RESULT_QUEUE, STEP_QUEUE};
@@ -278,7 +279,7 @@ fn never_sent_parent(cx: &Context) -> Context {
 }
 
 async fn send_result(pool: &PgPool, cx: &Context, result: &Value) -> Result<(), sqlx::Error> {
-    let mut conn = pool.acquire().await?;
+    let mut conn = database::acquire(pool, cx).await?;
     queue::send(&mut conn, cx, RESULT_QUEUE, result).await.map(drop)
 }
 

@@ -11,7 +11,7 @@ use hoptrace_analyzer::compare::Gate;
 use hoptrace_analyzer::{load, Filters};
 use hoptrace_store::Location;
 
-use super::Scope;
+use super::{Scope, Source};
 
 #[derive(Subcommand)]
 pub(crate) enum BaselineCommand {
@@ -86,7 +86,7 @@ pub(crate) fn measure(scope: &Scope, name: &str) -> anyhow::Result<(Baseline, Lo
     let filters = Filters { run_id: scope.run.clone(), ..Filters::default() };
     let extraction = hoptrace_analyzer::hops::extract(&table, &config, &filters);
     scope.say_if_empty(extraction.traces, &store);
-    let source = match (&scope.run, scope.since) {
+    let source = match (&scope.run, scope.source.since) {
         (Some(run), _) => format!("run {run}"),
         (None, Some(since)) => format!(
             "the {} before {}",
@@ -115,8 +115,7 @@ pub(crate) fn run(command: BaselineCommand) -> anyhow::Result<ExitCode> {
             );
         }
         BaselineCommand::List { store, baselines } => {
-            let scope = Scope { since: None, from: None, to: None, run: None, store, config: None };
-            let store = scope.store()?;
+            let store = Source::of_store(store).store()?;
             let all = baselines_dir(baselines, &store).list()?;
             if all.is_empty() {
                 println!("no baselines yet (analyzer baseline save NAME --run ID)");
@@ -134,8 +133,7 @@ pub(crate) fn run(command: BaselineCommand) -> anyhow::Result<ExitCode> {
             }
         }
         BaselineCommand::Delete { name, store, baselines } => {
-            let scope = Scope { since: None, from: None, to: None, run: None, store, config: None };
-            baselines_dir(baselines, &scope.store()?).delete(&name)?;
+            baselines_dir(baselines, &Source::of_store(store).store()?).delete(&name)?;
             println!("deleted baseline {name:?}");
         }
     }

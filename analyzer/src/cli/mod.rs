@@ -6,6 +6,7 @@ pub mod export;
 pub mod generate;
 pub mod inspect;
 pub mod report;
+pub mod scaling;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -18,6 +19,16 @@ use hoptrace_store::{Location, TimeRange};
 /// What to read: the store, the time range, the run, the categories file.
 #[derive(clap::Args)]
 pub(crate) struct Scope {
+    #[command(flatten)]
+    pub(crate) source: Source,
+    /// Only traces of this benchmark run (the `benchmark.run_id` attribute loadgen sets).
+    #[arg(long)]
+    pub(crate) run: Option<String>,
+}
+
+/// The store, the time range and the categories file (a [`Scope`] without its run).
+#[derive(clap::Args)]
+pub(crate) struct Source {
     /// Spans that started this long ago until now, e.g. 15m, 1h, 2days (default 1h, or all time with --run).
     #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["from", "to"])]
     pub(crate) since: Option<Duration>,
@@ -27,9 +38,6 @@ pub(crate) struct Scope {
     /// End of the range (exclusive), RFC 3339; default now.
     #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
     pub(crate) to: Option<SystemTime>,
-    /// Only traces of this benchmark run (the `benchmark.run_id` attribute loadgen sets).
-    #[arg(long)]
-    pub(crate) run: Option<String>,
     /// The collector's data directory, or a PostgreSQL store (postgres://…) [default: $HOPTRACE_DATA or ./hoptrace-data].
     #[arg(long)]
     pub(crate) store: Option<String>,
@@ -39,6 +47,36 @@ pub(crate) struct Scope {
 }
 
 impl Scope {
+    fn config(&self) -> anyhow::Result<Config> {
+        self.source.config()
+    }
+
+    fn store(&self) -> anyhow::Result<Location> {
+        self.source.store()
+    }
+
+    fn range(&self) -> anyhow::Result<TimeRange> {
+        self.source.range(self.run.is_some())
+    }
+
+    /// Says on stderr that nothing was found, so an empty result is not mistaken for a good one.
+    fn say_if_empty(&self, traces: usize, store: &Location) {
+        if traces == 0 {
+            let what = match &self.run {
+                Some(run) => format!("no traces of run {run:?}"),
+                None => "no spans".to_owned(),
+            };
+            eprintln!("{what} in {store} for this range; widen it with --since or --from/--to");
+        }
+    }
+}
+
+impl Source {
+    /// Just a store (the default one when `None`): for commands that read no spans.
+    pub(crate) fn of_store(store: Option<String>) -> Source {
+        Source { since: None, from: None, to: None, store, config: None }
+    }
+
     fn config(&self) -> anyhow::Result<Config> {
         match &self.config {
             None => Ok(Config::built_in()),
@@ -67,19 +105,9 @@ impl Scope {
         Ok(store)
     }
 
-    fn range(&self) -> anyhow::Result<TimeRange> {
-        time_range(self.since, self.from, self.to, self.run.is_some())
-    }
-
-    /// Says on stderr that nothing was found, so an empty result is not mistaken for a good one.
-    fn say_if_empty(&self, traces: usize, store: &Location) {
-        if traces == 0 {
-            let what = match &self.run {
-                Some(run) => format!("no traces of run {run:?}"),
-                None => "no spans".to_owned(),
-            };
-            eprintln!("{what} in {store} for this range; widen it with --since or --from/--to");
-        }
+    /// The range asked for; without one, the last hour, or all time when runs select the traces.
+    fn range(&self, has_run: bool) -> anyhow::Result<TimeRange> {
+        time_range(self.since, self.from, self.to, has_run)
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use hoptrace_instrumentation::Telemetry;
 use hoptrace_services::loadgen::{self, Limit, Settings};
-use hoptrace_services::{database, service};
+use hoptrace_services::{database, health, service};
 
 /// Exits 1 if any task failed or timed out.
 #[derive(Parser)]
@@ -37,9 +37,16 @@ struct Args {
     /// How long one task may take before it counts as timed out.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     task_timeout: Duration,
-    /// The database of the event_propagation ping-pong (default: DATABASE_URL).
+    /// The database of the event_propagation ping-pong and of the health samples (default: DATABASE_URL).
     #[arg(long)]
     database_url: Option<String>,
+    /// Every this long, a health sample into the run: the resident memory of the processes named by
+    /// --health-processes on this machine, the database's open connections, each queue's depth (0s: none).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    health_interval: Duration,
+    /// Command names of the processes whose memory the health samples read.
+    #[arg(long, value_delimiter = ',', default_value = "orchestration,worker,ruby-worker")]
+    health_processes: Vec<String>,
 }
 
 #[tokio::main]
@@ -73,7 +80,29 @@ async fn main() -> ExitCode {
         database_url: args.database_url.unwrap_or_else(database::database_url),
     };
     eprintln!("run {run_id}: scenario {}", args.scenario);
+    let (stop_health, stopped) = tokio::sync::watch::channel(false);
+    let health = if args.health_interval.is_zero() {
+        None
+    } else {
+        match database::connect(&settings.database_url, 2).await {
+            Ok(pool) => Some(tokio::spawn(health::sample(
+                pool,
+                args.health_processes,
+                args.health_interval,
+                loadgen::run_context(&settings),
+                stopped,
+            ))),
+            Err(err) => {
+                eprintln!("no health samples: {err:#}");
+                None
+            }
+        }
+    };
     let outcomes = loadgen::run(&args.scenario, &settings).await;
+    let _ = stop_health.send(true);
+    if let Some(health) = health {
+        let _ = health.await;
+    }
     telemetry.shutdown();
     match outcomes {
         Ok(outcomes) => {
