@@ -18,6 +18,9 @@ pub const VALUE_KEY: &str = "health.value";
 pub const UNIT_KEY: &str = "health.unit";
 /// The attributes the table must hold for [`health`].
 pub const KEYS: [&str; 3] = [SERIES_KEY, VALUE_KEY, UNIT_KEY];
+/// The spans of a health sample: not part of the system's work, so [`take`] removes them before the
+/// analysis.
+pub const SPAN_NAMES: [&str; 2] = ["health sample", "health measurement"];
 
 const NS_PER_HOUR: f64 = 3.6e12;
 
@@ -36,6 +39,18 @@ impl HealthSeries {
     pub fn growing(&self) -> bool {
         self.trend.verdict == DriftVerdict::Drift
     }
+}
+
+/// Takes the health samples out of `table`: with a `threshold`, their series (see [`health`]) are
+/// returned; either way their spans are removed, so they count neither as traces nor in any hop.
+pub fn take(table: &mut SpanTable, run: Option<&str>, threshold: Option<f64>) -> Vec<HealthSeries> {
+    let series = threshold.map(|t| health(table, run, t)).unwrap_or_default();
+    let names: Vec<u32> = SPAN_NAMES.iter().filter_map(|n| table.strings.get(n)).collect();
+    if !names.is_empty() {
+        let sample: Vec<bool> = table.name.iter().map(|n| names.contains(n)).collect();
+        table.retain(|row| !sample[row]);
+    }
+    series
 }
 
 /// Every series sampled in `table` (of `run`, when given), sorted by name, each judged at `threshold`

@@ -221,7 +221,7 @@ fn drift_chart(h: &HopOverTime, bucket_ns: i64) -> String {
 /// contending hops first and the bottleneck named at the top.
 pub fn scaling(s: &Scaling) -> String {
     let mut body = format!(
-        "<h1>hoptrace scaling</h1><p class=meta>{} runs of {} · latency against {} · contention: a real p50 growth above {:.0}% over the sweep</p>",
+        "<h1>hoptrace scaling</h1><p class=meta>{} runs of {} · each hop's p50 (blue, with its fitted line) and p99 (red) per run against {} · contention: a real p50 growth above {:.0}% over the sweep</p>",
         s.runs.len(),
         esc(&s.store),
         s.load.label(),
@@ -254,9 +254,10 @@ pub fn scaling(s: &Scaling) -> String {
     )
 }
 
-/// One hop's p50 (solid) and p99 (dashed) per run against the load, on a latency axis fit to the data.
+/// One hop's p50 (dots) and p99 (red dots) in each run against the load, with the fitted p50 line, on a
+/// latency axis fit to the data.
 fn scaling_chart(s: &Scaling, h: &HopScaling) -> String {
-    let (w, ht, pad) = (240.0, 150.0, 28.0);
+    let (w, ht, pad) = (320.0, 160.0, 40.0);
     let points: Vec<(f64, &crate::scaling::Point)> =
         s.runs.iter().zip(&h.points).filter_map(|(r, p)| Some((s.load.of(r), p.as_ref()?))).collect();
     let verdict = match h.verdict {
@@ -266,40 +267,40 @@ fn scaling_chart(s: &Scaling, h: &HopScaling) -> String {
     };
     let growth = h.growth_pct.map(|g| format!("{g:+.0}%")).unwrap_or_default();
     let mut out = format!(
-        "<figure><figcaption>{} — p50, p99 (dashed) against {}</figcaption><svg class=scaling width={w} height={ht} viewBox=\"0 0 {w} {ht}\"><text x={pad} y=14>{verdict} {growth}</text>",
-        esc(&h.label()),
-        s.load.label()
+        "<figure><figcaption>{}</figcaption><svg class=scaling width={w} height={ht} viewBox=\"0 0 {w} {ht}\"><text x={pad} y=14>{verdict} {growth}</text>",
+        esc(&h.label())
     );
-    if let (Some(first), Some(last)) = (points.first(), points.last()) {
+    let (lo, hi) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), (l, _)| (lo.min(*l), hi.max(*l)));
+    if !points.is_empty() {
         let axis = Axis::fit(points.iter().flat_map(|(_, p)| [Some(p.p50_ns), p.p99_ns]).flatten(), &[]);
-        let span = (last.0 - first.0).max(1e-9);
-        let x = |load: f64| pad + (load - first.0) / span * (w - pad - 8.0);
-        let y = |ns: i64| ht - pad + 8.0 - axis.at(ns) * (ht - pad - 20.0);
-        let line = |value: &dyn Fn(&crate::scaling::Point) -> Option<i64>| -> String {
-            let xy: Vec<String> =
-                points.iter().filter_map(|(l, p)| Some(format!("{:.1},{:.1}", x(*l), y(value(p)?)))).collect();
-            xy.join(" ")
-        };
-        let _ = write!(
-            out,
-            "<polyline fill=none stroke=\"#4e79a7\" stroke-width=1.5 points=\"{}\"/><polyline fill=none stroke=\"#e15759\" stroke-dasharray=\"4 3\" stroke-width=1 points=\"{}\"/>",
-            line(&|p| Some(p.p50_ns)),
-            line(&|p| p.p99_ns)
-        );
+        let span = (hi - lo).max(1e-9);
+        let x = |load: f64| pad + (load - lo) / span * (w - pad - 12.0);
+        let y = |ns: i64| ht - 28.0 + 8.0 - axis.at(ns) * (ht - 48.0);
+        if let Some((from, to)) = h.fitted_ns {
+            // A straight line in latency, so a curve where the axis is logarithmic.
+            let line: Vec<String> = (0..=16)
+                .map(|i| i as f64 / 16.0)
+                .map(|f| format!("{:.1},{:.1}", x(lo + f * (hi - lo)), y(from + (f * (to - from) as f64) as i64)))
+                .collect();
+            let _ =
+                write!(out, "<polyline fill=none stroke=\"#4e79a7\" stroke-width=1.5 points=\"{}\"/>", line.join(" "));
+        }
         for (l, p) in &points {
-            let _ = write!(out, "<circle cx={:.1} cy={:.1} r=2.5 fill=\"#4e79a7\"/>", x(*l), y(p.p50_ns));
+            let _ = write!(out, "<circle cx={:.1} cy={:.1} r=3 fill=\"#4e79a7\"/>", x(*l), y(p.p50_ns));
+            if let Some(p99) = p.p99_ns {
+                let _ = write!(out, "<circle cx={:.1} cy={:.1} r=2 fill=\"#e15759\"/>", x(*l), y(p99));
+            }
         }
         for (ns, label) in axis.ticks() {
             let _ = write!(out, "<text x=2 y={:.1}>{label}</text>", y(ns) + 4.0);
         }
         let _ = write!(
             out,
-            "<text x={pad} y={}>{:.1}</text><text x={} y={} text-anchor=end>{:.1}</text>",
+            "<text x={pad} y={}>{lo:.1}</text><text x={} y={} text-anchor=end>{hi:.1} {}</text>",
             ht - 4.0,
-            first.0,
-            w - 8.0,
+            w - 4.0,
             ht - 4.0,
-            last.0
+            s.load.label()
         );
     }
     out.push_str("</svg></figure>");

@@ -72,7 +72,8 @@ pub fn analyze_with(
     let store = store.into();
     let more: Vec<String> =
         if extras.over_time.is_some() { health::KEYS.map(String::from).to_vec() } else { Vec::new() };
-    let (table, excluded) = prepared(&store, range, config, &more)?;
+    let threshold = extras.over_time.map(|settings| settings.threshold);
+    let (table, excluded, health) = prepared(&store, range, config, &more, (filters.run_id.as_deref(), threshold))?;
     let filters = Filters { with_origins: filters.with_origins || extras.over_time.is_some(), ..filters.clone() };
     let mut extraction = hops::extract(&table, config, &filters);
     let fairness = fairness::fairness(&table, config, &extraction);
@@ -80,10 +81,6 @@ pub fn analyze_with(
         let names = |c: usize, h: usize| (config.categories[c].name.clone(), config.categories[c].hops[h].name.clone());
         drift::over_time(&extraction.samples, names, settings)
     });
-    let health = match extras.over_time {
-        Some(settings) => health::health(&table, filters.run_id.as_deref(), settings.threshold),
-        None => Vec::new(),
-    };
     extraction.excluded = excluded;
     extraction.stitched = table.pieces.iter().filter(|&&p| p > 1).count();
     extraction.stitched_traces = table.pieces.iter().filter(|&&p| p > 1).map(|&p| p as usize).sum();
@@ -107,18 +104,20 @@ pub fn analyze_scaling(
     settings: scaling::Settings,
 ) -> anyhow::Result<scaling::Scaling> {
     let store = store.into();
-    let (table, _) = prepared(&store, range, config, &[scaling::CONCURRENCY_KEY.to_owned()])?;
+    let (table, _, _) = prepared(&store, range, config, &[scaling::CONCURRENCY_KEY.to_owned()], (None, None))?;
     Ok(scaling::compare(&table, config, runs, settings, store.to_string()))
 }
 
-/// The spans of `range` with the attributes the analysis reads (and `more`), the configuration's
-/// exclusions applied and its lifecycles joined.
+/// The spans of `range` with the attributes the analysis reads (and `more`), the health samples taken
+/// out (and judged, for a run at a threshold: `health`), the configuration's exclusions applied and its
+/// lifecycles joined.
 fn prepared(
     store: &Location,
     range: TimeRange,
     config: &Config,
     more: &[String],
-) -> anyhow::Result<(spans::SpanTable, stitch::Excluded)> {
+    health: (Option<&str>, Option<f64>),
+) -> anyhow::Result<(spans::SpanTable, stitch::Excluded, Vec<health::HealthSeries>)> {
     let mut keys = hops::attribute_keys(config);
     for key in more {
         if !keys.contains(key) {
@@ -126,9 +125,10 @@ fn prepared(
         }
     }
     let mut table = load(store, range, &keys)?;
+    let health = health::take(&mut table, health.0, health.1);
     let excluded = stitch::prepare(&mut table, config);
     join_lifecycles(&mut table, config);
-    Ok((table, excluded))
+    Ok((table, excluded, health))
 }
 
 /// Makes the traces of each lifecycle that the configuration's joins tie together one trace of the

@@ -25,6 +25,10 @@ pub const CONCURRENCY_KEY: &str = "benchmark.concurrency";
 /// Family-wise false-alarm rate of the contention verdicts of one comparison.
 pub const FAMILY_ALPHA: f64 = 0.01;
 
+/// The most loaded run a hop is compared in must carry at least this many times the least loaded one's
+/// load: between runs at (nearly) one load, a slope fits noise.
+pub const MIN_LOAD_SPREAD: f64 = 1.25;
+
 /// A run's samples of a hop below this are not compared.
 pub const MIN_SAMPLES: usize = 20;
 
@@ -103,6 +107,8 @@ pub struct HopScaling {
     pub points: Vec<Option<Point>>,
     /// Least-squares slope of the p50 against the load, ns per unit of load.
     pub slope_ns: Option<f64>,
+    /// The fitted p50 at the least and at the most loaded run.
+    pub fitted_ns: Option<(i64, i64)>,
     /// The fitted p50 at the most loaded run minus at the least loaded one.
     pub growth_ns: Option<i64>,
     pub growth_pct: Option<f64>,
@@ -125,7 +131,7 @@ pub enum ScalingVerdict {
     /// Grows with load beyond the threshold and beyond chance.
     Contention,
     Flat,
-    /// Fewer than two runs with enough samples at different loads.
+    /// Fewer than two runs with enough samples at loads [`MIN_LOAD_SPREAD`] apart.
     TooFewRuns,
 }
 
@@ -165,6 +171,7 @@ pub fn compare(table: &SpanTable, config: &Config, runs: &[String], settings: Se
                 interval: matches!(rule.measure, Measure::Interval { .. }),
                 points: fit.points,
                 slope_ns: fit.slope_ns,
+                fitted_ns: fit.fitted_ns,
                 growth_ns: fit.growth_ns,
                 growth_pct: fit.growth_pct,
                 verdict: fit.verdict,
@@ -183,7 +190,10 @@ pub fn compare(table: &SpanTable, config: &Config, runs: &[String], settings: Se
 
 fn comparable(per_run: &[Vec<i64>], x: &[f64]) -> bool {
     let loads: Vec<f64> = per_run.iter().zip(x).filter(|(s, _)| s.len() >= MIN_SAMPLES).map(|(_, &x)| x).collect();
-    loads.len() >= 2 && loads.first() != loads.last()
+    match (loads.first(), loads.last()) {
+        (Some(&lo), Some(&hi)) => hi > lo && hi >= lo * MIN_LOAD_SPREAD,
+        _ => false,
+    }
 }
 
 /// What the samples of one hop across runs say.
@@ -191,6 +201,7 @@ fn comparable(per_run: &[Vec<i64>], x: &[f64]) -> bool {
 pub struct Fit {
     pub points: Vec<Option<Point>>,
     pub slope_ns: Option<f64>,
+    pub fitted_ns: Option<(i64, i64)>,
     pub growth_ns: Option<i64>,
     pub growth_pct: Option<f64>,
     pub verdict: ScalingVerdict,
@@ -205,10 +216,16 @@ pub fn judge(x: &[f64], per_run: &[Vec<i64>], tests: usize, threshold: f64) -> F
     let z = normal_quantile(1.0 - gamma / 2.0);
     let points: Vec<Option<Point>> = per_run.iter().map(|s| (s.len() >= MIN_SAMPLES).then(|| point(s, z))).collect();
     let fitted: Vec<(f64, f64)> = points.iter().zip(x).filter_map(|(p, &x)| p.map(|p| (x, p.p50_ns as f64))).collect();
-    let none =
-        |points| Fit { points, slope_ns: None, growth_ns: None, growth_pct: None, verdict: ScalingVerdict::TooFewRuns };
+    let none = |points| Fit {
+        points,
+        slope_ns: None,
+        fitted_ns: None,
+        growth_ns: None,
+        growth_pct: None,
+        verdict: ScalingVerdict::TooFewRuns,
+    };
     let (Some(&(x_lo, _)), Some(&(x_hi, _))) = (fitted.first(), fitted.last()) else { return none(points) };
-    if fitted.len() < 2 || x_hi <= x_lo {
+    if fitted.len() < 2 || x_hi < x_lo * MIN_LOAD_SPREAD || x_hi <= x_lo {
         return none(points);
     }
     let n = fitted.len() as f64;
@@ -227,7 +244,14 @@ pub fn judge(x: &[f64], per_run: &[Vec<i64>], tests: usize, threshold: f64) -> F
     } else {
         ScalingVerdict::Flat
     };
-    Fit { points, slope_ns: Some(slope), growth_ns: Some(growth.round() as i64), growth_pct, verdict }
+    Fit {
+        points,
+        slope_ns: Some(slope),
+        fitted_ns: Some((at(x_lo).round() as i64, at(x_hi).round() as i64)),
+        growth_ns: Some(growth.round() as i64),
+        growth_pct,
+        verdict,
+    }
 }
 
 /// The p50, p99 and the p50's order-statistic interval (ranks n/2 ± z·√n/2) of sorted samples.
@@ -329,6 +353,12 @@ impl HopScaling {
 impl Scaling {
     /// One line on the bottleneck, or why none is named.
     pub fn bottleneck_text(&self) -> String {
+        if self.hops.iter().all(|h| h.verdict == ScalingVerdict::TooFewRuns) {
+            return format!(
+                "no comparison: the runs' {} differ by less than {MIN_LOAD_SPREAD}× (try another --against)",
+                self.load.label()
+            );
+        }
         let Some(hop) = self.bottleneck.map(|b| &self.hops[b]) else {
             return format!(
                 "no bottleneck: no hop (besides the end-to-end intervals) grows with load beyond chance and {:.0}%",
@@ -392,15 +422,11 @@ fn header(s: &Scaling) -> String {
     )
 }
 
-/// The runs' loads, then one line per hop with its p50 in each run, its growth and verdict.
+/// The runs' loads, then one line per hop with its p50 in each run, its growth and verdict, then each
+/// hop's p99 per run (`-`: fewer than 100 samples).
 pub fn table(s: &Scaling) -> String {
     use hoptrace_text::{Align::*, Table};
-    let mut out = format!(
-        "scaling — {}
-
-",
-        header(s)
-    );
+    let mut out = format!("scaling — {}\n\n", header(s));
     let mut runs = Table::new(&[Left, Left, Right, Right, Right, Right, Right, Right]).indent("  ");
     runs.row(RUN_HEADER.map(str::to_owned));
     for (i, r) in s.runs.iter().enumerate() {
@@ -423,6 +449,18 @@ pub fn table(s: &Scaling) -> String {
     }
     out.push('\n');
     out.push_str(&hops.render());
+    // The tails, for the same hops in the same order.
+    let mut tails = Table::new(&align[..=s.runs.len()]).indent("  ");
+    let mut head = vec!["hop".to_owned()];
+    head.extend((1..=s.runs.len()).map(|i| format!("#{i} p99")));
+    tails.row(head);
+    for h in ordered(s) {
+        let mut row = vec![h.label()];
+        row.extend(h.points.iter().map(|p| p.and_then(|p| p.p99_ns).map_or_else(|| "-".to_owned(), human)));
+        tails.row(row);
+    }
+    out.push('\n');
+    out.push_str(&tails.render());
     out.push('\n');
     out.push_str(&s.bottleneck_text());
     out.push('\n');
@@ -518,9 +556,9 @@ mod tests {
     }
 
     #[test]
-    fn runs_at_one_load_or_with_few_samples_cannot_be_judged() {
+    fn runs_at_nearly_one_load_or_with_few_samples_cannot_be_judged() {
         let mut rng = Rng(5);
-        let same = [2.0, 2.0];
+        let same = [2.0, 2.2];
         let per_run: Vec<Vec<i64>> = same.iter().map(|_| samples(&mut rng, 100, 1e6, 0.5)).collect();
         assert_eq!(judge(&same, &per_run, 1, 0.2).verdict, ScalingVerdict::TooFewRuns);
         let few = vec![samples(&mut rng, 100, 1e6, 0.5), samples(&mut rng, 5, 9e6, 0.5)];

@@ -45,6 +45,11 @@ pub struct Scenario {
     /// (worker, fraction): that worker takes this fraction of the steps, the others share the rest in
     /// turn: a planted unfair split. None: steps go to the workers in turn.
     pub busy_worker: Option<(usize, f64)>,
+    /// A health sample this often over the run, as loadgen records them (0: none): each worker's
+    /// resident memory and the database's connections, a little noise on each.
+    pub health_every_ns: u64,
+    /// The first worker's memory grows by this fraction over the run: a planted leak.
+    pub rss_growth: f64,
 }
 
 impl Default for Scenario {
@@ -63,6 +68,8 @@ impl Default for Scenario {
             claim_factor: 1.0,
             claim_growth: 0.0,
             busy_worker: None,
+            health_every_ns: 0,
+            rss_growth: 0.0,
         }
     }
 }
@@ -118,6 +125,29 @@ pub fn generate(scenario: &Scenario, dir: Option<&Path>) -> hoptrace_store::Resu
                 write_segments(dir, &mut pending, &mut rng, &mut segment_no, scenario.segment_spans, false)?;
             }
         }
+    }
+    let run_ns = scenario.tasks as u64 * scenario.task_interval_ns;
+    for (k, at) in (0..run_ns).step_by(scenario.health_every_ns.max(1) as usize).enumerate() {
+        if scenario.health_every_ns == 0 {
+            break;
+        }
+        let mut b = TraceBuilder {
+            rng: &mut rng,
+            trace_id: trace_id(scenario.seed ^ 0x4ea1, k as u64),
+            next_span: 1,
+            spans: Vec::new(),
+            orchestration: orchestration.clone(),
+        };
+        health_trace(
+            &mut b,
+            scenario,
+            &workers,
+            at as f64 / run_ns as f64,
+            scenario.start_unix_nano as i64 + at as i64,
+        );
+        truth.traces += 1;
+        truth.spans += b.spans.len();
+        pending.extend(b.spans);
     }
     match dir {
         Some(dir) => write_segments(dir, &mut pending, &mut rng, &mut segment_no, scenario.segment_spans, true)?,
@@ -284,6 +314,30 @@ impl TraceBuilder<'_> {
         let origin = self.orchestration.clone();
         self.span(name, kind, parent, start, end, &origin, 0, attrs, None)
     }
+}
+
+/// One health sample at `t0`, `progress` of the way through the run: a `health sample` root with a
+/// measurement per worker's memory (about 30 MB) and one of the database's connections (about 10).
+fn health_trace(b: &mut TraceBuilder, scenario: &Scenario, workers: &[Arc<Origin>], progress: f64, t0: i64) {
+    let run = scenario.run_id.as_str();
+    let root = b.orch("health sample", SpanKind::Internal, None, t0, t0 + 2_000_000, &[("benchmark.run_id", run)]);
+    let measure = |b: &mut TraceBuilder, series: &str, value: f64, unit: &str| {
+        let value = format!("{}", value.round() as i64);
+        let attrs = [
+            ("health.series", series),
+            ("health.value", value.as_str()),
+            ("health.unit", unit),
+            ("benchmark.run_id", run),
+        ];
+        b.orch("health measurement", SpanKind::Internal, Some(root), t0 + 1_000, t0 + 2_000, &attrs);
+    };
+    for w in 0..workers.len() {
+        let growth = if w == 0 { 1.0 + scenario.rss_growth * progress } else { 1.0 };
+        let noise = 1.0 + 0.02 * (b.rng.unit() - 0.5);
+        measure(b, &format!("worker/worker-{} rss", w + 1), 30e6 * growth * noise, "By");
+    }
+    let connections = 9.0 + (b.rng.unit() * 3.0).floor();
+    measure(b, "database connections", connections, "{connection}");
 }
 
 /// One task: the API request, then each step's cycle through the queues, then completion.

@@ -1,6 +1,6 @@
 //! The HTML report: one self-contained page whose embedded data is the JSON report, with a chart per
 //! hop, critical-path bars and two waterfalls per end-to-end variant; it opens in headless Chromium
-//! with no console errors and renders to a screenshot.
+//! with no console errors and renders to a screenshot. The scaling page likewise.
 
 use std::path::Path;
 use std::process::Command;
@@ -119,11 +119,45 @@ fn the_page_carries_the_json_report_and_a_chart_for_each_part() {
 }
 
 #[test]
+fn the_scaling_page_names_the_bottleneck_and_draws_every_hop_against_the_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = synthetic::sweep(&dir.path().join("data"), 300, &[(1, 1.0), (2, 2.0), (4, 4.0)], 1.0).unwrap();
+    let mut args = vec!["scaling", "--store", "data"];
+    for run in &runs {
+        args.extend(["--run", run.as_str()]);
+    }
+    let json: Value = serde_json::from_str(&run(dir.path(), &[&args[..], &["--format", "json"]].concat())).unwrap();
+    run(dir.path(), &[&args[..], &["--format", "html", "-o", "scaling.html"]].concat());
+    let page = std::fs::read_to_string(dir.path().join("scaling.html")).unwrap();
+    let start = page.find("<script type=\"application/json\" id=\"hoptrace-scaling\">").expect("embedded data");
+    let rest = &page[start..];
+    let embedded: Value =
+        serde_json::from_str(&rest[rest.find('>').unwrap() + 1..rest.find("</script>").unwrap()].replace("<\\/", "</"))
+            .unwrap();
+    assert_eq!(embedded, json);
+    let hops = json["hops"].as_array().unwrap().len();
+    assert_eq!(page.matches("<svg class=scaling").count(), hops);
+    assert!(page.contains("<p class=\"summary fail\">bottleneck: worker_execution/"), "the bottleneck opens the page");
+    // The contending hops come first.
+    let first_chart = &page[page.find("<figure>").unwrap()..];
+    assert!(first_chart[..first_chart.find("</figure>").unwrap()].contains("contention"));
+    for external in ["http://", "https://", "<link", "src="] {
+        assert!(!page.contains(external), "the page refers to {external}");
+    }
+    screenshot(dir.path(), "scaling.html");
+}
+
+#[test]
 fn the_page_opens_in_headless_chromium_without_console_errors() {
     let dir = store();
     run(dir.path(), &["report", "--store", "data", "--run", "synthetic", "--format", "html", "-o", "report.html"]);
-    let page = dir.path().join("report.html");
-    let shot = dir.path().join("report.png");
+    screenshot(dir.path(), "report.html");
+}
+
+/// Opens `page` in headless Chromium: no console error, and a screenshot with charts in it.
+fn screenshot(dir: &Path, page: &str) {
+    let shot = dir.join(page.replace(".html", ".png"));
+    let page = dir.join(page);
     let chromium = ["chromium", "chromium-browser"]
         .into_iter()
         .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
@@ -143,7 +177,8 @@ fn the_page_opens_in_headless_chromium_without_console_errors() {
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(png.len() > 50_000, "a screenshot with charts, not a blank page: {} bytes", png.len());
-    if let Some(keep) = std::env::var_os("HOPTRACE_KEEP_SCREENSHOT") {
-        std::fs::copy(&shot, keep).unwrap();
+    // HOPTRACE_KEEP_SCREENSHOTS=DIR keeps them, to look at.
+    if let Some(keep) = std::env::var_os("HOPTRACE_KEEP_SCREENSHOTS") {
+        std::fs::copy(&shot, Path::new(&keep).join(shot.file_name().unwrap())).unwrap();
     }
 }

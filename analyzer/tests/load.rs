@@ -1,6 +1,6 @@
-//! A long run's drift, an unfair worker and a contention hop, planted in generated traces and found: the
-//! claim hop's latency grows over the run, one of three workers takes most of the steps, and across a
-//! load sweep the claim grows with the load.
+//! A long run's drift, an unfair worker, a leak and a contention hop, planted in generated traces and
+//! found: the claim hop's latency grows over the run, one of three workers takes most of the steps and
+//! another's memory grows, and across a load sweep the claim grows with the load.
 
 use hoptrace_analyzer::drift::{DriftVerdict, Settings};
 use hoptrace_analyzer::scaling::{self, Load, Scaling, ScalingVerdict};
@@ -8,8 +8,8 @@ use hoptrace_analyzer::synthetic::{self, Scenario};
 use hoptrace_analyzer::{analyze_with, report, Config, Extras, Filters, Report};
 use hoptrace_store::TimeRange;
 
-/// Ten minutes of tasks, one every 20 ms, over three workers.
-fn run(claim_growth: f64, busy_worker: Option<(usize, f64)>) -> Report {
+/// Ten minutes of tasks, one every 20 ms, over three workers, with a health sample every 10 s.
+fn run(claim_growth: f64, busy_worker: Option<(usize, f64)>, rss_growth: f64) -> Report {
     let scenario = Scenario {
         tasks: 30_000,
         task_interval_ns: 20_000_000,
@@ -17,6 +17,8 @@ fn run(claim_growth: f64, busy_worker: Option<(usize, f64)>) -> Report {
         segment_spans: 200_000,
         claim_growth,
         busy_worker,
+        health_every_ns: 10_000_000_000,
+        rss_growth,
         ..Scenario::default()
     };
     let dir = tempfile::tempdir().unwrap();
@@ -28,7 +30,7 @@ fn run(claim_growth: f64, busy_worker: Option<(usize, f64)>) -> Report {
 
 #[test]
 fn a_planted_drift_and_an_unfair_worker_are_found_and_named() {
-    let report = run(0.8, Some((2, 0.6)));
+    let report = run(0.8, Some((2, 0.6)), 0.5);
     let over_time = report.over_time.as_ref().unwrap();
     let drifting: Vec<String> = over_time
         .hops
@@ -48,6 +50,11 @@ fn a_planted_drift_and_an_unfair_worker_are_found_and_named() {
     assert!(claim.trend.growth_pct.unwrap() > 50.0, "{:?}", claim.trend);
     let workers = &report.fairness[0];
     assert_eq!((workers.service.as_str(), workers.uneven.as_deref()), ("worker", Some("worker-3")));
+    // The leaking worker's memory, and only it, grows.
+    let growing: Vec<&str> = report.health.iter().filter(|h| h.growing()).map(|h| h.series.as_str()).collect();
+    assert_eq!(growing, ["worker/worker-1 rss"], "{:#?}", report.health);
+    assert_eq!(report.health.len(), 4, "three workers' memory and the connections");
+    assert_eq!(report.health[0].samples.len(), 60, "a sample every 10 s for ten minutes");
     assert!((workers.instances[2].share - 0.6).abs() < 0.02, "{workers:?}");
     hoptrace_testkit::golden(
         concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden"),
@@ -58,11 +65,16 @@ fn a_planted_drift_and_an_unfair_worker_are_found_and_named() {
 
 #[test]
 fn a_steady_fair_run_flags_nothing() {
-    let report = run(0.0, None);
+    let report = run(0.0, None, 0.0);
     let over_time = report.over_time.as_ref().unwrap();
     assert_eq!(over_time.drifting, 0, "{over_time:#?}");
     assert!(over_time.hops.iter().any(|h| h.trend.verdict == DriftVerdict::Stable));
     assert_eq!(report.fairness[0].uneven, None, "{:?}", report.fairness);
+    assert!(
+        report.health.iter().all(|h| !h.growing() && h.trend.verdict == DriftVerdict::Stable),
+        "{:#?}",
+        report.health
+    );
 }
 
 /// Four runs at a rising load (1 to 4 workers, tasks started 1 to 8 times as often); with `contention`,

@@ -48,8 +48,12 @@ pub(crate) enum Format {
 }
 
 pub(crate) fn run(args: ScalingArgs) -> anyhow::Result<ExitCode> {
-    let mut runs = args.runs.clone();
-    runs.dedup();
+    let mut runs: Vec<String> = Vec::new();
+    for run in &args.runs {
+        if !runs.contains(run) {
+            runs.push(run.clone());
+        }
+    }
     if runs.len() < 2 {
         bail!("scaling compares runs: give at least two different --run");
     }
