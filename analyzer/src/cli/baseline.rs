@@ -82,7 +82,9 @@ pub(crate) fn measure(scope: &Scope, name: &str) -> anyhow::Result<(Baseline, Lo
     let config = scope.config()?;
     let store = scope.store()?;
     let range = scope.range()?;
-    let table = load(&store, range, &hoptrace_analyzer::hops::attribute_keys(&config))?;
+    let mut table = load(&store, range, &hoptrace_analyzer::hops::attribute_keys(&config))?;
+    // Health samples are not the system's work.
+    hoptrace_analyzer::health::take(&mut table, None, None);
     let filters = Filters { run_id: scope.run.clone(), ..Filters::default() };
     let extraction = hoptrace_analyzer::hops::extract(&table, &config, &filters);
     scope.say_if_empty(extraction.traces, &store);

@@ -34,6 +34,8 @@ pub(crate) fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     // Validation checks the stored traces; the hops are measured over joined lifecycles.
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as i64;
     let validation = validate(&table, &config, now - args.settle.as_nanos() as i64, run);
+    // Health samples are validated (a lifecycle of their own), not measured.
+    hoptrace_analyzer::health::take(&mut table, None, None);
     hoptrace_analyzer::join_lifecycles(&mut table, &config);
     let filters = Filters { run_id: args.scope.run.clone(), with_origins: true, ..Filters::default() };
     let extraction = hoptrace_analyzer::hops::extract(&table, &config, &filters);
