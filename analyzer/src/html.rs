@@ -534,15 +534,17 @@ fn cdf(hop: &HopReport, limits: &[(Percentile, i64)]) -> String {
         .map(|(ns, f)| format!("{:.1},{:.1}", x(ns), y(f)))
         .collect();
     let _ = write!(out, "<polyline fill=none stroke=\"#4e79a7\" stroke-width=1.5 points=\"{}\"/>", line.join(" "));
-    for (p, limit) in limits {
+    // One label line per target, so a hop's p50, p95 and p99 limits do not print over each other.
+    for (i, (p, limit)) in limits.iter().enumerate() {
         let _ = write!(
             out,
-            "<line class=target x1={0:.1} x2={0:.1} y1=8 y2={1} stroke=\"#e15759\" stroke-dasharray=\"4 2\"/><text x={2:.1} y=18 fill=\"#e15759\" text-anchor=end>{3} &lt; {4}</text>",
+            "<line class=target x1={0:.1} x2={0:.1} y1=8 y2={1} stroke=\"#e15759\" stroke-dasharray=\"4 2\"/><text x={2:.1} y={5} fill=\"#e15759\" text-anchor=end>{3} &lt; {4}</text>",
             x(*limit),
             h - pad + 8.0,
             (x(*limit) - 3.0).max(pad + 80.0),
             p.label(),
-            human(*limit)
+            human(*limit),
+            18 + 12 * i
         );
     }
     let ticks = axis.ticks();

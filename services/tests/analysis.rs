@@ -98,7 +98,10 @@ async fn every_category_is_measured_and_a_step_cycle_adds_up() {
     };
     let spans = read(store.path());
     let by_id: HashMap<&str, &hoptrace_store::SpanRecord> = spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
-    let trace = &spans.iter().find(|s| s.attribute("benchmark.run_id") == Some("one-task")).unwrap().trace_id;
+    // The task's trace (loadgen's health samples carry the run id too).
+    let of_task = |s: &&hoptrace_store::SpanRecord| s.name == "process step_queue";
+    let trace =
+        &spans.iter().filter(of_task).find(|s| s.attribute("benchmark.run_id") == Some("one-task")).unwrap().trace_id;
     let (mut cycles, mut claim_to_process) = (0i128, 0i128);
     for process in spans.iter().filter(|s| &s.trace_id == trace && s.name == "process step_queue") {
         let send = by_id[process.parent_span_id.as_deref().unwrap()];
