@@ -16,6 +16,37 @@ pub struct Config {
     pub storage: Storage,
     pub limits: Limits,
     pub forward: Forward,
+    pub auth: Auth,
+    pub tls: Tls,
+}
+
+/// TLS on all three listeners (off unless both files are set).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// The certificate chain, PEM, the server's own first.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+}
+
+impl Tls {
+    /// The server's TLS configuration, read from the files; `None` when TLS is off.
+    pub fn server_config(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => crate::tls::server_config(cert, key).map(Some),
+            (None, None) => Ok(None),
+            _ => Err("tls.cert_file and tls.key_file go together: set both, or neither".into()),
+        }
+    }
+}
+
+/// Bearer-token authentication of the OTLP receivers and the query API (off unless `token_file` is set).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// A file of accepted tokens, one per line; requests must carry `Authorization: Bearer <token>`.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -49,7 +80,7 @@ pub struct Storage {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Forward {
-    /// OTLP/HTTP URL, e.g. "http://jaeger:4318" (`/v1/traces` is added when there is no path).
+    /// OTLP/HTTP URL, e.g. "http://jaeger:4318" or "https://…" (`/v1/traces` is added when there is no path).
     pub endpoint: Option<String>,
     /// Accepted request bytes waiting to be forwarded; beyond it requests are dropped (and counted).
     pub max_queue_bytes: usize,
@@ -59,6 +90,10 @@ pub struct Forward {
     /// On shutdown, how long to keep sending what is queued.
     #[serde(deserialize_with = "duration")]
     pub drain_timeout: Duration,
+    /// For an `https://` endpoint: trust only the CA certificates in this PEM file (default: the system's).
+    pub ca_file: Option<PathBuf>,
+    /// Send `Authorization: Bearer <token>` with the first token of this file.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for Forward {
@@ -68,6 +103,8 @@ impl Default for Forward {
             max_queue_bytes: 64 << 20,
             timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
+            ca_file: None,
+            token_file: None,
         }
     }
 }
@@ -76,9 +113,8 @@ impl Forward {
     /// The URL requests are posted to.
     pub fn url(&self) -> Result<String, String> {
         let endpoint = self.endpoint.as_deref().ok_or("forward.endpoint is not set")?.trim_end_matches('/');
-        let rest = endpoint
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("forward.endpoint {endpoint:?} must be an http:// URL"))?;
+        let rest = (endpoint.strip_prefix("http://").or_else(|| endpoint.strip_prefix("https://")))
+            .ok_or_else(|| format!("forward.endpoint {endpoint:?} must be an http:// or https:// URL"))?;
         if rest.is_empty() {
             return Err(format!("forward.endpoint {endpoint:?} names no host"));
         }
@@ -111,7 +147,19 @@ impl Default for Config {
             storage: Storage::default(),
             limits: Limits::default(),
             forward: Forward::default(),
+            auth: Auth::default(),
+            tls: Tls::default(),
         }
+    }
+}
+
+impl Listen {
+    /// The listeners reachable from other machines, named.
+    pub fn beyond_loopback(&self) -> Vec<(&'static str, SocketAddr)> {
+        [("OTLP/gRPC", self.grpc), ("OTLP/HTTP", self.http), ("the Jaeger query API", self.query)]
+            .into_iter()
+            .filter(|(_, addr)| !addr.ip().is_loopback())
+            .collect()
     }
 }
 
@@ -200,6 +248,9 @@ impl Config {
         if self.forward.endpoint.is_some() {
             self.forward.url()?;
         }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err("tls.cert_file and tls.key_file go together: set both, or neither".into());
+        }
         if self.limits.max_inflight_bytes < self.limits.max_http_body_bytes {
             return Err("limits.max_inflight_bytes must be at least limits.max_http_body_bytes, or no large request could ever be accepted".into());
         }
@@ -258,6 +309,8 @@ mod tests {
             [forward]
             endpoint = "http://jaeger:4318"
             drain_timeout = "1s"
+            [auth]
+            token_file = "/etc/hoptrace/tokens"
             "#,
         )
         .unwrap();
@@ -267,6 +320,10 @@ mod tests {
         assert_eq!(c.listen.grpc.port(), 14317);
         assert_eq!(c.storage.flush_interval, Duration::from_millis(500));
         assert_eq!(c.limits.retry_after, Duration::from_secs(3));
+        assert_eq!(c.auth.token_file, Some(PathBuf::from("/etc/hoptrace/tokens")));
+        let exposed: Vec<_> = c.listen.beyond_loopback().into_iter().map(|(what, addr)| (what, addr.port())).collect();
+        assert_eq!(exposed, [("OTLP/gRPC", 14317)], "the one listener that start warns about");
+        assert!(Config::default().listen.beyond_loopback().is_empty());
     }
 
     #[test]
@@ -279,7 +336,11 @@ mod tests {
         assert_eq!(zero, "limits.queue_capacity must be greater than zero");
         let addr = Config::parse("[listen]\nhttp = \"nowhere\"\n").unwrap_err();
         assert!(addr.contains("http"), "{addr}");
-        let tls = Config::parse("[forward]\nendpoint = \"https://tempo:4318\"\n").unwrap_err();
-        assert!(tls.contains("forward.endpoint") && tls.contains("http://"), "{tls}");
+        let scheme = Config::parse("[forward]\nendpoint = \"grpc://tempo:4317\"\n").unwrap_err();
+        assert!(scheme.contains("forward.endpoint") && scheme.contains("https://"), "{scheme}");
+        let https = Config::parse("[forward]\nendpoint = \"https://tempo:4318\"\n").unwrap();
+        assert_eq!(https.forward.url().unwrap(), "https://tempo:4318/v1/traces");
+        let half = Config::parse("[tls]\ncert_file = \"cert.pem\"\n").unwrap_err();
+        assert!(half.contains("tls.key_file"), "{half}");
     }
 }

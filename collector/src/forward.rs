@@ -2,13 +2,20 @@
 //! endpoint — Jaeger, Tempo, another collector. Forwarding never slows ingest: accepted requests wait in a
 //! queue bounded in bytes, and what does not fit is dropped and counted. Failed sends are retried as the
 //! OTLP specification says: 429, 502, 503 and 504 (honouring `Retry-After`) and transport errors, with
-//! exponential backoff; other answers are permanent failures, counted and logged.
+//! exponential backoff; other answers are permanent failures, counted and logged. An `https://` endpoint is
+//! reached over TLS (the system's roots, or `forward.ca_file`), with a bearer token when
+//! `forward.token_file` is set.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::HeaderValue;
+use http_body_util::Full;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -35,6 +42,16 @@ struct Request {
     spans: u64,
 }
 
+type Client = hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Where and how each request is sent.
+struct Endpoint {
+    client: Client,
+    url: http::Uri,
+    authorization: Option<HeaderValue>,
+    timeout: Duration,
+}
+
 pub struct Forwarder {
     /// Taken on stop, which closes the queue.
     tx: Mutex<Option<mpsc::UnboundedSender<Request>>>,
@@ -47,11 +64,19 @@ pub struct Forwarder {
 impl Forwarder {
     /// Starts the sending task on the current runtime.
     pub fn start(config: &Forward) -> anyhow::Result<Forwarder> {
-        let url = config.url().map_err(anyhow::Error::msg)?;
-        let client = reqwest::Client::builder().timeout(config.timeout).build()?;
+        let url: http::Uri = config.url().map_err(anyhow::Error::msg)?.parse()?;
+        let tls = crate::tls::client_config(config.ca_file.as_deref()).map_err(anyhow::Error::msg)?;
+        let connector =
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
+        let authorization = match &config.token_file {
+            Some(path) => Some(crate::auth::Tokens::load(path).map_err(anyhow::Error::msg)?.bearer()),
+            None => None,
+        };
+        let endpoint = Endpoint { client, url, authorization, timeout: config.timeout };
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(ForwardStats::default());
-        let task = tokio::spawn(send_loop(client, url, rx, Arc::clone(&stats)));
+        let task = tokio::spawn(send_loop(endpoint, rx, Arc::clone(&stats)));
         Ok(Forwarder {
             tx: Mutex::new(Some(tx)),
             max_queue_bytes: config.max_queue_bytes as u64,
@@ -94,15 +119,10 @@ impl Forwarder {
     }
 }
 
-async fn send_loop(
-    client: reqwest::Client,
-    url: String,
-    mut rx: mpsc::UnboundedReceiver<Request>,
-    stats: Arc<ForwardStats>,
-) {
+async fn send_loop(endpoint: Endpoint, mut rx: mpsc::UnboundedReceiver<Request>, stats: Arc<ForwardStats>) {
     while let Some(Request { body, spans }) = rx.recv().await {
         let len = body.len() as u64;
-        let sent = send(&client, &url, body, &stats).await;
+        let sent = send(&endpoint, body, &stats).await;
         // Out of the queue only once answered, so a stop mid-retry counts this request as unsent.
         stats.queue_bytes.fetch_sub(len, Relaxed);
         stats.queue_spans.fetch_sub(spans, Relaxed);
@@ -112,21 +132,25 @@ async fn send_loop(
 }
 
 /// Sends one request until it is accepted (true) or permanently refused (false).
-async fn send(client: &reqwest::Client, url: &str, body: Bytes, stats: &ForwardStats) -> bool {
+async fn send(endpoint: &Endpoint, body: Bytes, stats: &ForwardStats) -> bool {
+    let url = &endpoint.url;
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let result = client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
-            .body(body.clone())
-            .send()
-            .await;
+        let mut request = http::Request::post(url.clone()).header(CONTENT_TYPE, "application/x-protobuf");
+        if let Some(authorization) = &endpoint.authorization {
+            request = request.header(AUTHORIZATION, authorization.clone());
+        }
+        let request = request.body(Full::new(body.clone())).expect("a URI that parsed and constant headers");
+        let result = match tokio::time::timeout(endpoint.timeout, endpoint.client.request(request)).await {
+            Ok(answer) => answer.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", endpoint.timeout)),
+        };
         let wait = match result {
             Ok(resp) if resp.status().is_success() => return true,
             Ok(resp) if matches!(resp.status().as_u16(), 429 | 502 | 503 | 504) => {
                 let retry_after = resp
                     .headers()
-                    .get(reqwest::header::RETRY_AFTER)
+                    .get(RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs);

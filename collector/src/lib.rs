@@ -4,6 +4,7 @@
 //! receiver/  OTLP/gRPC and OTLP/HTTP, the body rules     ─► pipeline ─► store (hoptrace_store::Backend)
 //! forward    everything accepted, to another OTLP endpoint  ◄─┘
 //! query/     the Jaeger query API, read from the store
+//! auth, tls  bearer tokens and TLS, for the receivers and the query API (and TLS for forwarding)
 //! config, metrics
 //! ```
 //!
@@ -12,12 +13,14 @@
 //! write-ahead log. [`Collector::start`] binds the listeners first (so `/health` can say "starting"),
 //! replays the store, then takes traffic; the Jaeger query API ([`query`]) reads the store's segments; [`Collector::stop`] stops accepting, drains, and flushes.
 
+pub mod auth;
 pub mod config;
 pub mod forward;
 pub mod metrics;
 pub mod pipeline;
 pub mod query;
 pub mod receiver;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +48,14 @@ pub struct Collector {
 impl Collector {
     /// Binds the listeners, opens (and replays) the store, and serves until [`Collector::stop`].
     pub async fn start(config: Config) -> anyhow::Result<Collector> {
+        let tokens =
+            config.auth.token_file.as_deref().map(auth::Tokens::load).transpose().map_err(anyhow::Error::msg)?;
+        let tls = config.tls.server_config().map_err(anyhow::Error::msg)?;
+        if tls.is_none() {
+            for (what, addr) in config.listen.beyond_loopback() {
+                tracing::warn!(%addr, "{what} listens beyond this machine without TLS: spans, queries and tokens cross the network in clear text");
+            }
+        }
         let grpc_listener = TcpListener::bind(config.listen.grpc)
             .await
             .with_context(|| format!("cannot listen for OTLP/gRPC on {}", config.listen.grpc))?;
@@ -64,13 +75,11 @@ impl Collector {
         };
 
         let http = {
-            let app = http::router(Arc::clone(&pipeline), config.limits.max_http_body_bytes);
-            let stop = stopped(stop_rx.clone());
-            tokio::spawn(async move {
-                axum::serve(http_listener, app).with_graceful_shutdown(stop).await.context("OTLP/HTTP server failed")
-            })
+            let app = http::router(Arc::clone(&pipeline), config.limits.max_http_body_bytes, tokens.clone());
+            serve_http(http_listener, tls.clone(), app, stopped(stop_rx.clone()), "OTLP/HTTP server failed")?
         };
-        tracing::info!(%http_addr, "OTLP/HTTP listening (/v1/traces, /health, /metrics)");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(%http_addr, scheme, "OTLP/HTTP listening (/v1/traces, /health, /metrics)");
 
         let backend: Arc<dyn Backend> = match &config.storage.postgres {
             Some(url) => {
@@ -104,34 +113,41 @@ impl Collector {
 
         const GRPC_WINDOW: u32 = 1 << 20;
         let grpc = {
-            let service = grpc::service(Arc::clone(&pipeline), config.limits.max_grpc_message_bytes);
+            let service = grpc::service(Arc::clone(&pipeline), config.limits.max_grpc_message_bytes, tokens.clone());
             let stop = stopped(stop_rx.clone());
             let metrics = Arc::clone(&pipeline.metrics);
             let otlp_status = move |response| grpc::otlp_status(&metrics, response);
-            tokio::spawn(async move {
-                // HTTP/2's default 64 KiB windows made a client wait for a window update every 64 KiB
-                // of a batch; 1 MiB lets a typical batch arrive in one go and bounds what one connection
-                // can have in flight before the collector reads it.
-                tonic::transport::Server::builder()
-                    .initial_stream_window_size(GRPC_WINDOW)
-                    .initial_connection_window_size(2 * GRPC_WINDOW)
-                    .layer(tower::util::MapResponseLayer::new(otlp_status))
-                    .add_service(service)
-                    .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(grpc_listener), stop)
-                    .await
-                    .context("OTLP/gRPC server failed")
-            })
+            // HTTP/2's default 64 KiB windows made a client wait for a window update every 64 KiB of a
+            // batch; 1 MiB lets a typical batch arrive in one go and bounds what one connection can have in
+            // flight before the collector reads it.
+            let server = tonic::transport::Server::builder()
+                .initial_stream_window_size(GRPC_WINDOW)
+                .initial_connection_window_size(2 * GRPC_WINDOW)
+                .layer(tower::util::MapResponseLayer::new(otlp_status))
+                .add_service(service);
+            let failed = "OTLP/gRPC server failed";
+            match tls.clone() {
+                Some(config) => {
+                    let incoming = tls::TlsListener::new(grpc_listener, config)?.incoming();
+                    tokio::spawn(
+                        async move { server.serve_with_incoming_shutdown(incoming, stop).await.context(failed) },
+                    )
+                }
+                None => {
+                    let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
+                    tokio::spawn(
+                        async move { server.serve_with_incoming_shutdown(incoming, stop).await.context(failed) },
+                    )
+                }
+            }
         };
-        tracing::info!(%grpc_addr, "OTLP/gRPC listening");
+        tracing::info!(%grpc_addr, tls = tls.is_some(), "OTLP/gRPC listening");
 
         let query = {
-            let app = query::router(config.location());
-            let stop = stopped(stop_rx);
-            tokio::spawn(async move {
-                axum::serve(query_listener, app).with_graceful_shutdown(stop).await.context("Jaeger query API failed")
-            })
+            let app = query::router(config.location(), tokens);
+            serve_http(query_listener, tls.clone(), app, stopped(stop_rx), "Jaeger query API failed")?
         };
-        tracing::info!(%query_addr, "Jaeger query API listening (/api/services, /api/traces, /api/dependencies)");
+        tracing::info!(%query_addr, scheme, "Jaeger query API listening (/api/services, /api/traces, /api/dependencies)");
         Ok(Collector { grpc_addr, http_addr, query_addr, pipeline, stop_tx, servers: vec![http, grpc, query] })
     }
 
@@ -150,4 +166,23 @@ impl Collector {
         tracing::info!("collector stopped; every acknowledged span is in a segment");
         Ok(())
     }
+}
+
+/// Serves `app` on `listener` until `stop`, over TLS when `tls` is set.
+fn serve_http(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: axum::Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    failed: &'static str,
+) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+    Ok(match tls {
+        Some(config) => {
+            let listener = tls::TlsListener::new(listener, config)?;
+            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop).await.context(failed) })
+        }
+        None => {
+            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop).await.context(failed) })
+        }
+    })
 }

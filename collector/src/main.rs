@@ -36,6 +36,15 @@ struct Args {
     /// Also export everything accepted to this OTLP/HTTP endpoint, e.g. http://127.0.0.1:14318
     #[arg(long)]
     forward_endpoint: Option<String>,
+    /// Accept only requests bearing one of this file's tokens (one per line) as Authorization: Bearer <token>
+    #[arg(long)]
+    auth_token_file: Option<PathBuf>,
+    /// Serve all three listeners over TLS with this PEM certificate chain (with --tls-key)
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -79,6 +88,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(endpoint) = args.forward_endpoint {
         config.forward.endpoint = Some(endpoint);
         config.forward.url().map_err(anyhow::Error::msg)?;
+    }
+    if let Some(path) = args.auth_token_file {
+        config.auth.token_file = Some(path);
+    }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls.cert_file = Some(cert);
+        config.tls.key_file = Some(key);
     }
     let collector = Collector::start(config).await?;
     shutdown_signal().await;

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub requests_invalid: [AtomicU64; 2],
     pub requests_too_large: [AtomicU64; 2],
     pub requests_refused: [AtomicU64; 2],
+    pub requests_unauthenticated: [AtomicU64; 2],
     pub inflight_bytes: AtomicU64,
 }
 
@@ -43,6 +44,11 @@ impl Metrics {
             ("requests_invalid_total", "Requests answered 400 / INVALID_ARGUMENT.", &self.requests_invalid),
             ("requests_too_large_total", "Requests over the size limit.", &self.requests_too_large),
             ("requests_refused_total", "Requests refused for backpressure or while starting.", &self.requests_refused),
+            (
+                "requests_unauthenticated_total",
+                "Requests without an accepted bearer token (401 / UNAUTHENTICATED).",
+                &self.requests_unauthenticated,
+            ),
         ];
         for (name, help, counter) in per_transport {
             let _ = writeln!(out, "# HELP hoptrace_collector_{name} {help}\n# TYPE hoptrace_collector_{name} counter");

@@ -18,7 +18,7 @@ fn the_readme_config_block_is_the_default_config() {
     let defaults = Config { data_dir: "hoptrace-data".into(), ..Config::default() };
     assert_eq!(from_readme, defaults, "README.md's configuration block differs from Config::default()");
     // Every section of the configuration appears in the block, so none is left undocumented.
-    for section in ["[listen]", "[storage]", "[limits]", "[forward]"] {
+    for section in ["[listen]", "[storage]", "[limits]", "[forward]", "[auth]", "[tls]"] {
         assert!(block.contains(section), "the README's block has no {section}");
     }
 }

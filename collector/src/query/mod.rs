@@ -2,6 +2,7 @@
 //! source call, in both of Jaeger's dialects — v1 (`/api/services`, `/api/traces`, … with Jaeger's JSON,
 //! [`v1`]) and v3 (`/api/v3/…` with OTLP/JSON, [`v3`]). Answers are gzipped when the client accepts it.
 //! Spans appear once they are in a segment, so at most one flush interval after they were acknowledged.
+//! With bearer tokens configured ([`crate::auth`]), every endpoint asks for one.
 
 mod gzip;
 mod v1;
@@ -10,8 +11,10 @@ mod v3;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use base64::Engine;
 use hoptrace_otlp::SpanKind;
@@ -20,14 +23,30 @@ use hoptrace_store::read::Catalog;
 use hoptrace_store::Location;
 use serde_json::Value;
 
+use crate::auth::Tokens;
+
 /// A search without a limit returns at most this many traces.
 const DEFAULT_LIMIT: usize = 100;
 
-pub fn router(store: Location) -> Router {
-    v1::routes()
-        .merge(v3::routes())
-        .layer(axum::middleware::from_fn(gzip::compress))
-        .with_state(Arc::new(Catalog::new(store)))
+pub fn router(store: Location, tokens: Option<Tokens>) -> Router {
+    let routes = v1::routes().merge(v3::routes());
+    let routes = match tokens {
+        Some(tokens) => routes.route_layer(axum::middleware::from_fn_with_state(tokens, authenticate)),
+        None => routes,
+    };
+    routes.layer(axum::middleware::from_fn(gzip::compress)).with_state(Arc::new(Catalog::new(store)))
+}
+
+/// 401 in the envelope of the dialect asked, unless the request bears an accepted token.
+async fn authenticate(State(tokens): State<Tokens>, request: Request, next: Next) -> Response {
+    let Err(denied) = tokens.admit(request.headers()) else { return next.run(request).await };
+    let error = QueryError { status: StatusCode::UNAUTHORIZED, message: denied.to_string() };
+    let mut response = match request.uri().path().starts_with("/api/v3/") {
+        true => v3::V3Error(error).into_response(),
+        false => v1::V1Error(error).into_response(),
+    };
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
 }
 
 type Store = State<Arc<Catalog>>;

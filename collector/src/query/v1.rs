@@ -38,7 +38,7 @@ pub(super) fn routes() -> Router<std::sync::Arc<Catalog>> {
 }
 
 /// A failed query in v1's envelope.
-struct V1Error(QueryError);
+pub(super) struct V1Error(pub(super) QueryError);
 
 impl From<QueryError> for V1Error {
     fn from(e: QueryError) -> Self {

@@ -31,7 +31,7 @@ pub(super) fn routes() -> Router<std::sync::Arc<Catalog>> {
 }
 
 /// A failed query in the gateway's envelope: `{"error": {"httpCode", "message"}}`.
-struct V3Error(QueryError);
+pub(super) struct V3Error(pub(super) QueryError);
 
 impl From<QueryError> for V3Error {
     fn from(e: QueryError) -> Self {

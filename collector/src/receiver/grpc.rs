@@ -18,6 +18,7 @@ use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::body::{self, BodyError, Format};
+use crate::auth::Tokens;
 use crate::metrics::{Metrics, Transport};
 use crate::pipeline::{Pipeline, Refusal};
 use hoptrace_otlp::EXPORT_PATH;
@@ -27,10 +28,12 @@ use hoptrace_otlp::EXPORT_PATH;
 pub struct TraceService {
     pipeline: Arc<Pipeline>,
     max_message_bytes: usize,
+    tokens: Option<Tokens>,
 }
 
-pub fn service(pipeline: Arc<Pipeline>, max_message_bytes: usize) -> TraceService {
-    TraceService { pipeline, max_message_bytes }
+/// `tokens`: when set, only requests bearing one are served; the others are answered UNAUTHENTICATED.
+pub fn service(pipeline: Arc<Pipeline>, max_message_bytes: usize, tokens: Option<Tokens>) -> TraceService {
+    TraceService { pipeline, max_message_bytes, tokens }
 }
 
 impl NamedService for TraceService {
@@ -55,6 +58,10 @@ where
         Box::pin(async move {
             if request.uri().path() != EXPORT_PATH {
                 return Ok(Status::unimplemented(format!("no method {}", request.uri().path())).into_http());
+            }
+            if let Some(Err(denied)) = this.tokens.as_ref().map(|tokens| tokens.admit(request.headers())) {
+                Metrics::add(&this.pipeline.metrics.requests_unauthenticated, Transport::Grpc, 1);
+                return Ok(Status::unauthenticated(denied.to_string()).into_http());
             }
             let mut gzip = EnabledCompressionEncodings::default();
             gzip.enable(CompressionEncoding::Gzip);

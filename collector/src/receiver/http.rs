@@ -11,6 +11,7 @@ use axum::Router;
 use prost::Message;
 
 use super::body::{self, BodyError, Format};
+use crate::auth::Tokens;
 use crate::metrics::{Metrics, Transport};
 use crate::pipeline::{Pipeline, Refusal};
 use hoptrace_otlp::json::encode_response;
@@ -19,21 +20,29 @@ use hoptrace_otlp::json::encode_response;
 struct HttpState {
     pipeline: Arc<Pipeline>,
     max_body_bytes: usize,
+    tokens: Option<Tokens>,
 }
 
-pub fn router(pipeline: Arc<Pipeline>, max_body_bytes: usize) -> Router {
+/// `tokens`: when set, `/v1/traces` admits only requests bearing one (`/health` and `/metrics` stay open).
+pub fn router(pipeline: Arc<Pipeline>, max_body_bytes: usize, tokens: Option<Tokens>) -> Router {
     Router::new()
         .route("/v1/traces", post(export))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         // The limit is enforced by `read_wire_body` on the wire and by `body::decompress` after it.
         .layer(DefaultBodyLimit::disable())
-        .with_state(HttpState { pipeline, max_body_bytes })
+        .with_state(HttpState { pipeline, max_body_bytes, tokens })
 }
 
 async fn export(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
     let t = Transport::Http;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    // Before anything of the body is read: an unauthenticated client costs no memory.
+    if let Some(Err(denied)) = state.tokens.as_ref().map(|tokens| tokens.admit(&headers)) {
+        Metrics::add(&state.pipeline.metrics.requests_unauthenticated, t, 1);
+        let format = Format::from_content_type(content_type).unwrap_or(Format::Protobuf);
+        return error(format, StatusCode::UNAUTHORIZED, &denied.to_string(), &state);
+    }
     let Some(format) = Format::from_content_type(content_type) else {
         Metrics::add(&state.pipeline.metrics.requests_invalid, t, 1);
         let msg = format!("unsupported Content-Type {content_type:?}; use application/x-protobuf or application/json");
@@ -131,11 +140,13 @@ fn refusal(format: Format, refusal: Refusal, state: &HttpState) -> Response {
     }
 }
 
-/// An error response: a `google.rpc.Status` in the request's encoding, with `Retry-After` on 503.
+/// An error response: a `google.rpc.Status` in the request's encoding, with `Retry-After` on 503 and
+/// `WWW-Authenticate` on 401.
 fn error(format: Format, status: StatusCode, message: &str, state: &HttpState) -> Response {
     let code = match status {
         StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => tonic::Code::InvalidArgument,
         StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::ResourceExhausted,
+        StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
         _ => tonic::Code::Unavailable,
     } as i32;
     let body = match format {
@@ -148,6 +159,9 @@ fn error(format: Format, status: StatusCode, message: &str, state: &HttpState) -
     if status == StatusCode::SERVICE_UNAVAILABLE {
         let secs = state.pipeline.retry_after.as_secs().max(1);
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     response
 }
@@ -182,7 +196,7 @@ mod tests {
     #[tokio::test]
     async fn before_replay_health_is_503_and_exports_are_retryable() {
         let pipeline = Arc::new(Pipeline::new(1 << 20, std::time::Duration::from_secs(2)));
-        let app = router(pipeline, 1 << 20);
+        let app = router(pipeline, 1 << 20, None);
         let health = app.clone().oneshot(Request::get("/health").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
         let export = Request::post("/v1/traces")
