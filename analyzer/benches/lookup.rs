@@ -33,9 +33,23 @@ type Run = Box<dyn Fn(&Catalog) -> Vec<String>>;
 struct Lookup {
     name: &'static str,
     run: Run,
-    /// DuckDB's SQL for it, statements run one after the other, returning the same strings (names, trace
-    /// ids in hex, span counts).
+    /// DuckDB's SQL for it, statements run one after the other; `answer` says how their rows become the
+    /// strings hoptrace answers.
     sql: Vec<String>,
+    answer: Answer,
+}
+
+/// How DuckDB's rows become the answer. Where the API answers with spans, DuckDB fetches the spans too,
+/// every column (`SELECT *`): counting them in SQL would read the trace-id column alone.
+#[derive(Clone, Copy, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Answer {
+    /// The first column of every row (names).
+    FirstColumn,
+    /// The number of rows of each statement (a trace's spans).
+    RowCount,
+    /// The distinct values of the first column (the trace ids of the spans found).
+    DistinctFirstColumn,
 }
 
 fn main() {
@@ -188,7 +202,7 @@ fn lookups(dir: &Path, paths: &[PathBuf]) -> Vec<Lookup> {
              WHERE service_name = '{service}' AND start_time_unix_nano >= {} AND start_time_unix_nano < {} AND \
              ({} OR {} OR {} OR len(list_filter(events, lambda e: {})) > 0 OR len(list_filter(links, lambda l: {})) > 0) \
              GROUP BY trace_id ORDER BY latest DESC, trace_id DESC LIMIT 20) \
-             SELECT DISTINCT lower(hex(trace_id)) FROM {files} WHERE trace_id IN (SELECT trace_id FROM matches) \
+             SELECT lower(hex(trace_id)), * FROM {files} WHERE trace_id IN (SELECT trace_id FROM matches) \
              AND start_time_unix_nano >= {} AND start_time_unix_nano < {}",
             hour.start_unix_nano,
             hour.end_unix_nano,
@@ -218,6 +232,7 @@ fn lookups(dir: &Path, paths: &[PathBuf]) -> Vec<Lookup> {
             name: "services",
             run: Box::new(|c| query::services(c).unwrap()),
             sql: vec![format!("SELECT DISTINCT service_name FROM {files}")],
+            answer: Answer::FirstColumn,
         },
         Lookup {
             name: "operations of worker",
@@ -227,6 +242,7 @@ fn lookups(dir: &Path, paths: &[PathBuf]) -> Vec<Lookup> {
                 names.into_iter().collect()
             }),
             sql: vec![format!("SELECT DISTINCT name FROM {files} WHERE service_name = 'worker'")],
+            answer: Answer::FirstColumn,
         },
         Lookup {
             name: "trace by id (8 ids)",
@@ -237,20 +253,20 @@ fn lookups(dir: &Path, paths: &[PathBuf]) -> Vec<Lookup> {
                 spans
             }),
             // One trace per call, as a trace viewer asks.
-            sql: trace_ids
-                .iter()
-                .map(|id| format!("SELECT count(*)::VARCHAR FROM {files} WHERE trace_id = {id}"))
-                .collect(),
+            sql: trace_ids.iter().map(|id| format!("SELECT * FROM {files} WHERE trace_id = {id}")).collect(),
+            answer: Answer::RowCount,
         },
         Lookup {
             name: "search: service + task.uuid",
             run: Box::new(move |c| found(query::find_traces(c, &one_task).unwrap())),
             sql: vec![one_task_sql],
+            answer: Answer::DistinctFirstColumn,
         },
         Lookup {
             name: "search: service + step.handler",
             run: Box::new(move |c| found(query::find_traces(c, &noop).unwrap())),
             sql: vec![noop_sql],
+            answer: Answer::DistinctFirstColumn,
         },
     ]
 }
@@ -266,20 +282,25 @@ fn run_duckdb(lookups: &[Lookup]) -> Vec<(&'static str, Timing)> {
         r#"
 import duckdb, json, sys, time
 con = duckdb.connect()
+# Its progress bar writes to stdout, where the answer goes.
+con.execute("SET enable_progress_bar = false")
 out = []
-for statements in json.load(sys.stdin):
+for statements, answer in json.load(sys.stdin):
     times = []
     for _ in range({}):
         t = time.perf_counter()
-        rows = [row for sql in statements for row in con.execute(sql).fetchall()]
+        results = [con.execute(sql).fetchall() for sql in statements]
         times.append((time.perf_counter() - t) * 1e3)
     warm = sorted(times[1:])[len(times[1:]) // 2]
-    out.append([times[0], warm, sorted(str(r[0]) for r in rows)])
+    firsts = [str(row[0]) for rows in results for row in rows]
+    strings = {{"first_column": firsts, "row_count": [str(len(rows)) for rows in results],
+               "distinct_first_column": list(set(firsts))}}[answer]
+    out.append([times[0], warm, sorted(strings)])
 print(json.dumps(out))
 "#,
         repeats() + 1
     );
-    let sqls: Vec<&Vec<String>> = lookups.iter().map(|l| &l.sql).collect();
+    let sqls: Vec<(&Vec<String>, Answer)> = lookups.iter().map(|l| (&l.sql, l.answer)).collect();
     let mut child = Command::new("python3")
         .args(["-c", &script])
         .stdin(std::process::Stdio::piped())

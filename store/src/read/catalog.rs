@@ -40,7 +40,8 @@ pub(crate) struct SegmentFacts {
 
 #[derive(Debug)]
 struct RowGroupFacts {
-    offset: usize,
+    /// Its place among the segment's row groups.
+    index: usize,
     rows: usize,
     trace_ids: Option<([u8; 16], [u8; 16])>,
     starts: Option<(u64, u64)>,
@@ -49,6 +50,10 @@ struct RowGroupFacts {
     /// Which attribute key/values its spans carry ([`value_fingerprint`]), once a tagged search (or the
     /// warm-up) has read the row group.
     values: OnceLock<Bloom>,
+    /// The segment's footer with this row group alone. Given the whole footer and a slice, polars decodes
+    /// every column of each row group before the slice too (empty, but their dictionaries and first pages
+    /// decompressed); given this one, it reads only this row group.
+    alone: OnceLock<Arc<FileMetadata>>,
 }
 
 /// The runs of one trace's rows in a row group, by a 32-bit fingerprint of the trace id, sorted: a lookup
@@ -156,7 +161,7 @@ impl RowGroup<'_> {
 
     /// `columns` of all its rows, in one chunk each.
     pub(crate) fn read(&self, columns: &[&str]) -> PolarsResult<DataFrame> {
-        let mut frame = self.segment.read_rows(columns, Some((self.facts.offset, self.facts.rows)))?;
+        let mut frame = self.segment.read_group(self.facts, columns, 0..self.facts.rows)?;
         frame.rechunk_mut();
         Ok(frame)
     }
@@ -263,9 +268,8 @@ impl Catalog {
         for segment in &segments {
             for rg in &segment.row_groups {
                 if rg.traces.get().is_none() {
-                    let ids = segment
-                        .read_rows(&[schema::TRACE_ID], Some((rg.offset, rg.rows)))
-                        .map_err(parquet(&segment.path))?;
+                    let ids =
+                        segment.read_group(rg, &[schema::TRACE_ID], 0..rg.rows).map_err(parquet(&segment.path))?;
                     let ids = ids
                         .column(schema::TRACE_ID)
                         .and_then(|c| c.binary().cloned())
@@ -310,11 +314,11 @@ impl SegmentFacts {
         };
         let mut file = File::open(path).map_err(StoreError::io("open", path))?;
         let metadata = polars_parquet::parquet::read::read_metadata(&mut file).map_err(parquet)?;
-        let mut offset = 0;
         let row_groups = metadata
             .row_groups
             .iter()
-            .map(|rg| {
+            .enumerate()
+            .map(|(index, rg)| {
                 let stats = |column: &str| {
                     let chunk = rg.columns_under_root_iter(column)?.next()?;
                     chunk.statistics(&metadata.footer_buf)?.ok()
@@ -330,16 +334,15 @@ impl SegmentFacts {
                     Some(Statistics::Int64(s)) => s.min_value.zip(s.max_value).map(|(lo, hi)| (lo as u64, hi as u64)),
                     _ => None,
                 };
-                let facts = RowGroupFacts {
-                    offset,
+                RowGroupFacts {
+                    index,
                     rows: rg.num_rows(),
                     trace_ids,
                     starts,
                     traces: OnceLock::new(),
                     values: OnceLock::new(),
-                };
-                offset += rg.num_rows();
-                facts
+                    alone: OnceLock::new(),
+                }
             })
             .collect();
         Ok(SegmentFacts { path: path.to_owned(), metadata: Arc::new(metadata), row_groups, names: OnceLock::new() })
@@ -354,7 +357,7 @@ impl SegmentFacts {
         self.names
             .get_or_init(|| {
                 let frame = self
-                    .read_rows(&[schema::SERVICE_NAME, schema::NAME, schema::KIND], None)
+                    .read_rows(&[schema::SERVICE_NAME, schema::NAME, schema::KIND])
                     .and_then(|f| f.unique_stable(None, UniqueKeepStrategy::Any, None))
                     .map_err(|e| e.to_string())?;
                 let text = |name: &str| frame.column(name).and_then(|c| c.str().cloned()).map_err(|e| e.to_string());
@@ -383,7 +386,7 @@ impl SegmentFacts {
             let traces = match rg.traces.get() {
                 Some(traces) => traces,
                 None => {
-                    let ids = self.read_rows(&[schema::TRACE_ID], Some((rg.offset, rg.rows)))?;
+                    let ids = self.read_group(rg, &[schema::TRACE_ID], 0..rg.rows)?;
                     rg.traces.get_or_init(|| TraceRuns::of(ids.column(schema::TRACE_ID).unwrap().binary().unwrap()))
                 }
             };
@@ -395,7 +398,7 @@ impl SegmentFacts {
                 .filter(|&name| name != schema::LINK_SPAN_IDS)
                 .collect();
             for run in runs {
-                let rows = self.read_rows(&columns, Some((rg.offset + run.start, run.len())))?;
+                let rows = self.read_group(rg, &columns, run)?;
                 // A fingerprint shared with another trace, or rows outside the range, are dropped here.
                 let ids = rows.column(schema::TRACE_ID)?.binary()?;
                 let starts = rows.column(schema::START_TIME)?.u64()?;
@@ -418,17 +421,46 @@ impl SegmentFacts {
         Ok(Some(frame))
     }
 
-    /// `columns` (all when empty) of the rows in `slice` (offset, length), or of every row.
-    fn read_rows(&self, columns: &[&str], slice: Option<(usize, usize)>) -> PolarsResult<DataFrame> {
-        let file = File::open(&self.path)?;
-        // Over the columns: a lookup reads few rows of many columns, each its own pages to decompress.
-        let mut reader = ParquetReader::new(file).with_slice(slice).read_parallel(ParallelStrategy::Columns);
-        if !columns.is_empty() {
-            reader = reader.with_columns(Some(columns.iter().map(|c| c.to_string()).collect()));
-        }
-        reader.set_metadata(Arc::clone(&self.metadata));
-        reader.finish()
+    /// `columns` (all when empty) of every row.
+    fn read_rows(&self, columns: &[&str]) -> PolarsResult<DataFrame> {
+        read(&self.path, Arc::clone(&self.metadata), columns, None)
     }
+
+    /// `columns` (all when empty) of `rows` of one row group.
+    fn read_group(
+        &self,
+        rg: &RowGroupFacts,
+        columns: &[&str],
+        rows: std::ops::Range<usize>,
+    ) -> PolarsResult<DataFrame> {
+        let alone = rg.alone.get_or_init(|| {
+            let group = self.metadata.row_groups[rg.index].clone();
+            Arc::new(FileMetadata {
+                num_rows: group.num_rows(),
+                max_row_group_height: group.num_rows(),
+                row_groups: vec![group],
+                ..FileMetadata::clone(&self.metadata)
+            })
+        });
+        read(&self.path, Arc::clone(alone), columns, Some((rows.start, rows.len())))
+    }
+}
+
+/// `columns` (all when empty) of the rows in `slice` (offset, length) of the file at `path`, or of every row.
+fn read(
+    path: &Path,
+    metadata: Arc<FileMetadata>,
+    columns: &[&str],
+    slice: Option<(usize, usize)>,
+) -> PolarsResult<DataFrame> {
+    let file = File::open(path)?;
+    // Over the columns: a lookup reads few rows of many columns, each its own pages to decompress.
+    let mut reader = ParquetReader::new(file).with_slice(slice).read_parallel(ParallelStrategy::Columns);
+    if !columns.is_empty() {
+        reader = reader.with_columns(Some(columns.iter().map(|c| c.to_string()).collect()));
+    }
+    reader.set_metadata(metadata);
+    reader.finish()
 }
 
 #[cfg(test)]
