@@ -259,13 +259,13 @@ pub fn scaling(s: &Scaling) -> String {
 fn scaling_chart(s: &Scaling, h: &HopScaling) -> String {
     let (w, ht, pad) = (320.0, 160.0, 40.0);
     let points: Vec<(f64, &crate::scaling::Point)> =
-        s.runs.iter().zip(&h.points).filter_map(|(r, p)| Some((s.load.of(r), p.as_ref()?))).collect();
-    let verdict = match h.verdict {
+        s.runs.iter().zip(&h.fit.points).filter_map(|(r, p)| Some((s.load.of(r), p.as_ref()?))).collect();
+    let verdict = match h.fit.verdict {
         ScalingVerdict::Contention => "<tspan fill=\"#c33\">contention</tspan>",
         ScalingVerdict::Flat => "flat",
         ScalingVerdict::TooFewRuns => "too few runs",
     };
-    let growth = h.growth_pct.map(|g| format!("{g:+.0}%")).unwrap_or_default();
+    let growth = h.fit.growth_pct.map(|g| format!("{g:+.0}%")).unwrap_or_default();
     let mut out = format!(
         "<figure><figcaption>{}</figcaption><svg class=scaling width={w} height={ht} viewBox=\"0 0 {w} {ht}\"><text x={pad} y=14>{verdict} {growth}</text>",
         esc(&h.label())
@@ -276,7 +276,7 @@ fn scaling_chart(s: &Scaling, h: &HopScaling) -> String {
         let span = (hi - lo).max(1e-9);
         let x = |load: f64| pad + (load - lo) / span * (w - pad - 12.0);
         let y = |ns: i64| ht - 28.0 + 8.0 - axis.at(ns) * (ht - 48.0);
-        if let Some((from, to)) = h.fitted_ns {
+        if let Some((from, to)) = h.fit.fitted_ns {
             // A straight line in latency, so a curve where the axis is logarithmic.
             let line: Vec<String> = (0..=16)
                 .map(|i| i as f64 / 16.0)

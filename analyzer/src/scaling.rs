@@ -103,16 +103,8 @@ pub struct HopScaling {
     pub variant: Option<String>,
     pub hop: String,
     pub interval: bool,
-    /// Per run, in the order of [`Scaling::runs`]; `None` where the run has too few samples of the hop.
-    pub points: Vec<Option<Point>>,
-    /// Least-squares slope of the p50 against the load, ns per unit of load.
-    pub slope_ns: Option<f64>,
-    /// The fitted p50 at the least and at the most loaded run.
-    pub fitted_ns: Option<(i64, i64)>,
-    /// The fitted p50 at the most loaded run minus at the least loaded one.
-    pub growth_ns: Option<i64>,
-    pub growth_pct: Option<f64>,
-    pub verdict: ScalingVerdict,
+    #[serde(flatten)]
+    pub fit: Fit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -163,26 +155,20 @@ pub fn compare(table: &SpanTable, config: &Config, runs: &[String], settings: Se
         .into_iter()
         .map(|((c, variant, h), per_run)| {
             let (category, rule) = (&config.categories[c], &config.categories[c].hops[h]);
-            let fit = judge(&x, &per_run, tests, settings.threshold);
             HopScaling {
                 category: category.name.clone(),
                 variant,
                 hop: rule.name.clone(),
                 interval: matches!(rule.measure, Measure::Interval { .. }),
-                points: fit.points,
-                slope_ns: fit.slope_ns,
-                fitted_ns: fit.fitted_ns,
-                growth_ns: fit.growth_ns,
-                growth_pct: fit.growth_pct,
-                verdict: fit.verdict,
+                fit: judge(&x, &per_run, tests, settings.threshold),
             }
         })
         .collect();
     let bottleneck = hops
         .iter()
         .enumerate()
-        .filter(|(_, h)| h.verdict == ScalingVerdict::Contention && !h.interval)
-        .max_by_key(|(_, h)| h.growth_ns)
+        .filter(|(_, h)| h.fit.verdict == ScalingVerdict::Contention && !h.interval)
+        .max_by_key(|(_, h)| h.fit.growth_ns)
         .map(|(i, _)| i);
     let runs = order.iter().map(|&r| loads[r].clone()).collect();
     Scaling { store, load: settings.load, threshold_pct: settings.threshold * 100.0, runs, hops, bottleneck }
@@ -197,11 +183,15 @@ fn comparable(per_run: &[Vec<i64>], x: &[f64]) -> bool {
 }
 
 /// What the samples of one hop across runs say.
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Fit {
+    /// Per run, in the order of [`Scaling::runs`]; `None` where the run has too few samples of the hop.
     pub points: Vec<Option<Point>>,
+    /// Least-squares slope of the p50 against the load, ns per unit of load.
     pub slope_ns: Option<f64>,
+    /// The fitted p50 at the least and at the most loaded run.
     pub fitted_ns: Option<(i64, i64)>,
+    /// The fitted p50 at the most loaded run minus at the least loaded one.
     pub growth_ns: Option<i64>,
     pub growth_pct: Option<f64>,
     pub verdict: ScalingVerdict,
@@ -353,7 +343,7 @@ impl HopScaling {
 impl Scaling {
     /// One line on the bottleneck, or why none is named.
     pub fn bottleneck_text(&self) -> String {
-        if self.hops.iter().all(|h| h.verdict == ScalingVerdict::TooFewRuns) {
+        if self.hops.iter().all(|h| h.fit.verdict == ScalingVerdict::TooFewRuns) {
             return format!(
                 "no comparison: the runs' {} differ by less than {MIN_LOAD_SPREAD}× (try another --against)",
                 self.load.label()
@@ -366,7 +356,7 @@ impl Scaling {
             );
         };
         let ends: Vec<(f64, &Point)> =
-            self.runs.iter().zip(&hop.points).filter_map(|(r, p)| Some((self.load.of(r), p.as_ref()?))).collect();
+            self.runs.iter().zip(&hop.fit.points).filter_map(|(r, p)| Some((self.load.of(r), p.as_ref()?))).collect();
         let ((lo, first), (hi, last)) = (ends[0], ends[ends.len() - 1]);
         format!(
             "bottleneck: {} — p50 {} at {lo:.1} {load} to {} at {hi:.1} {load} ({})",
@@ -380,7 +370,7 @@ impl Scaling {
 }
 
 fn growth_text(hop: &HopScaling) -> String {
-    match (hop.growth_ns, hop.growth_pct) {
+    match (hop.fit.growth_ns, hop.fit.growth_pct) {
         (Some(ns), Some(pct)) => format!("{} {pct:+.0}%", signed(ns)),
         (Some(ns), None) => signed(ns),
         _ => String::new(),
@@ -443,8 +433,8 @@ pub fn table(s: &Scaling) -> String {
     hops.row(head);
     for h in ordered(s) {
         let mut row = vec![h.label()];
-        row.extend(h.points.iter().map(|p| p.map_or_else(|| "-".to_owned(), |p| human(p.p50_ns))));
-        row.extend([growth_text(h), verdict_text(h.verdict).to_owned()]);
+        row.extend(h.fit.points.iter().map(|p| p.map_or_else(|| "-".to_owned(), |p| human(p.p50_ns))));
+        row.extend([growth_text(h), verdict_text(h.fit.verdict).to_owned()]);
         hops.row(row);
     }
     out.push('\n');
@@ -456,7 +446,7 @@ pub fn table(s: &Scaling) -> String {
     tails.row(head);
     for h in ordered(s) {
         let mut row = vec![h.label()];
-        row.extend(h.points.iter().map(|p| p.and_then(|p| p.p99_ns).map_or_else(|| "-".to_owned(), human)));
+        row.extend(h.fit.points.iter().map(|p| p.and_then(|p| p.p99_ns).map_or_else(|| "-".to_owned(), human)));
         tails.row(row);
     }
     out.push('\n');
@@ -472,8 +462,8 @@ pub fn ordered(s: &Scaling) -> Vec<&HopScaling> {
     let mut hops: Vec<&HopScaling> = s.hops.iter().collect();
     hops.sort_by_key(|h| {
         (
-            h.verdict != ScalingVerdict::Contention,
-            std::cmp::Reverse(h.growth_ns.filter(|_| h.verdict == ScalingVerdict::Contention)),
+            h.fit.verdict != ScalingVerdict::Contention,
+            std::cmp::Reverse(h.fit.growth_ns.filter(|_| h.fit.verdict == ScalingVerdict::Contention)),
         )
     });
     hops
@@ -498,9 +488,13 @@ pub fn markdown(s: &Scaling) -> String {
         "--:|".repeat(runs)
     ));
     for h in ordered(s) {
-        let cells: String =
-            h.points.iter().map(|p| format!(" {} |", p.map_or_else(|| "-".to_owned(), |p| human(p.p50_ns)))).collect();
-        let verdict = match h.verdict {
+        let cells: String = h
+            .fit
+            .points
+            .iter()
+            .map(|p| format!(" {} |", p.map_or_else(|| "-".to_owned(), |p| human(p.p50_ns))))
+            .collect();
+        let verdict = match h.fit.verdict {
             ScalingVerdict::Contention => "❌ contention",
             other => verdict_text(other),
         };

@@ -104,7 +104,7 @@ fn across_a_load_sweep_the_hop_that_grows_with_load_is_named_the_bottleneck() {
     let contending: Vec<String> = scaling
         .hops
         .iter()
-        .filter(|h| h.verdict == ScalingVerdict::Contention && !h.interval)
+        .filter(|h| h.fit.verdict == ScalingVerdict::Contention && !h.interval)
         .map(|h| h.label())
         .collect();
     assert_eq!(contending, ["worker_execution/noop/claim", "worker_execution/simple_calculation/claim"]);
@@ -125,8 +125,8 @@ fn a_sweep_where_nothing_grows_with_load_names_no_bottleneck() {
     let scaling = sweep(0.0);
     assert_eq!(scaling.bottleneck, None);
     let contending: Vec<String> =
-        scaling.hops.iter().filter(|h| h.verdict == ScalingVerdict::Contention).map(|h| h.label()).collect();
+        scaling.hops.iter().filter(|h| h.fit.verdict == ScalingVerdict::Contention).map(|h| h.label()).collect();
     assert!(contending.is_empty(), "{contending:?}");
-    assert!(scaling.hops.iter().all(|h| h.verdict == ScalingVerdict::Flat), "{:#?}", scaling.hops);
+    assert!(scaling.hops.iter().all(|h| h.fit.verdict == ScalingVerdict::Flat), "{:#?}", scaling.hops);
     assert!(scaling::table(&scaling).contains("no bottleneck"));
 }
