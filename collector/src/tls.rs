@@ -44,8 +44,8 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<rustls::Se
     Ok(Arc::new(config))
 }
 
-/// The client side for forwarding: the system's roots, or only the PEM certificates in `ca_file`.
-pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+/// The CAs a client trusts: the system's roots, or only the PEM certificates in `ca_file`.
+pub fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
@@ -59,6 +59,11 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Str
             roots.add_parsable_certificates(native.certs);
         }
     }
+    Ok(roots)
+}
+
+/// The client side for forwarding, trusting `roots`.
+pub fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, String> {
     Ok(rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

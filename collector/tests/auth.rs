@@ -74,8 +74,7 @@ async fn get(url: &str, token: Option<&str>) -> (u16, Option<String>, serde_json
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_requests_with_a_listed_token_get_in() {
-    let tokens = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(tokens.path(), "# rotating: both accepted for now\nold-secret\nnew-secret\n").unwrap();
+    let tokens = token_file("# rotating: both accepted for now\nold-secret\nnew-secret\n");
     let running = start_with(|c| c.auth.token_file = Some(tokens.path().to_owned())).await;
     let (grpc, http) = (running.grpc_url(), running.http_url("/v1/traces"));
 
@@ -130,8 +129,7 @@ async fn only_requests_with_a_listed_token_get_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_query_api_serves_a_token_holder() {
-    let tokens = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(tokens.path(), "secret\n").unwrap();
+    let tokens = token_file("secret\n");
     let running = start_with(|c| c.auth.token_file = Some(tokens.path().to_owned())).await;
     let query = |path: &str| format!("http://{}{path}", running.collector.query_addr);
     let (status, _, services) = get(&query("/api/v3/services"), Some("secret")).await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use hoptrace_collector::{Collector, Config};
+use hoptrace_collector::{tls, Collector, Config};
 use hoptrace_otlp::EXPORT_PATH;
 use hoptrace_testkit::grpc::RawCodec;
 use http_body_util::{BodyExt, Full};
@@ -64,9 +64,14 @@ fn certificates() -> Certificates {
     Certificates { ca: path("ca.pem"), cert: path("cert.pem"), key: path("key.pem"), _dir: dir }
 }
 
-fn with_tls(config: &mut Config, certs: &Certificates) {
-    config.tls.cert_file = Some(certs.cert.clone());
-    config.tls.key_file = Some(certs.key.clone());
+/// A collector serving over TLS with `certs`, admitting only `tokens`.
+async fn start_secured(certs: &Certificates, tokens: &tempfile::NamedTempFile) -> Running {
+    start_with(|c| {
+        c.tls.cert_file = Some(certs.cert.clone());
+        c.tls.key_file = Some(certs.key.clone());
+        c.auth.token_file = Some(tokens.path().to_owned());
+    })
+    .await
 }
 
 type Client = hyper_util::client::legacy::Client<
@@ -76,7 +81,7 @@ type Client = hyper_util::client::legacy::Client<
 
 /// An HTTPS client trusting `ca` (the system's roots when `None`), the way the forwarder makes one.
 fn https_client(ca: Option<&Path>) -> Client {
-    let tls = hoptrace_collector::tls::client_config(ca).unwrap();
+    let tls = tls::client_config(tls::roots(ca).unwrap()).unwrap();
     let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().build();
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector)
 }
@@ -100,7 +105,7 @@ async fn request(
 
 /// One OTLP/gRPC export over TLS, trusting `ca`, with ALPN h2 as gRPC clients offer it.
 async fn grpc_export(addr: std::net::SocketAddr, ca: &Path, token: &str, body: Bytes) -> Result<(), tonic::Status> {
-    let mut tls = hoptrace_collector::tls::client_config(Some(ca)).unwrap();
+    let mut tls = tls::client_config(tls::roots(Some(ca)).unwrap()).unwrap();
     tls.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
     let channel = tonic::transport::Endpoint::from_static("http://localhost")
@@ -125,13 +130,8 @@ async fn grpc_export(addr: std::net::SocketAddr, ca: &Path, token: &str, body: B
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_listener_speaks_tls_to_a_client_that_trusts_its_ca() {
     let certs = certificates();
-    let tokens = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(tokens.path(), "secret\n").unwrap();
-    let running = start_with(|c| {
-        with_tls(c, &certs);
-        c.auth.token_file = Some(tokens.path().to_owned());
-    })
-    .await;
+    let tokens = token_file("secret\n");
+    let running = start_secured(&certs, &tokens).await;
     let http_url = format!("https://localhost:{}/v1/traces", running.collector.http_addr.port());
     let client = https_client(Some(&certs.ca));
 
@@ -178,13 +178,8 @@ async fn every_listener_speaks_tls_to_a_client_that_trusts_its_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_reaches_an_https_collector_with_its_token() {
     let certs = certificates();
-    let tokens = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(tokens.path(), "b-token\n").unwrap();
-    let b = start_with(|c| {
-        with_tls(c, &certs);
-        c.auth.token_file = Some(tokens.path().to_owned());
-    })
-    .await;
+    let tokens = token_file("b-token\n");
+    let b = start_secured(&certs, &tokens).await;
     let b_port = b.collector.http_addr.port();
     let a = start_with(|c| {
         c.forward.endpoint = Some(format!("https://localhost:{b_port}"));

@@ -48,6 +48,13 @@ impl Running {
     }
 }
 
+/// A token file (`[auth] token_file`) holding `text`.
+pub fn token_file(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
+
 pub fn read_all(dir: &Path) -> DataFrame {
     hoptrace_store::scan(dir, TimeRange::all())
         .unwrap()
