@@ -14,6 +14,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub listen: Listen,
     pub storage: Storage,
+    pub object_store: ObjectStore,
     pub limits: Limits,
     pub forward: Forward,
     pub auth: Auth,
@@ -74,6 +75,27 @@ pub struct Storage {
     pub dedup_window: usize,
     /// Consecutive small segments of one hour merged into one.
     pub compaction_min_segments: usize,
+}
+
+/// Segments also kept in S3-compatible object storage, shared with other collectors (off unless `url` is
+/// set). Endpoint, region and credentials come from the `AWS_*` variables.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectStore {
+    /// `s3://BUCKET[/PREFIX]`.
+    pub url: Option<String>,
+    /// This collector's prefix in the bucket; by default made up at the first start and kept in the data
+    /// directory (`COLLECTOR_ID`).
+    pub collector_id: Option<String>,
+    /// Local copies of the current hour and this many before it are kept; older ones are removed once
+    /// uploaded.
+    pub keep_local_hours: u64,
+}
+
+impl Default for ObjectStore {
+    fn default() -> Self {
+        ObjectStore { url: None, collector_id: None, keep_local_hours: 1 }
+    }
 }
 
 /// Forwarding of everything accepted to another OTLP endpoint (off unless `endpoint` is set).
@@ -145,6 +167,7 @@ impl Default for Config {
             data_dir,
             listen: Listen::default(),
             storage: Storage::default(),
+            object_store: ObjectStore::default(),
             limits: Limits::default(),
             forward: Forward::default(),
             auth: Auth::default(),
@@ -248,6 +271,14 @@ impl Config {
         if self.forward.endpoint.is_some() {
             self.forward.url()?;
         }
+        if let Some(url) = &self.object_store.url {
+            hoptrace_store::Bucket::parse(url).map_err(|e| format!("object_store.url: {e}"))?;
+            if self.storage.postgres.is_some() {
+                return Err(
+                    "object_store.url keeps the data directory's segments: it does not go with storage.postgres".into(),
+                );
+            }
+        }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err("tls.cert_file and tls.key_file go together: set both, or neither".into());
         }
@@ -258,11 +289,18 @@ impl Config {
     }
 
     /// Where readers find the spans this collector stores.
+    /// With an object store, that is the bucket: every collector's spans, once uploaded.
     pub fn location(&self) -> hoptrace_store::Location {
-        match &self.storage.postgres {
-            Some(url) => hoptrace_store::Location::Postgres(url.clone()),
-            None => hoptrace_store::Location::Dir(self.data_dir.clone()),
+        match (&self.storage.postgres, self.bucket()) {
+            (Some(url), _) => hoptrace_store::Location::Postgres(url.clone()),
+            (None, Some(bucket)) => hoptrace_store::Location::Bucket(bucket),
+            (None, None) => hoptrace_store::Location::Dir(self.data_dir.clone()),
         }
+    }
+
+    /// The object store, when one is set (its URL was checked by `validate`, or by the flag's parser).
+    pub fn bucket(&self) -> Option<hoptrace_store::Bucket> {
+        self.object_store.url.as_deref().and_then(|url| hoptrace_store::Bucket::parse(url).ok())
     }
 
     pub fn store_config(&self) -> hoptrace_store::StoreConfig {

@@ -91,10 +91,24 @@ impl Collector {
             }
             None => {
                 let data_dir = config.data_dir.clone();
-                let store_config = config.store_config();
-                let (store, recovery) = tokio::task::spawn_blocking(move || SpanStore::open(store_config))
-                    .await?
-                    .with_context(|| format!("cannot open the span store in {}", data_dir.display()))?;
+                let mut store_config = config.store_config();
+                let upload = config.bucket().map(|bucket| (bucket, config.object_store.clone()));
+                let (store, recovery) = tokio::task::spawn_blocking(move || {
+                    if let Some((bucket, settings)) = upload {
+                        let id = hoptrace_store::bucket::upload::collector_id(
+                            &store_config.data_dir,
+                            settings.collector_id.as_deref(),
+                            &bucket,
+                        )?;
+                        tracing::info!(bucket = bucket.url(), collector = id, "uploading segments to the object store");
+                        let mut upload = hoptrace_store::UploadConfig::new(bucket, id);
+                        upload.keep_local_hours = settings.keep_local_hours;
+                        store_config.upload = Some(upload);
+                    }
+                    SpanStore::open(store_config)
+                })
+                .await?
+                .with_context(|| format!("cannot open the span store in {}", data_dir.display()))?;
                 tracing::info!(
                     data_dir = %config.data_dir.display(),
                     replayed_records = recovery.replayed_records,

@@ -24,6 +24,12 @@ struct Args {
     /// Store spans in this PostgreSQL database (postgres://…) instead of the data directory
     #[arg(long)]
     store: Option<String>,
+    /// Also keep segments in this S3-compatible bucket, s3://BUCKET[/PREFIX] (endpoint, region and credentials from the AWS_* variables)
+    #[arg(long)]
+    object_store: Option<String>,
+    /// This collector's prefix in the bucket [default: made up at the first start, kept in the data directory]
+    #[arg(long)]
+    collector_id: Option<String>,
     /// OTLP/gRPC listen address [default: 127.0.0.1:4317]
     #[arg(long)]
     grpc_listen: Option<SocketAddr>,
@@ -75,6 +81,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             anyhow::bail!("--store takes a postgres:// URL; for a data directory use --data-dir");
         }
         config.storage.postgres = Some(url);
+    }
+    if let Some(url) = args.object_store {
+        hoptrace_store::Bucket::parse(&url)?;
+        config.object_store.url = Some(url);
+    }
+    if let Some(id) = args.collector_id {
+        config.object_store.collector_id = Some(id);
     }
     if let Some(addr) = args.grpc_listen {
         config.listen.grpc = addr;

@@ -103,6 +103,31 @@ impl Metrics {
             );
             single("store_queue_depth", "gauge", "Batches waiting for the write-ahead log.", v(&s.queue_depth));
             single("store_memtable_spans", "gauge", "Acknowledged spans not yet in a segment.", v(&s.memtable_spans));
+            single(
+                "store_segments_uploaded_total",
+                "counter",
+                "Segments uploaded to the object store.",
+                v(&s.segments_uploaded),
+            );
+            single("store_upload_bytes_total", "counter", "Bytes uploaded to the object store.", v(&s.upload_bytes));
+            single(
+                "store_upload_errors_total",
+                "counter",
+                "Uploads that failed and were retried.",
+                v(&s.upload_errors),
+            );
+            single(
+                "store_upload_backlog_segments",
+                "gauge",
+                "Durable segments waiting for upload.",
+                v(&s.upload_backlog),
+            );
+            single(
+                "store_segments_removed_locally_total",
+                "counter",
+                "Local copies removed after their upload was confirmed.",
+                v(&s.segments_removed_locally),
+            );
         }
         if let Some(f) = forward {
             let v = |a: &AtomicU64| a.load(Relaxed);

@@ -2,50 +2,10 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Proc {
-    child: Child,
-    http: String,
-}
-
-fn spawn(dir: &Path, config: &Path) -> Proc {
-    let (grpc, http, query) = (free_port(), free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_collector"))
-        .args(["--config", config.to_str().unwrap(), "--data-dir", dir.to_str().unwrap()])
-        .args(["--grpc-listen", &format!("127.0.0.1:{grpc}"), "--http-listen", &format!("127.0.0.1:{http}")])
-        // Not the default port: a collector of the demo may be running on this machine.
-        .args(["--query-listen", &format!("127.0.0.1:{query}")])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    Proc { child, http: format!("http://127.0.0.1:{http}") }
-}
-
-async fn wait_healthy(p: &Proc) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{}/health", p.http)).await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "collector did not become healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn batch(n: u64) -> ExportTraceServiceRequest {
     let spans = (0..20u64)
@@ -78,58 +38,39 @@ async fn acknowledged_spans_survive_kill_9_exactly_once() {
 
     let client = reqwest::Client::new();
     let mut acknowledged = Vec::new();
-    let mut proc = spawn(&data, &config);
-    wait_healthy(&proc).await;
+    let mut proc = common::spawn(&data, &config, &[], &[]);
+    proc.wait_healthy().await;
     for round in 0..3u64 {
         // Send concurrently, then kill while requests are still in flight.
         let mut sends = Vec::new();
         for k in 0..60u64 {
             let n = round * 1_000 + k;
-            let (client, url) = (client.clone(), format!("{}/v1/traces", proc.http));
-            sends.push(tokio::spawn(async move {
-                let body = batch(n).encode_to_vec();
-                let ok = match client.post(url).header("content-type", "application/x-protobuf").body(body).send().await
-                {
-                    Ok(r) => r.status() == 200,
-                    Err(_) => false,
-                };
-                (n, ok)
-            }));
+            let (client, url) = (client.clone(), proc.http.clone());
+            sends.push(tokio::spawn(async move { (n, common::post(&client, &url, &batch(n)).await) }));
             if k == 40 {
                 // Retry an acknowledged batch: the duplicate must not be stored twice.
                 tokio::time::sleep(Duration::from_millis(30)).await;
             }
         }
         tokio::time::sleep(Duration::from_millis(120)).await;
-        proc.child.kill().unwrap(); // SIGKILL
-        proc.child.wait().unwrap();
+        proc.kill();
         for s in sends {
             let (n, ok) = s.await.unwrap();
             if ok {
                 acknowledged.push(n);
             }
         }
-        proc = spawn(&data, &config);
-        wait_healthy(&proc).await;
+        proc = common::spawn(&data, &config, &[], &[]);
+        proc.wait_healthy().await;
         // A retried batch after restart is also not stored twice.
         if let Some(&n) = acknowledged.first() {
-            let body = batch(n).encode_to_vec();
-            let r = client
-                .post(format!("{}/v1/traces", proc.http))
-                .header("content-type", "application/x-protobuf")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
+            assert!(proc.send(&client, &batch(n)).await);
         }
     }
     assert!(acknowledged.len() > 20, "only {} batches were acknowledged", acknowledged.len());
 
     // A clean stop flushes everything.
-    Command::new("kill").args(["-TERM", &proc.child.id().to_string()]).status().unwrap();
-    let status = proc.child.wait().unwrap();
-    assert!(status.success(), "SIGTERM must exit 0, got {status}");
+    proc.terminate();
 
     let df = common::read_all(&data);
     let keys = common::keys(&df);

@@ -22,6 +22,16 @@ pub enum StoreError {
     Checkpoint { path: PathBuf, reason: String },
     #[error("the store is shutting down")]
     Closed,
+    #[error("object store: {op} {key}: {source}")]
+    ObjectStore {
+        op: &'static str,
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+    /// An `s3://` URL or the `AWS_*` settings it is opened with are not usable.
+    #[error("object store {url}: {reason}")]
+    Bucket { url: String, reason: String },
     #[error("PostgreSQL store: {0}")]
     Postgres(String),
 }

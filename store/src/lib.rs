@@ -12,10 +12,12 @@
 //! wal       the write-ahead log
 //! segment/  hour partitions, segment files, their Parquet encoding, checkpoints
 //! columns/  spans → the columns of the schema
+//! bucket/   segments in S3-compatible object storage: uploads, and readers' local mirror
 //! read/     locations, scans, records, lookups
 //! ```
 
 pub mod backend;
+pub mod bucket;
 mod columns;
 pub mod error;
 pub mod read;
@@ -26,6 +28,8 @@ pub mod wal;
 pub use backend::embedded::{Appended, Batch, Recovery, SpanStore, StoreConfig, StoreStats, SubmitError};
 pub use backend::postgres::PgStore;
 pub use backend::{AppendError, Backend};
+pub use bucket::upload::UploadConfig;
+pub use bucket::Bucket;
 pub use columns::to_frame;
 pub use error::{Result, StoreError};
 pub use read::{collect_columns, records, scan, scan_segments, Location, SpanRecord, TimeRange};

@@ -92,7 +92,7 @@ fn request(trace: u8, first: u64, n: u64, start: u64) -> ExportTraceServiceReque
 
 /// A backend under test, driven the same way.
 enum Backend {
-    Embedded { config: StoreConfig, store: Option<SpanStore> },
+    Embedded { config: Box<StoreConfig>, store: Option<SpanStore> },
     Postgres { url: String, store: Option<PgStore> },
 }
 
@@ -113,7 +113,7 @@ impl Backend {
         match self {
             Backend::Embedded { config, store } => {
                 store.take().unwrap().shutdown().unwrap();
-                *store = Some(SpanStore::open(config.clone()).unwrap().0);
+                *store = Some(SpanStore::open((**config).clone()).unwrap().0);
             }
             Backend::Postgres { url, store } => {
                 store.take().unwrap().close().await;
@@ -191,7 +191,7 @@ async fn both_backends_keep_the_same_spans_the_same_way() {
     let mut config = StoreConfig::new(dir.path());
     config.flush_interval = Duration::from_secs(3600);
     let store = SpanStore::open(config.clone()).unwrap().0;
-    let mut embedded = Backend::Embedded { config, store: Some(store) };
+    let mut embedded = Backend::Embedded { config: Box::new(config), store: Some(store) };
     let embedded_spans = suite(&mut embedded).await;
     if let Backend::Embedded { store, .. } = &mut embedded {
         store.take().unwrap().shutdown().unwrap();

@@ -38,7 +38,7 @@ pub(crate) struct Source {
     /// End of the range (exclusive), RFC 3339; default now.
     #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
     pub(crate) to: Option<SystemTime>,
-    /// The collector's data directory, or a PostgreSQL store (postgres://…) [default: $HOPTRACE_DATA or ./hoptrace-data].
+    /// The collector's data directory, a PostgreSQL store (postgres://…), or the bucket collectors upload to (s3://BUCKET[/PREFIX], with the AWS_* variables) [default: $HOPTRACE_DATA or ./hoptrace-data].
     #[arg(long)]
     pub(crate) store: Option<String>,
     /// Categories, hop rules, targets and validation rules (default: the built-in ones).
@@ -89,7 +89,7 @@ impl Source {
 
     fn store(&self) -> anyhow::Result<Location> {
         let store = match &self.store {
-            Some(text) => Location::parse(text),
+            Some(text) => Location::parse(text)?,
             None => Location::Dir(
                 std::env::var_os("HOPTRACE_DATA").map(PathBuf::from).unwrap_or_else(|| "hoptrace-data".into()),
             ),

@@ -1,4 +1,5 @@
-//! Shared test harness: an in-process collector on free loopback ports, and readers for what it stored.
+//! Shared test harness: an in-process collector on free loopback ports, the collector binary as a process
+//! of its own (for tests that kill it), and readers for what it stored.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -45,6 +46,87 @@ impl Running {
     pub async fn stop_and_read(self) -> (DataFrame, tempfile::TempDir) {
         self.collector.stop().await.unwrap();
         (read_all(self.dir.path()), self.dir)
+    }
+}
+
+/// The collector binary, started with `--config` and `--data-dir` on free loopback ports.
+pub struct Proc {
+    pub child: std::process::Child,
+    pub http: String,
+    /// The Jaeger query API's base URL.
+    pub query: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts the collector binary with `args` and `env` besides its data directory and config.
+pub fn spawn(dir: &Path, config: &Path, args: &[String], env: &[(&str, String)]) -> Proc {
+    let (grpc, http, query) = (free_port(), free_port(), free_port());
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_collector"))
+        .args(["--config", config.to_str().unwrap(), "--data-dir", dir.to_str().unwrap()])
+        .args(["--grpc-listen", &format!("127.0.0.1:{grpc}"), "--http-listen", &format!("127.0.0.1:{http}")])
+        // Not the default port: a collector of the demo may be running on this machine.
+        .args(["--query-listen", &format!("127.0.0.1:{query}")])
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Proc { child, http: format!("http://127.0.0.1:{http}"), query: format!("http://127.0.0.1:{query}") }
+}
+
+/// Posts a protobuf request to the collector at `http`; whether it was acknowledged.
+pub async fn post(client: &reqwest::Client, http: &str, request: &ExportTraceServiceRequest) -> bool {
+    use prost::Message;
+    let sent = client
+        .post(format!("{http}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .send()
+        .await;
+    sent.is_ok_and(|r| r.status() == 200)
+}
+
+impl Proc {
+    pub async fn wait_healthy(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/health", self.http)).await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "collector did not become healthy");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends a protobuf request; whether it was acknowledged.
+    pub async fn send(&self, client: &reqwest::Client, request: &ExportTraceServiceRequest) -> bool {
+        post(client, &self.http, request).await
+    }
+
+    /// One value of `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = reqwest::get(format!("{}/metrics", self.http)).await.unwrap().text().await.unwrap();
+        let line = text.lines().find(|l| l.split_whitespace().next() == Some(name));
+        line.and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or_else(|| panic!("no metric {name}"))
+    }
+
+    /// SIGTERM, and the clean exit it must lead to.
+    pub fn terminate(mut self) {
+        std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "SIGTERM must exit 0, got {status}");
+    }
+
+    /// SIGKILL: nothing runs on the way out.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 }
 

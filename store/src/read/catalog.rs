@@ -209,8 +209,7 @@ impl Catalog {
     /// The live segments holding spans of `range`, each with its facts; `None` for a store without segment
     /// files (PostgreSQL). Segments gone from a whole-store listing are forgotten.
     pub(crate) fn segments(&self, range: TimeRange) -> Result<Option<Vec<Arc<SegmentFacts>>>> {
-        let Location::Dir(dir) = &self.location else { return Ok(None) };
-        let paths = super::segment_paths(dir, range)?;
+        let Some(paths) = self.location.segment_paths(range)? else { return Ok(None) };
         let known: Vec<Option<Arc<SegmentFacts>>> = {
             let segments = self.segments.lock().expect("the catalog lock is never poisoned");
             paths.iter().map(|p| segments.get(p).cloned()).collect()

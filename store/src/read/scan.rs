@@ -32,7 +32,7 @@ impl TimeRange {
         }
     }
 
-    fn hours(&self) -> std::ops::RangeInclusive<Hour> {
+    pub(crate) fn hours(&self) -> std::ops::RangeInclusive<Hour> {
         Hour::of_nanos(self.start_unix_nano)..=Hour::of_nanos(self.end_unix_nano.saturating_sub(1))
     }
 }
@@ -51,7 +51,11 @@ pub fn segment_paths(data_dir: &Path, range: TimeRange) -> Result<Vec<PathBuf>> 
 /// the range are never opened; inside them, the start-time filter is pushed down to skip row groups by
 /// their statistics.
 pub fn scan(data_dir: &Path, range: TimeRange) -> Result<LazyFrame> {
-    let paths = segment_paths(data_dir, range)?;
+    scan_listed(&segment_paths(data_dir, range)?, range, data_dir)
+}
+
+/// [`scan`] over segment files already listed (`origin` names the store in errors).
+pub(crate) fn scan_listed(paths: &[PathBuf], range: TimeRange, origin: &Path) -> Result<LazyFrame> {
     if paths.is_empty() {
         return Ok(empty());
     }
@@ -62,7 +66,7 @@ pub fn scan(data_dir: &Path, range: TimeRange) -> Result<LazyFrame> {
             let args = ScanArgsParquet { schema: Some(current), allow_missing_columns: true, ..scan_args() };
             scan_files(paths.iter().map(PathBuf::as_path), args)
         })
-        .map_err(|source| StoreError::Parquet { path: data_dir.to_owned(), source })?;
+        .map_err(|source| StoreError::Parquet { path: origin.to_owned(), source })?;
     let (start, end) = (range.start_unix_nano.min(MAX_NANOS), range.end_unix_nano.min(MAX_NANOS));
     Ok(lf.filter(col(schema::START_TIME).gt_eq(lit(start)).and(col(schema::START_TIME).lt(lit(end)))))
 }
@@ -70,8 +74,13 @@ pub fn scan(data_dir: &Path, range: TimeRange) -> Result<LazyFrame> {
 /// The same spans as [`scan`], one `LazyFrame` per segment, so a reader can hold one segment's columns
 /// in memory at a time.
 pub fn scan_segments(data_dir: &Path, range: TimeRange) -> Result<Vec<LazyFrame>> {
+    segments_listed(segment_paths(data_dir, range)?, range)
+}
+
+/// [`scan_segments`] over segment files already listed.
+pub(crate) fn segments_listed(paths: Vec<PathBuf>, range: TimeRange) -> Result<Vec<LazyFrame>> {
     let (start, end) = (range.start_unix_nano.min(MAX_NANOS), range.end_unix_nano.min(MAX_NANOS));
-    segment_paths(data_dir, range)?
+    paths
         .into_iter()
         .map(|path| {
             let lf = scan_path(&path).map_err(|source| StoreError::Parquet { path, source })?;

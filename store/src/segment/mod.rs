@@ -44,16 +44,38 @@ impl Segment {
         format!("seg-{lo:012}-{hi:012}.parquet")
     }
 
-    fn parse_file_name(name: &str) -> Option<(u64, u64)> {
+    pub(crate) fn parse_file_name(name: &str) -> Option<(u64, u64)> {
         let (lo, hi) = name.strip_prefix("seg-")?.strip_suffix(".parquet")?.split_once('-')?;
         Some((lo.parse().ok()?, hi.parse().ok()?))
     }
+}
 
-    fn covers(&self, other: &Segment) -> bool {
-        self.hour == other.hour
-            && self.lo <= other.lo
-            && other.hi <= self.hi
-            && (self.lo, self.hi) != (other.lo, other.hi)
+/// Which flushes a segment holds: those of one writer (a collector, in a shared bucket) starting in one
+/// hour, `lo..=hi`. Local segments and those in object storage are judged live or obsolete alike.
+pub trait Flushes {
+    fn hour(&self) -> Hour;
+    fn flushes(&self) -> (u64, u64);
+    /// Whose flush numbers these are: flush numbers are per data directory.
+    fn writer(&self) -> &str {
+        ""
+    }
+
+    fn covers(&self, other: &Self) -> bool {
+        let ((lo, hi), (other_lo, other_hi)) = (self.flushes(), other.flushes());
+        self.hour() == other.hour()
+            && self.writer() == other.writer()
+            && lo <= other_lo
+            && other_hi <= hi
+            && (lo, hi) != (other_lo, other_hi)
+    }
+}
+
+impl Flushes for Segment {
+    fn hour(&self) -> Hour {
+        self.hour
+    }
+    fn flushes(&self) -> (u64, u64) {
+        (self.lo, self.hi)
     }
 }
 
@@ -102,7 +124,7 @@ pub fn all_segments(data_dir: &Path, hour: Hour) -> Result<Vec<Segment>> {
 }
 
 /// Splits segments into (live, obsolete): obsolete ones are covered by a compacted segment.
-pub fn split_obsolete(segments: Vec<Segment>) -> (Vec<Segment>, Vec<Segment>) {
+pub fn split_obsolete<S: Flushes + Clone>(segments: Vec<S>) -> (Vec<S>, Vec<S>) {
     let (obsolete, live): (Vec<_>, Vec<_>) =
         segments.iter().cloned().partition(|s| segments.iter().any(|o| o.covers(s)));
     (live, obsolete)

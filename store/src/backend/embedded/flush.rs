@@ -6,6 +6,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::bucket::upload::Uploads;
 use crate::error::{Result, StoreError};
 use crate::segment::{self, Checkpoint, Hour};
 use crate::wal;
@@ -18,6 +19,8 @@ pub(super) struct Flusher {
     pub(super) config: StoreConfig,
     pub(super) stats: Arc<StoreStats>,
     pub(super) obsolete: Vec<(PathBuf, Instant)>,
+    /// Set when segments also go to object storage.
+    pub(super) uploads: Option<Arc<Uploads>>,
 }
 
 impl Flusher {
@@ -43,6 +46,7 @@ impl Flusher {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             self.remove_obsolete();
+            self.remove_uploaded();
         }
     }
 
@@ -64,6 +68,9 @@ impl Flusher {
                 tracing::warn!(error = %e, partition = %hour.dir_name(), "compaction failed; segments stay as they are");
             }
         }
+        if let Some(uploads) = &self.uploads {
+            uploads.wake();
+        }
         Ok(())
     }
 
@@ -81,6 +88,11 @@ impl Flusher {
         if hour >= Hour::of_nanos(now) {
             return Ok(());
         }
+        // A settled hour's local copies are being removed once uploaded: a merge must not cover a segment
+        // that is only in the bucket.
+        if self.uploads.as_ref().is_some_and(|u| u.config.settled(hour, Hour::of_nanos(now))) {
+            return Ok(());
+        }
         let live = segment::live_segments(&self.config.data_dir, hour)?;
         for run in live.split(|s| s.lo != s.hi) {
             if run.len() < self.config.compaction_min_segments {
@@ -94,6 +106,37 @@ impl Flusher {
             self.obsolete.extend(run.iter().map(|s| (s.path.clone(), now)));
         }
         Ok(())
+    }
+
+    /// Removes the local copies the bucket holds, in settled hours, and partitions left empty.
+    fn remove_uploaded(&mut self) {
+        let Some(uploads) = &self.uploads else { return };
+        let dir = &self.config.data_dir;
+        let now = Hour::of_nanos(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+        );
+        let hours = match segment::partitions(dir) {
+            Ok(hours) => hours,
+            Err(e) => return tracing::warn!(error = %e, "cannot list partitions to remove uploaded segments"),
+        };
+        for hour in hours.into_iter().filter(|&h| uploads.config.settled(h, now)) {
+            let Ok(live) = segment::live_segments(dir, hour) else { continue };
+            for seg in live.iter().filter(|s| uploads.is_confirmed(s)) {
+                match std::fs::remove_file(&seg.path) {
+                    Ok(()) => {
+                        self.stats.segments_removed_locally.fetch_add(1, Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %seg.path.display(), error = %e, "could not remove an uploaded segment")
+                    }
+                }
+            }
+            // Fails while anything is left in it, as it should.
+            let _ = std::fs::remove_dir(segment::partition_dir(dir, hour));
+        }
     }
 
     pub(super) fn remove_obsolete(&mut self) {

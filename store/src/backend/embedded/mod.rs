@@ -21,6 +21,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::{AppendError, Appending, Backend};
+use crate::bucket::upload::{self, UploadConfig, Uploads};
 use crate::error::{Result, StoreError};
 use crate::segment::{self, Checkpoint};
 use crate::wal;
@@ -56,6 +57,8 @@ pub struct StoreConfig {
     pub compaction_min_segments: usize,
     /// How long a compacted-away segment stays on disk for readers that listed it just before.
     pub obsolete_grace: Duration,
+    /// Segments also go to object storage ([`crate::bucket::upload`]).
+    pub upload: Option<UploadConfig>,
 }
 
 impl StoreConfig {
@@ -70,6 +73,7 @@ impl StoreConfig {
             row_group_rows: 128 * 1024,
             compaction_min_segments: 8,
             obsolete_grace: Duration::from_secs(60),
+            upload: None,
         }
     }
 }
@@ -88,6 +92,14 @@ pub struct StoreStats {
     pub queue_depth: AtomicU64,
     pub memtable_spans: AtomicU64,
     pub flush_errors: AtomicU64,
+    pub segments_uploaded: AtomicU64,
+    pub upload_bytes: AtomicU64,
+    /// Upload attempts that failed (each is retried).
+    pub upload_errors: AtomicU64,
+    /// Durable segments not uploaded yet.
+    pub upload_backlog: AtomicU64,
+    /// Local copies removed after their upload was confirmed.
+    pub segments_removed_locally: AtomicU64,
 }
 
 /// Accepted spans with the request bytes they came in, which the WAL records as they are.
@@ -148,6 +160,8 @@ pub struct SpanStore {
     tx: SyncSender<Command>,
     stats: Arc<StoreStats>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The uploader, stopped after the flusher so that the last flush is uploaded too.
+    uploader: Mutex<Option<(Arc<Uploads>, JoinHandle<()>)>>,
 }
 
 impl SpanStore {
@@ -186,7 +200,16 @@ impl SpanStore {
 
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
         let (flush_tx, flush_rx) = mpsc::sync_channel(1);
-        let flusher = Flusher { config: config.clone(), stats: Arc::clone(&stats), obsolete: Vec::new() };
+        let uploader = match &config.upload {
+            Some(upload) => Some(upload::start(upload.clone(), dir.clone(), Arc::clone(&stats))?),
+            None => None,
+        };
+        let flusher = Flusher {
+            config: config.clone(),
+            stats: Arc::clone(&stats),
+            obsolete: Vec::new(),
+            uploads: uploader.as_ref().map(|(uploads, _)| Arc::clone(uploads)),
+        };
         let committer = Committer {
             config,
             stats: Arc::clone(&stats),
@@ -208,7 +231,7 @@ impl SpanStore {
                 .spawn(move || flusher.run(flush_rx))
                 .map_err(StoreError::io("spawn", &dir))?,
         ];
-        Ok((SpanStore { tx, stats, threads: Mutex::new(threads) }, recovery))
+        Ok((SpanStore { tx, stats, threads: Mutex::new(threads), uploader: Mutex::new(uploader) }, recovery))
     }
 
     /// Queues a batch for the WAL without waiting. The receiver resolves once the batch is durable.
@@ -245,6 +268,10 @@ impl SpanStore {
             Err(_) => Ok(()),
         };
         for thread in self.threads.lock().unwrap().drain(..) {
+            let _ = thread.join();
+        }
+        if let Some((uploads, thread)) = self.uploader.lock().unwrap().take() {
+            uploads.stop();
             let _ = thread.join();
         }
         result
