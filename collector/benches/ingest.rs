@@ -5,8 +5,10 @@
 //! Prints spans/s, spans per collector CPU-second, peak RSS, stored bytes per span, and RSS under an
 //! overload of 3× capacity; then, with rotel, both targets at equal offered load (CPU-seconds per million
 //! spans, alternating, round after round, with the spread). `BENCH_CALLGRIND=1`: instructions per span
-//! under callgrind instead. `cargo bench --profile dev --workspace --bench ingest`; under `cargo test` it runs
-//! as a one-second smoke test. `BENCH_COLLECTOR=path` measures that collector binary instead of this build's.
+//! under callgrind instead. `BENCH_UPLOADS=1`: the reference is the same collector uploading its segments
+//! to a SeaweedFS bucket (what uploads cost, at equal load) instead of rotel.
+//! `cargo bench --profile dev --workspace --bench ingest`; under `cargo test` it runs as a one-second smoke
+//! test. `BENCH_COLLECTOR=path` measures that collector binary instead of this build's.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -299,20 +301,27 @@ struct Target {
     data_dir: Option<PathBuf>,
 }
 
-fn start_collector(data_dir: &Path) -> Target {
+/// The collector as measured; with `upload_to` (a bucket URL and its `AWS_*` variables), uploading too.
+fn start_collector(data_dir: &Path, upload_to: Option<(&str, Vec<(&str, String)>)>) -> Target {
     let (g, h, q) = (free_port(), free_port(), free_port());
+    let (name, upload_args, env) = match upload_to {
+        Some((url, env)) => ("hoptrace + uploads", vec!["--object-store".to_owned(), url.to_owned()], env),
+        None => ("hoptrace", Vec::new(), Vec::new()),
+    };
     // BENCH_COLLECTOR=path measures another build (an A/B of two versions on the same load).
     let bin = std::env::var_os("BENCH_COLLECTOR").map(PathBuf::from);
     let child = Command::new(bin.unwrap_or_else(|| env!("CARGO_BIN_EXE_collector").into()))
         .args(["--data-dir", data_dir.to_str().unwrap()])
         .args(["--grpc-listen", &format!("127.0.0.1:{g}"), "--http-listen", &format!("127.0.0.1:{h}")])
         .args(["--query-listen", &format!("127.0.0.1:{q}")])
+        .args(upload_args)
+        .envs(env)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
         .expect("collector binary");
     Target {
-        name: "hoptrace",
+        name,
         child,
         grpc: format!("127.0.0.1:{g}"),
         http: format!("127.0.0.1:{h}"),
@@ -416,10 +425,17 @@ async fn main() {
     assert_eq!(tpl.trace_id_offsets.len(), SPANS_PER_BATCH, "every trace id located");
 
     let dir = tempfile::tempdir().unwrap();
-    let mut targets = vec![start_collector(&dir.path().join("data"))];
-    match (full, rotel_binary()) {
-        (true, Some(bin)) => targets.push(start_rotel(&bin)),
-        (true, None) => println!("rotel not installed (pip install rotel): no reference in this run"),
+    let mut targets = vec![start_collector(&dir.path().join("data"), None)];
+    let mut seaweed = None;
+    match (full, std::env::var_os("BENCH_UPLOADS").is_some(), rotel_binary()) {
+        (true, true, _) => {
+            let server = hoptrace_testkit::seaweed::Seaweed::start();
+            server.create_bucket("bench");
+            targets.push(start_collector(&dir.path().join("uploading"), Some(("s3://bench/ingest", server.env()))));
+            seaweed = Some(server);
+        }
+        (true, false, Some(bin)) => targets.push(start_rotel(&bin)),
+        (true, false, None) => println!("rotel not installed (pip install rotel): no reference in this run"),
         _ => {}
     }
     let mut per_cpu = std::collections::HashMap::new();
@@ -503,10 +519,13 @@ async fn main() {
         }
     }
     for label in ["grpc", "http"] {
-        if let (Some(h), Some(r)) = (per_cpu.get(&("hoptrace", label)), per_cpu.get(&("rotel (blackhole)", label))) {
-            println!("saturated ratio hoptrace/rotel spans per CPU-second over {label}: {:.2}", h / r);
+        for other in ["rotel (blackhole)", "hoptrace + uploads"] {
+            if let (Some(h), Some(r)) = (per_cpu.get(&("hoptrace", label)), per_cpu.get(&(other, label))) {
+                println!("saturated ratio hoptrace / {other} spans per CPU-second over {label}: {:.2}", h / r);
+            }
         }
     }
+    drop(seaweed);
 }
 
 /// Both targets at the same offered load, alternating, round after round: CPU-seconds per million spans for
@@ -553,11 +572,11 @@ async fn equal_load(targets: &[Target], hoptrace_max: f64, secs: u64, tpl: &Arc<
             }
         }
     }
-    println!("\nCPU-seconds per million spans, median [min–max] over {rounds} rounds; ratio rotel/hoptrace per round (> 1: hoptrace cheaper)");
+    let other = targets[1].name;
+    println!("\nCPU-seconds per million spans, median [min–max] over {rounds} rounds; ratio {other} / hoptrace per round (> 1: hoptrace cheaper)");
     for (r, &rate) in rates.iter().enumerate() {
         for label in ["http", "grpc"] {
-            let (Some(h), Some(o)) = (cpu.get(&(r, label, "hoptrace")), cpu.get(&(r, label, "rotel (blackhole)")))
-            else {
+            let (Some(h), Some(o)) = (cpu.get(&(r, label, "hoptrace")), cpu.get(&(r, label, other))) else {
                 continue;
             };
             let mut ratios: Vec<f64> = o.iter().zip(h).map(|(o, h)| o / h).collect();
@@ -565,7 +584,7 @@ async fn equal_load(targets: &[Target], hoptrace_max: f64, secs: u64, tpl: &Arc<
             let (om, ol, oh) = spread(&mut o.clone());
             let (rm, rl, rh) = spread(&mut ratios);
             println!(
-                "  {rate:>7.0} spans/s {label:<4}  hoptrace {hm:.3} [{hl:.3}–{hh:.3}]  rotel {om:.3} [{ol:.3}–{oh:.3}]  ratio {rm:.2} [{rl:.2}–{rh:.2}]"
+                "  {rate:>7.0} spans/s {label:<4}  hoptrace {hm:.3} [{hl:.3}–{hh:.3}]  {other} {om:.3} [{ol:.3}–{oh:.3}]  ratio {rm:.3} [{rl:.3}–{rh:.3}]"
             );
         }
     }

@@ -11,6 +11,12 @@ impl Hour {
         Hour(unix_nanos / NANOS_PER_HOUR)
     }
 
+    /// The hour it is now.
+    pub fn now() -> Hour {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Hour::of_nanos(now.as_nanos() as u64)
+    }
+
     pub fn start_nanos(self) -> u64 {
         self.0 * NANOS_PER_HOUR
     }

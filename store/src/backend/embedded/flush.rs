@@ -81,16 +81,13 @@ impl Flusher {
     /// The hour that is still being written is left alone: compacting it would rewrite the same spans
     /// again and again and take CPU from ingest exactly when it is busiest.
     pub(super) fn compact(&mut self, hour: Hour) -> Result<()> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        if hour >= Hour::of_nanos(now) {
+        let now = Hour::now();
+        if hour >= now {
             return Ok(());
         }
         // A settled hour's local copies are being removed once uploaded: a merge must not cover a segment
         // that is only in the bucket.
-        if self.uploads.as_ref().is_some_and(|u| u.config.settled(hour, Hour::of_nanos(now))) {
+        if self.uploads.as_ref().is_some_and(|u| u.config.settled(hour, now)) {
             return Ok(());
         }
         let live = segment::live_segments(&self.config.data_dir, hour)?;
@@ -112,12 +109,7 @@ impl Flusher {
     fn remove_uploaded(&mut self) {
         let Some(uploads) = &self.uploads else { return };
         let dir = &self.config.data_dir;
-        let now = Hour::of_nanos(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0),
-        );
+        let now = Hour::now();
         let hours = match segment::partitions(dir) {
             Ok(hours) => hours,
             Err(e) => return tracing::warn!(error = %e, "cannot list partitions to remove uploaded segments"),
